@@ -1,0 +1,187 @@
+//! The audio branch: decode → resample/down-mix → AAC-LC → CMAF track. Runs on
+//! its own thread, fed the audio packets the demuxer reads.
+
+use std::path::Path;
+
+use crossbeam_channel::Receiver;
+use ffmpeg_next as ff;
+use ff::Rational;
+
+use crate::cmaf::{Track, TrackWriter};
+use crate::error::{Location, MediaError, Result};
+use crate::plan::AudioPlan;
+
+/// Everything the audio thread needs from the demuxer.
+pub struct AudioInput {
+    pub file: std::path::PathBuf,
+    pub stream: usize,
+    pub parameters: ff::codec::Parameters,
+    pub time_base: Rational,
+    /// The video's first timestamp, in this stream's time base: audio is
+    /// re-timed against it so both tracks start at zero together.
+    pub origin: i64,
+}
+
+pub fn run(
+    input: AudioInput,
+    plan: &AudioPlan,
+    dir: &Path,
+    segment_secs: (i64, i64),
+    lead_in_secs: (i64, i64),
+    packets: Receiver<ff::Packet>,
+) -> Result<Track> {
+    let at = |ts: Option<i64>| Location {
+        file: input.file.clone(),
+        stream: Some(input.stream),
+        timestamp: ts.map(|t| t as f64 * f64::from(input.time_base)),
+    };
+    let err = |op, ts, source| MediaError::Ffmpeg { op, at: at(ts), source };
+
+    let mut decoder = ff::codec::context::Context::from_parameters(input.parameters)
+        .and_then(|c| c.decoder().audio())
+        .map_err(|e| err("opening the audio decoder", None, e))?;
+
+    let encoder_codec = ff::encoder::find(ff::codec::Id::AAC).ok_or_else(|| MediaError::Worker {
+        stage: "audio".into(),
+        reason: "libavcodec has no AAC encoder".into(),
+    })?;
+    let layout = ff::ChannelLayout::default(i32::from(plan.channels));
+    let mut enc = ff::codec::context::Context::new_with_codec(encoder_codec)
+        .encoder()
+        .audio()
+        .map_err(|e| err("creating the AAC encoder", None, e))?;
+    enc.set_rate(plan.sample_rate as i32);
+    enc.set_channel_layout(layout);
+    enc.set_format(ff::format::Sample::F32(ff::format::sample::Type::Planar));
+    enc.set_bit_rate(plan.bitrate as usize);
+    enc.set_time_base(Rational::new(1, plan.sample_rate as i32));
+    enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    let mut enc = enc.open_as(encoder_codec).map_err(|e| err("opening the AAC encoder", None, e))?;
+    let frame_size = enc.frame_size().max(1);
+    // Each track's first decode time becomes zero in the file. The video's is
+    // its reorder delay before its first frame; AAC's is its priming. Starting
+    // the audio at `priming - lead_in` (padding silence, or trimming) puts the
+    // first sound and the first picture at the same instant.
+    // SAFETY: reading a field of an opened codec context.
+    let priming = i64::from(unsafe { (*enc.as_ptr()).initial_padding });
+    let lead_in = (i128::from(lead_in_secs.0) * i128::from(plan.sample_rate) * 2 + i128::from(lead_in_secs.1))
+        / (2 * i128::from(lead_in_secs.1));
+    let first_pts = priming - lead_in as i64;
+    let enc_tb = Rational::new(1, plan.sample_rate as i32);
+
+    let mut writer = TrackWriter::create(
+        dir,
+        ff::codec::Parameters::from(&enc),
+        enc_tb,
+        segment_secs,
+        i64::from(frame_size),
+        "mp4a.40.2".into(),
+    )?;
+
+    let mut graph: Option<ff::filter::Graph> = None;
+    let mut decoded = ff::frame::Audio::empty();
+    let mut filtered = ff::frame::Audio::empty();
+    let mut packet_out = ff::Packet::empty();
+
+    // Moves every frame the graph has ready through the encoder into the track.
+    let mut drain_graph = |graph: &mut ff::filter::Graph, enc: &mut ff::encoder::Audio, writer: &mut TrackWriter, flush: bool| -> Result<()> {
+        loop {
+            match graph.get("out").expect("out").sink().frame(&mut filtered) {
+                Ok(()) => {
+                    enc.send_frame(&filtered).map_err(|e| err("encoding AAC", filtered.pts(), e))?;
+                }
+                Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => break,
+                Err(ff::Error::Eof) => break,
+                Err(e) => return Err(err("resampling audio", None, e)),
+            }
+            drain_encoder(enc, writer, &mut packet_out)?;
+        }
+        if flush {
+            enc.send_eof().map_err(|e| err("draining AAC", None, e))?;
+            drain_encoder(enc, writer, &mut packet_out)?;
+        }
+        Ok(())
+    };
+
+    let mut feed = |decoder: &mut ff::decoder::Audio, graph: &mut Option<ff::filter::Graph>, enc: &mut ff::encoder::Audio, writer: &mut TrackWriter| -> Result<()> {
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            if graph.is_none() {
+                *graph = Some(build_graph(&decoded, input.time_base, plan, frame_size, first_pts).map_err(|e| err("building the audio filter graph", None, e))?);
+            }
+            let g = graph.as_mut().expect("built above");
+            let ts = decoded.timestamp().map(|t| t - input.origin);
+            decoded.set_pts(ts);
+            g.get("in").expect("in").source().add(&decoded).map_err(|e| err("resampling audio", ts, e))?;
+            drain_graph(g, enc, writer, false)?;
+        }
+        Ok(())
+    };
+
+    for packet in packets {
+        match decoder.send_packet(&packet) {
+            Ok(()) => {}
+            Err(ff::Error::InvalidData) => {
+                tracing::warn!(location = %at(packet.pts()), "skipping undecodable audio packet");
+                continue;
+            }
+            Err(e) => return Err(err("decoding audio", packet.pts(), e)),
+        }
+        feed(&mut decoder, &mut graph, &mut enc, &mut writer)?;
+    }
+    let _ = decoder.send_eof();
+    feed(&mut decoder, &mut graph, &mut enc, &mut writer)?;
+    match graph.as_mut() {
+        Some(g) => {
+            g.get("in").expect("in").source().flush().map_err(|e| err("flushing audio", None, e))?;
+            drain_graph(g, &mut enc, &mut writer, true)?;
+        }
+        None => {
+            return Err(MediaError::Worker { stage: "audio".into(), reason: "the audio stream decoded to nothing".into() });
+        }
+    }
+    writer.finish()
+}
+
+fn drain_encoder(enc: &mut ff::encoder::Audio, writer: &mut TrackWriter, packet: &mut ff::Packet) -> Result<()> {
+    while enc.receive_packet(packet).is_ok() {
+        writer.write(std::mem::replace(packet, ff::Packet::empty()))?;
+    }
+    Ok(())
+}
+
+/// abuffer → aresample (async: stretch/pad to keep sync; first_pts: start
+/// where the video starts) → planar float at the plan's rate and layout → AAC-sized frames.
+fn build_graph(
+    first: &ff::frame::Audio,
+    time_base: Rational,
+    plan: &AudioPlan,
+    frame_size: u32,
+    first_pts: i64,
+) -> std::result::Result<ff::filter::Graph, ff::Error> {
+    let mut g = ff::filter::Graph::new();
+    let channels = first.channels().max(1);
+    let layout = if first.channel_layout().is_empty() {
+        ff::ChannelLayout::default(i32::from(channels))
+    } else {
+        first.channel_layout()
+    };
+    let args = format!(
+        "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
+        time_base.numerator(),
+        time_base.denominator(),
+        first.rate(),
+        first.format().name(),
+        layout.bits()
+    );
+    g.add(&ff::filter::find("abuffer").expect("abuffer"), "in", &args)?;
+    g.add(&ff::filter::find("abuffersink").expect("abuffersink"), "out", "")?;
+    let out_layout = if plan.channels == 1 { "mono" } else { "stereo" };
+    let spec = format!(
+        "aresample={}:async=1:first_pts={first_pts},aformat=sample_fmts=fltp:channel_layouts={out_layout}",
+        plan.sample_rate
+    );
+    g.output("in", 0)?.input("out", 0)?.parse(&spec)?;
+    g.validate()?;
+    g.get("out").expect("out").sink().set_frame_size(frame_size);
+    Ok(g)
+}

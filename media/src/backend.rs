@@ -1,0 +1,124 @@
+//! The decode/scale/encode seam. A job's [`Stages`] are chosen per stage from
+//! the `hardware` placement, so a host can decode on one engine and encode on
+//! another. Frames cross the seam as FFmpeg `AVFrame`s: host memory for the
+//! CPU backend; a device backend carries `AV_PIX_FMT_CUDA` frames the same way.
+//!
+//! Contract for every backend, relied on by the packager:
+//! - decoders emit frames already deinterlaced, upright and at the plan's
+//!   constant frame rate; the pipeline numbers them (pts = output frame index);
+//! - scalers keep the frame's pts and picture type;
+//! - encoders emit H.264 High with an IDR exactly on frames whose picture type
+//!   is `I`, and nowhere else, so every rung cuts segments at the same instants.
+
+use ffmpeg_next as ff;
+use ff::Rational;
+
+use hardware::{Engine, HardwareError, BackendRequest, Placement};
+
+use crate::error::{MediaError, Result};
+use crate::plan::{LadderPlan, Rung};
+
+pub mod cpu;
+
+/// A decoder plus the normalising filters (deinterlace, rotate, constant rate).
+pub trait VideoDecoder: Send {
+    fn send_packet(&mut self, packet: &ff::Packet) -> Result<()>;
+    fn send_eof(&mut self) -> Result<()>;
+    /// The next normalised frame, or `None` when more input is needed (or at the end).
+    fn receive_frame(&mut self) -> Result<Option<ff::frame::Video>>;
+}
+
+pub trait Scaler {
+    /// Scales `src` to the rung; `None` when `src` already has the rung's size
+    /// and pixel format and can be encoded as is.
+    fn scale(&mut self, src: &ff::frame::Video) -> Result<Option<ff::frame::Video>>;
+}
+
+pub trait VideoEncoder: Send {
+    /// `None` drains the encoder.
+    fn send_frame(&mut self, frame: Option<&ff::frame::Video>) -> Result<()>;
+    fn receive_packet(&mut self) -> Result<Option<ff::Packet>>;
+    /// Codec parameters for the muxer (with SPS/PPS as extradata).
+    fn parameters(&self) -> ff::codec::Parameters;
+    fn time_base(&self) -> Rational;
+}
+
+/// What the decoder needs to know about the input stream.
+pub struct DecodeInput<'a> {
+    pub parameters: ff::codec::Parameters,
+    pub time_base: Rational,
+    pub plan: &'a LadderPlan,
+}
+
+/// Properties of the first frame a rung sees: the encoder copies its colour
+/// description so the output is tagged like the source.
+pub struct FrameDescription {
+    pub color_space: ff::color::Space,
+    pub color_primaries: ff::color::Primaries,
+    pub color_trc: ff::color::TransferCharacteristic,
+}
+
+pub trait DecodeBackend: Sync {
+    fn name(&self) -> &'static str;
+    fn video_decoder(&self, input: DecodeInput<'_>) -> Result<Box<dyn VideoDecoder>>;
+}
+
+pub trait ScaleBackend: Sync {
+    fn name(&self) -> &'static str;
+    /// Called on the rung's worker thread (scalers need not be `Send`).
+    fn scaler(&self, rung: &Rung) -> Result<Box<dyn Scaler>>;
+}
+
+pub trait EncodeBackend: Sync {
+    fn name(&self) -> &'static str;
+    fn encoder(&self, rung: &Rung, plan: &LadderPlan, first: &FrameDescription, settings: &EncoderSettings) -> Result<Box<dyn VideoEncoder>>;
+    /// Frames between an encoder's first input and its first decodable output
+    /// (B-frame reorder delay): its first packet has decode time `-delay`.
+    /// Every rung of a plan has the same delay; audio is led in to match it.
+    fn reorder_delay(&self, plan: &LadderPlan, settings: &EncoderSettings) -> Result<u32>;
+}
+
+/// Encoder knobs that are the operator's (and the benchmark's) to choose.
+#[derive(Debug, Clone)]
+pub struct EncoderSettings {
+    /// x264 preset for the CPU encoder.
+    pub preset: String,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        Self { preset: "veryfast".into() }
+    }
+}
+
+/// The backends a job runs on, one per stage.
+#[derive(Clone, Copy)]
+pub struct Stages {
+    pub decode: &'static dyn DecodeBackend,
+    pub scale: &'static dyn ScaleBackend,
+    pub encode: &'static dyn EncodeBackend,
+}
+
+impl Stages {
+    pub fn for_placement(placement: Placement) -> Result<Self> {
+        Ok(Self {
+            decode: pick(placement.decode, &cpu::CPU)?,
+            scale: pick(placement.scale, &cpu::CPU)?,
+            encode: pick(placement.encode, &cpu::CPU)?,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("decode={} scale={} encode={}", self.decode.name(), self.scale.name(), self.encode.name())
+    }
+}
+
+fn pick<T: ?Sized>(engine: Engine, cpu: &'static T) -> Result<&'static T> {
+    match engine {
+        Engine::Cpu => Ok(cpu),
+        Engine::Nvidia(_) => Err(MediaError::Backend(HardwareError::BackendUnavailable {
+            requested: BackendRequest::Nvidia,
+            reason: "this build has no NVIDIA media backend".into(),
+        })),
+    }
+}

@@ -1,0 +1,330 @@
+//! CMAF packaging of one track: libavformat's MP4 muxer writes a fragmented
+//! file (`empty_moov`, one fragment per segment, flushed by us exactly on the
+//! aligned IDRs), which is then split on its top-level boxes into `init.mp4`
+//! (ftyp+moov) and one `N.m4s` per fragment (moof+mdat).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next as ff;
+use ff::Rational;
+
+use crate::error::{Location, MediaError, Result};
+
+/// One finished segment of a track.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub uri: String,
+    pub duration_secs: f64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Track {
+    pub dir: PathBuf,
+    pub init_uri: String,
+    pub segments: Vec<Segment>,
+    /// Instants (seconds) of the first sample of each segment.
+    pub segment_starts: Vec<f64>,
+    /// RFC 6381 codec string, e.g. `avc1.640028`.
+    pub codec: String,
+}
+
+/// Writes one track's packets and cuts a segment at the first cuttable packet
+/// (a keyframe) at or after each multiple of the segment duration.
+pub struct TrackWriter {
+    octx: ff::format::context::Output,
+    dir: PathBuf,
+    tmp: PathBuf,
+    codec: String,
+    packet_tb: Rational,
+    stream_tb: Rational,
+    /// Segment length as a fraction of seconds.
+    segment_secs: (i64, i64),
+    /// Duration assumed for packets that carry none (in `packet_tb`).
+    default_duration: i64,
+    next_cut: i64,
+    starts: Vec<i64>,
+    end: i64,
+}
+
+fn ff_err(op: &'static str, path: &Path, source: ff::Error) -> MediaError {
+    MediaError::Ffmpeg { op, at: Location { file: path.to_owned(), stream: None, timestamp: None }, source }
+}
+
+impl TrackWriter {
+    pub fn create(
+        dir: &Path,
+        parameters: ff::codec::Parameters,
+        packet_tb: Rational,
+        segment_secs: (i64, i64),
+        default_duration: i64,
+        codec: String,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| MediaError::io("creating", dir, e))?;
+        let tmp = dir.join("track.fmp4.tmp");
+        let mut octx = ff::format::output_as(&tmp, "mp4").map_err(|e| ff_err("creating the muxer", &tmp, e))?;
+        {
+            let mut st = octx.add_stream(None::<ff::Codec>).map_err(|e| ff_err("adding a stream", &tmp, e))?;
+            st.set_parameters(parameters);
+            st.set_time_base(packet_tb);
+            // SAFETY: codecpar belongs to the stream we just added. A zero tag
+            // lets the muxer pick the MP4 sample entry (avc1/mp4a).
+            unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
+        }
+        let mut opts = ff::Dictionary::new();
+        // The muxer re-bases every track so its first decode time is zero and,
+        // with empty_moov, writes no edit list. The pipeline therefore starts
+        // every track with the same lead-in (see `transcode`), which keeps audio
+        // and video in sync without edit lists (which HLS players handle unevenly).
+        opts.set("movflags", "+frag_custom+empty_moov+default_base_moof+skip_trailer");
+        opts.set("use_editlist", "0");
+        // No encoder/version strings or wall-clock times: identical input, identical bytes.
+        opts.set("fflags", "+bitexact");
+        octx.write_header_with(opts).map_err(|e| ff_err("writing the MP4 header", &tmp, e))?;
+        let stream_tb = octx.stream(0).expect("added above").time_base();
+        Ok(Self {
+            octx,
+            dir: dir.to_owned(),
+            tmp,
+            codec,
+            packet_tb,
+            stream_tb,
+            segment_secs,
+            default_duration,
+            next_cut: 0,
+            starts: Vec::new(),
+            end: i64::MIN,
+        })
+    }
+
+    /// Earliest packet timestamp (in `packet_tb`) that may start segment `k`.
+    fn cut_point(&self, k: i64) -> i64 {
+        // k * segment_secs / packet_tb, rounded up, in exact integer maths.
+        let num = i128::from(k) * i128::from(self.segment_secs.0) * i128::from(self.packet_tb.denominator());
+        let den = i128::from(self.segment_secs.1) * i128::from(self.packet_tb.numerator());
+        ((num + den - 1) / den) as i64
+    }
+
+    pub fn write(&mut self, mut packet: ff::Packet) -> Result<()> {
+        let pts = packet.pts().unwrap_or(self.end.max(0));
+        if self.starts.is_empty() {
+            self.starts.push(pts);
+            self.advance_cut(pts);
+        } else if packet.is_key() && pts >= self.next_cut {
+            self.flush_fragment()?;
+            self.starts.push(pts);
+            self.advance_cut(pts);
+        }
+        let dur = if packet.duration() > 0 { packet.duration() } else { self.default_duration };
+        self.end = self.end.max(pts + dur);
+        packet.set_stream(0);
+        packet.rescale_ts(self.packet_tb, self.stream_tb);
+        packet.write(&mut self.octx).map_err(|e| ff_err("muxing", &self.tmp, e))?;
+        Ok(())
+    }
+
+    fn advance_cut(&mut self, pts: i64) {
+        let mut k = 1;
+        while self.cut_point(k) <= pts {
+            k += 1;
+        }
+        self.next_cut = self.cut_point(k);
+    }
+
+    fn flush_fragment(&mut self) -> Result<()> {
+        // SAFETY: a NULL packet asks the muxer to close the current fragment (frag_custom).
+        let r = unsafe { ff::ffi::av_write_frame(self.octx.as_mut_ptr(), std::ptr::null_mut()) };
+        if r < 0 {
+            return Err(ff_err("closing a fragment", &self.tmp, ff::Error::from(r)));
+        }
+        Ok(())
+    }
+
+    /// Closes the file and splits it into `init.mp4` and `N.m4s`.
+    pub fn finish(mut self) -> Result<Track> {
+        if self.starts.is_empty() {
+            return Err(MediaError::Packaging { path: self.tmp.clone(), reason: "the track has no samples".into() });
+        }
+        self.flush_fragment()?;
+        self.octx.write_trailer().map_err(|e| ff_err("finishing the MP4", &self.tmp, e))?;
+        drop(self.octx);
+        let tb = f64::from(self.packet_tb);
+        let durations: Vec<f64> = self
+            .starts
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let next = self.starts.get(i + 1).copied().unwrap_or(self.end);
+                round_micros((next - s) as f64 * tb)
+            })
+            .collect();
+        let sizes = split(&self.tmp, &self.dir, durations.len())?;
+        std::fs::remove_file(&self.tmp).map_err(|e| MediaError::io("removing", &self.tmp, e))?;
+        let segments = durations
+            .into_iter()
+            .zip(sizes)
+            .enumerate()
+            .map(|(i, (duration_secs, bytes))| Segment { uri: segment_name(i), duration_secs, bytes })
+            .collect();
+        Ok(Track {
+            dir: self.dir,
+            init_uri: "init.mp4".into(),
+            segments,
+            segment_starts: self.starts.iter().map(|&s| round_micros(s as f64 * tb)).collect(),
+            codec: self.codec,
+        })
+    }
+}
+
+pub fn segment_name(i: usize) -> String {
+    format!("{i}.m4s")
+}
+
+fn round_micros(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Splits a fragmented MP4 into init + `expected` media segments; returns
+/// each segment's size.
+fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
+    let bad = |reason: String| MediaError::Packaging { path: file.to_owned(), reason };
+    let read_err = |e| MediaError::io("reading", file, e);
+    let mut r = BufReader::with_capacity(1 << 20, File::open(file).map_err(|e| MediaError::io("opening", file, e))?);
+    let init_path = dir.join("init.mp4");
+    let mut init = Some(create(&init_path)?);
+    // The open segment, its size, and whether its last box was a prefix
+    // (styp/sidx/prft) that belongs to the moof that follows.
+    let mut current: Option<(BufWriter<File>, u64, bool)> = None;
+    let mut sizes = Vec::with_capacity(expected);
+    let mut copy_buf = vec![0u8; 1 << 16];
+    while let Some((kind, header, size)) = read_box_header(&mut r).map_err(read_err)? {
+        let sink = match &kind {
+            b"ftyp" | b"moov" => init
+                .as_mut()
+                .ok_or_else(|| bad(format!("`{}` box after the first fragment", String::from_utf8_lossy(&kind))))?,
+            b"styp" | b"sidx" | b"prft" | b"moof" | b"mdat" | b"emsg" => {
+                if let Some(mut w) = init.take() {
+                    w.flush().map_err(|e| MediaError::io("writing", &init_path, e))?;
+                }
+                let prefix = matches!(&kind, b"styp" | b"sidx" | b"prft");
+                let continues_prefix = current.as_ref().is_some_and(|c| c.2);
+                if (prefix || kind == *b"moof") && !continues_prefix {
+                    if let Some((mut w, n, _)) = current.take() {
+                        w.flush().map_err(|e| MediaError::io("writing", dir, e))?;
+                        sizes.push(n);
+                    }
+                    current = Some((create(&dir.join(segment_name(sizes.len())))?, 0, false));
+                }
+                let (w, n, open_prefix) = current.as_mut().ok_or_else(|| bad("media data before any moof".into()))?;
+                *n += size;
+                *open_prefix = prefix;
+                w
+            }
+            b"mfra" | b"free" | b"skip" => {
+                skip(&mut r, size - header.len() as u64).map_err(read_err)?;
+                continue;
+            }
+            other => return Err(bad(format!("unexpected top-level box `{}`", String::from_utf8_lossy(other)))),
+        };
+        sink.write_all(&header).map_err(|e| MediaError::io("writing", dir, e))?;
+        copy_exact(&mut r, sink, size - header.len() as u64, &mut copy_buf).map_err(read_err)?;
+    }
+    if let Some((mut w, n, _)) = current.take() {
+        w.flush().map_err(|e| MediaError::io("writing", dir, e))?;
+        sizes.push(n);
+    }
+    if sizes.len() != expected {
+        return Err(bad(format!("expected {expected} fragments, the muxer wrote {}", sizes.len())));
+    }
+    Ok(sizes)
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>> {
+    File::create(path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(|e| MediaError::io("creating", path, e))
+}
+
+/// Reads an ISO-BMFF box header: (type, raw header bytes, total box size).
+fn read_box_header(r: &mut impl Read) -> std::io::Result<Option<([u8; 4], Vec<u8>, u64)>> {
+    let mut h = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        let n = r.read(&mut h[got..])?;
+        if n == 0 {
+            return if got == 0 { Ok(None) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) };
+        }
+        got += n;
+    }
+    let kind = [h[4], h[5], h[6], h[7]];
+    let size32 = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    let mut header = h.to_vec();
+    let size = match size32 {
+        1 => {
+            let mut ext = [0u8; 8];
+            r.read_exact(&mut ext)?;
+            header.extend_from_slice(&ext);
+            u64::from_be_bytes(ext)
+        }
+        0 => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "box extends to end of file")),
+        n => u64::from(n),
+    };
+    if size < header.len() as u64 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "box smaller than its header"));
+    }
+    Ok(Some((kind, header, size)))
+}
+
+fn copy_exact(r: &mut impl Read, w: &mut impl Write, mut n: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    while n > 0 {
+        let chunk = buf.len().min(n as usize);
+        r.read_exact(&mut buf[..chunk])?;
+        w.write_all(&buf[..chunk])?;
+        n -= chunk as u64;
+    }
+    Ok(())
+}
+
+fn skip(r: &mut impl Read, n: u64) -> std::io::Result<()> {
+    std::io::copy(&mut r.take(n), &mut std::io::sink()).map(|_| ())
+}
+
+/// RFC 6381 `avc1.PPCCLL` from H.264 extradata (avcC or Annex B).
+pub fn avc_codec_string(extradata: &[u8]) -> Option<String> {
+    let sps = if extradata.first() == Some(&1) && extradata.len() >= 4 {
+        &extradata[1..4]
+    } else {
+        // Annex B: find the SPS NAL (type 7) after a start code.
+        let pos = extradata.windows(4).position(|w| w[0..3] == [0, 0, 1] && w[3] & 0x1f == 7)?;
+        extradata.get(pos + 4..pos + 7)?
+    };
+    Some(format!("avc1.{:02x}{:02x}{:02x}", sps[0], sps[1], sps[2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_strings_come_from_the_sps() {
+        // avcC: version 1, High (100), constraints 0, level 4.0 (40).
+        assert_eq!(avc_codec_string(&[1, 100, 0, 40, 0xff]).as_deref(), Some("avc1.640028"));
+        // Annex B with a 4-byte start code, SPS NAL header 0x67.
+        assert_eq!(avc_codec_string(&[0, 0, 0, 1, 0x67, 100, 0, 31, 0xac]).as_deref(), Some("avc1.64001f"));
+        assert_eq!(avc_codec_string(&[0, 0, 1, 0x68, 1, 2, 3]), None);
+    }
+
+    #[test]
+    fn box_headers_parse_including_64_bit_sizes() {
+        let mut data: &[u8] = &[0, 0, 0, 16, b'f', b't', b'y', b'p'];
+        let (k, h, s) = read_box_header(&mut data).unwrap().unwrap();
+        assert_eq!((&k, h.len(), s), (b"ftyp", 8, 16));
+        let mut big: &[u8] = &[0, 0, 0, 1, b'm', b'd', b'a', b't', 0, 0, 0, 1, 0, 0, 0, 0];
+        let (k, h, s) = read_box_header(&mut big).unwrap().unwrap();
+        assert_eq!((&k, h.len(), s), (b"mdat", 16, 1 << 32));
+        let mut short: &[u8] = &[0, 0, 0, 4, b'b', b'a', b'd', b'!'];
+        assert!(read_box_header(&mut short).is_err());
+        let mut empty: &[u8] = &[];
+        assert!(read_box_header(&mut empty).unwrap().is_none());
+    }
+}

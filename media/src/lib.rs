@@ -1,0 +1,39 @@
+//! The media engine: probe and validate inputs, plan the HLS ladder, decode
+//! once and scale/encode every rung in parallel on the backend `hardware`
+//! placed each stage on, package CMAF + HLS playlists, and pick a poster.
+//!
+//! Entry point: [`transcode`]. Everything that touches libav* lives here (and
+//! in later NVIDIA backends); callers see plain Rust types and [`MediaError`].
+
+mod audio;
+pub mod backend;
+pub mod cmaf;
+mod error;
+pub mod plan;
+pub mod playlist;
+pub mod probe;
+pub mod thumbnail;
+mod transcode;
+
+pub use error::{Location, MediaError, RejectCode, Result};
+pub use plan::{LadderPlan, Rung};
+pub use probe::{probe, Limits, SourceInfo};
+pub use transcode::{transcode, LadderOutput, ProgressEvent, RenditionSummary, TranscodeOptions};
+
+/// Initialises libav* once per process. FFmpeg's own logging is silenced
+/// unless `FFMPEG_LOG` asks for it (error, warning, info, debug): failures
+/// reach callers as typed errors with context instead.
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ffmpeg_next::init();
+        use ffmpeg_next::util::log::{set_level, Level};
+        set_level(match std::env::var("FFMPEG_LOG").as_deref() {
+            Ok("error") => Level::Error,
+            Ok("warning") => Level::Warning,
+            Ok("info") => Level::Info,
+            Ok("debug") => Level::Debug,
+            _ => Level::Quiet,
+        });
+    });
+}
