@@ -111,22 +111,36 @@ impl LadderPlan {
     }
 }
 
-/// Average rate if the container knows it, snapped to a standard rate when
-/// close, halved while above [`MAX_FPS`].
+/// The constant output rate. The average rate is what the viewer sees, so it
+/// wins when it is (close to) a standard rate. A variable-rate source whose
+/// average is not standard but whose base rate is — a camera that dropped
+/// frames — keeps its base rate, with the gaps filled by repeated frames, so
+/// motion keeps its timing. Otherwise the average is used as is. Rates above
+/// [`MAX_FPS`] are halved until they fit.
 fn output_frame_rate(avg: (i32, i32), base: (i32, i32)) -> (i32, i32) {
     let valid = |(n, d): (i32, i32)| n > 0 && d > 0 && f64::from(n) / f64::from(d) < 1000.0;
-    let (n, d) = if valid(avg) { avg } else if valid(base) { base } else { (30, 1) };
-    let fps = f64::from(n) / f64::from(d);
-    let mut rate = STANDARD_RATES
-        .iter()
-        .copied()
-        .find(|&(sn, sd)| ((f64::from(sn) / f64::from(sd)) / fps - 1.0).abs() < 0.01)
-        .unwrap_or_else(|| {
-            let milli = (fps * 1000.0).round().max(1000.0) as i32;
-            let g = gcd(milli, 1000);
-            (milli / g, 1000 / g)
-        });
-    while f64::from(rate.0) / f64::from(rate.1) > MAX_FPS + 0.01 {
+    let as_f = |(n, d): (i32, i32)| f64::from(n) / f64::from(d);
+    let standard = |r: (i32, i32)| {
+        STANDARD_RATES
+            .iter()
+            .copied()
+            .map(|s| (s, (as_f(s) / as_f(r) - 1.0).abs()))
+            .filter(|&(_, err)| err < 0.01)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(s, _)| s)
+    };
+    let mut rate = match (valid(avg), valid(base)) {
+        (true, _) => standard(avg)
+            .or_else(|| standard(base).filter(|&b| valid(base) && as_f(b) >= as_f(avg) && as_f(b) <= as_f(avg) * 1.6))
+            .unwrap_or_else(|| {
+                let milli = (as_f(avg) * 1000.0).round().max(1000.0) as i32;
+                let g = gcd(milli, 1000);
+                (milli / g, 1000 / g)
+            }),
+        (false, true) => standard(base).unwrap_or(base),
+        (false, false) => (30, 1),
+    };
+    while as_f(rate) > MAX_FPS + 0.01 {
         rate = if rate.0 % 2 == 0 { (rate.0 / 2, rate.1) } else { (rate.0, rate.1 * 2) };
     }
     rate
@@ -289,6 +303,10 @@ mod tests {
         assert_eq!(output_frame_rate((240, 1), (240, 1)), (60, 1));
         assert_eq!(output_frame_rate((100, 1), (100, 1)), (50, 1));
         assert_eq!(output_frame_rate((2987, 100), (30, 1)), (30000, 1001), "VFR phone footage");
+        assert_eq!(output_frame_rate((30, 1), (30, 1)), (30, 1), "closest standard rate, not the first");
+        assert_eq!(output_frame_rate((2997, 100), (30000, 1001)), (30000, 1001));
+        assert_eq!(output_frame_rate((45, 2), (30, 1)), (30, 1), "dropped frames keep the camera's rate");
+        assert_eq!(output_frame_rate((25, 1), (50, 1)), (25, 1), "interlaced: frame rate, not field rate");
         assert_eq!(output_frame_rate((0, 0), (25, 1)), (25, 1));
         assert_eq!(output_frame_rate((0, 0), (0, 0)), (30, 1));
         assert_eq!(output_frame_rate((125, 10), (125, 10)), (25, 2));

@@ -1,1 +1,162 @@
-//! e2e
+//! Helpers for the cross-crate end-to-end tests in `tests/tests/`: they run
+//! the real `appliance` binary (and the real `ffmpeg`/`ffprobe`) on real media,
+//! every child process under a timeout so nothing can hang CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
+
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd`, killing it after `limit`.
+pub fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    // Drain pipes on threads so a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).ok();
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).ok();
+        s
+    });
+    let status = match child.wait_timeout(limit).expect("wait") {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {limit:?}: {shown}");
+        }
+    };
+    Output { code: status.code(), stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+}
+
+/// The `appliance` binary built next to this test binary (same profile).
+pub fn appliance_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("APPLIANCE_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/appliance
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("appliance");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (`cargo build --release -p appliance`; scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn appliance(args: &[&str], limit: Duration) -> Output {
+    run(Command::new(appliance_bin()).args(args).env("NO_COLOR", "1"), limit)
+}
+
+/// The shared sample clips (`../shared/media` from the repo root).
+pub fn shared_media(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let p = root.join("../shared/media").join(name);
+    assert!(p.is_file(), "missing sample clip {}", p.display());
+    p
+}
+
+pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("golden")
+}
+
+/// Generates a test clip with `ffmpeg -f lavfi`; `args` go between the inputs and the output.
+pub fn lavfi(out: &Path, inputs: &[&str], args: &[&str]) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y"]);
+    for i in inputs {
+        cmd.args(["-f", "lavfi", "-i", i]);
+    }
+    cmd.args(args).arg(out);
+    let o = run(&mut cmd, Duration::from_secs(300));
+    assert_eq!(o.code, Some(0), "ffmpeg failed to generate {}: {}", out.display(), o.stderr);
+}
+
+pub fn ffprobe_json(target: &Path, args: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error", "-of", "json"]).args(args).arg(target);
+    let o = run(&mut cmd, Duration::from_secs(120));
+    assert_eq!(o.code, Some(0), "ffprobe {} failed: {}", target.display(), o.stderr);
+    serde_json::from_str(&o.stdout).expect("ffprobe json")
+}
+
+/// Presentation times (seconds, as ffprobe prints them) of the keyframes of a playlist's video.
+pub fn keyframe_times(playlist: &Path) -> Vec<String> {
+    let v = ffprobe_json(playlist, &["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags"]);
+    v["packets"]
+        .as_array()
+        .expect("packets")
+        .iter()
+        .filter(|p| p["flags"].as_str().unwrap_or("").starts_with('K'))
+        .map(|p| p["pts_time"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// A parsed media playlist: (target duration, [(EXTINF seconds, uri)]).
+pub fn media_playlist(path: &Path) -> (u64, Vec<(f64, String)>) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut target = 0;
+    let mut segs = Vec::new();
+    let mut pending = None;
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            target = t.parse().expect("target duration");
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            pending = Some(d.split(',').next().unwrap().parse::<f64>().expect("extinf"));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            segs.push((pending.take().expect("EXTINF before uri"), line.to_owned()));
+        }
+    }
+    (target, segs)
+}
+
+/// Attribute lists of the `EXT-X-STREAM-INF` lines of a master playlist, with their URIs.
+pub fn variants(master: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(master).expect("master");
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.strip_prefix("#EXT-X-STREAM-INF:").map(|a| (a.to_owned(), lines[i + 1].to_owned())))
+        .collect()
+}
+
+pub fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
+    // Attribute values may contain commas inside quotes (CODECS).
+    let mut rest = attrs;
+    while !rest.is_empty() {
+        let (k, after) = rest.split_once('=')?;
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], q[end + 1..].trim_start_matches(','))
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v, n),
+                None => (after, ""),
+            }
+        };
+        if k == name {
+            return Some(v);
+        }
+        rest = next;
+    }
+    None
+}

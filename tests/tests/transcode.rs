@@ -1,0 +1,382 @@
+//! `appliance transcode` end to end: real clips (shared and generated) in,
+//! ladders out, every ladder checked the way a CDN and a player would see it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use e2e::*;
+
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// What a ladder must look like, per input.
+struct Expect {
+    /// (width, height) of each rung, top first.
+    rungs: &'static [(u64, u64)],
+    fps: f64,
+    audio: bool,
+}
+
+fn transcode_ok(input: &Path, out: &Path) {
+    let o = appliance(&["transcode", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"], LIMIT);
+    assert_eq!(o.code, Some(0), "transcode {} failed:\n{}", input.display(), o.stderr);
+    assert_eq!(o.stdout.trim(), out.join("master.m3u8").display().to_string(), "prints the master playlist path");
+}
+
+/// Every property the issue asks of a ladder.
+fn check_ladder(dir: &Path, expect: &Expect) {
+    let master = dir.join("master.m3u8");
+    let text = std::fs::read_to_string(&master).expect("master playlist");
+    assert!(text.starts_with("#EXTM3U"), "{text}");
+    assert!(text.contains("#EXT-X-INDEPENDENT-SEGMENTS"), "{text}");
+
+    // Variants: the right sizes, with every attribute a player and the CDN need.
+    let vars = variants(&master);
+    let sizes: Vec<(u64, u64)> = vars
+        .iter()
+        .map(|(a, _)| {
+            let (w, h) = attr(a, "RESOLUTION").expect("RESOLUTION").split_once('x').unwrap();
+            (w.parse().unwrap(), h.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(sizes, expect.rungs, "rung sizes in {}", master.display());
+    for (a, uri) in &vars {
+        let codecs = attr(a, "CODECS").expect("CODECS");
+        assert!(codecs.starts_with("avc1.64"), "H.264 High: {codecs}");
+        assert_eq!(codecs.contains("mp4a.40.2"), expect.audio, "{codecs}");
+        let bw: u64 = attr(a, "BANDWIDTH").expect("BANDWIDTH").parse().unwrap();
+        let avg: u64 = attr(a, "AVERAGE-BANDWIDTH").expect("AVERAGE-BANDWIDTH").parse().unwrap();
+        assert!(bw >= avg && avg > 0, "BANDWIDTH {bw} ≥ AVERAGE-BANDWIDTH {avg}");
+        let fr: f64 = attr(a, "FRAME-RATE").expect("FRAME-RATE").parse().unwrap();
+        assert!((fr - expect.fps).abs() < 0.01, "FRAME-RATE {fr}, expected {}", expect.fps);
+        assert_eq!(attr(a, "AUDIO").is_some(), expect.audio);
+        assert!(dir.join(uri).is_file(), "{uri} exists");
+    }
+
+    // Each rung: ffprobe reads it, the size and rate are right, segments are
+    // well-formed, and keyframes sit at the same instants in every rung.
+    let mut keyframes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((_, uri), &(w, h)) in vars.iter().zip(expect.rungs) {
+        let pl = dir.join(uri);
+        let info = ffprobe_json(&pl, &["-select_streams", "v:0", "-show_entries", "stream=codec_name,profile,width,height,avg_frame_rate,pix_fmt"]);
+        let s = &info["streams"][0];
+        assert_eq!(s["codec_name"], "h264");
+        assert_eq!(s["profile"], "High");
+        assert_eq!(s["pix_fmt"], "yuv420p");
+        assert_eq!((s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap()), (w, h));
+        let (target, segs) = media_playlist(&pl);
+        assert!(!segs.is_empty());
+        for (i, (d, seg)) in segs.iter().enumerate() {
+            assert!(d.round() as u64 <= target, "EXTINF {d} within target {target}");
+            if i + 1 < segs.len() {
+                assert!((3.9..=6.1).contains(d), "inner segment {seg} lasts {d} s (4–6 s)");
+            }
+            assert_segment_starts_with_keyframe(&pl.parent().unwrap().join("init.mp4"), &pl.parent().unwrap().join(seg));
+        }
+        keyframes.insert(uri.clone(), keyframe_times(&pl));
+    }
+    let mut it = keyframes.values();
+    let first = it.next().unwrap();
+    assert!(!first.is_empty());
+    for other in it {
+        assert_eq!(other, first, "keyframe timestamps differ between rungs: {keyframes:?}");
+    }
+
+    // The whole ladder decodes without a single error.
+    let o = run(
+        std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&master).args(["-map", "0", "-f", "null", "-"]),
+        LIMIT,
+    );
+    assert_eq!(o.code, Some(0));
+    assert_eq!(o.stderr.trim(), "", "ffmpeg -f null reported errors for {}", master.display());
+
+    // The poster is a real JPEG of the top rung's size.
+    let poster = dir.join("poster.jpg");
+    let p = ffprobe_json(&poster, &["-show_entries", "stream=codec_name,width,height"]);
+    assert_eq!(p["streams"][0]["codec_name"], "mjpeg");
+    assert_eq!(
+        (p["streams"][0]["width"].as_u64().unwrap(), p["streams"][0]["height"].as_u64().unwrap()),
+        expect.rungs[0]
+    );
+    assert!(!dir.with_file_name(format!(".{}.partial", dir.file_name().unwrap().to_string_lossy())).exists());
+}
+
+fn assert_segment_starts_with_keyframe(init: &Path, seg: &Path) {
+    let joined = seg.with_extension("probe.mp4");
+    let mut bytes = std::fs::read(init).unwrap();
+    bytes.extend(std::fs::read(seg).unwrap());
+    std::fs::write(&joined, bytes).unwrap();
+    let v = ffprobe_json(&joined, &["-select_streams", "0", "-show_entries", "packet=flags", "-read_intervals", "%+#1"]);
+    std::fs::remove_file(&joined).unwrap();
+    let flags = v["packets"][0]["flags"].as_str().unwrap_or("");
+    assert!(flags.starts_with('K'), "{} does not start with a keyframe ({flags})", seg.display());
+}
+
+fn playlists(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    for entry in walk(dir) {
+        if entry.extension().is_some_and(|e| e == "m3u8") {
+            out.insert(entry.strip_prefix(dir).unwrap().to_owned(), std::fs::read_to_string(&entry).unwrap());
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v
+}
+
+/// Shared clips: the ladder is checked, two runs give byte-identical
+/// playlists, and those match the golden files in `tests/golden/<clip>/`
+/// (regenerate with `UPDATE_GOLDEN=1`).
+fn shared_clip(name: &str, expect: Expect) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = shared_media(name);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    transcode_ok(&input, &a);
+    check_ladder(&a, &expect);
+    transcode_ok(&input, &b);
+    let (pa, pb) = (playlists(&a), playlists(&b));
+    assert_eq!(pa, pb, "playlists differ between two runs of {name}");
+    let golden = golden_dir().join(name.trim_end_matches(".mp4"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let _ = std::fs::remove_dir_all(&golden);
+        for (rel, text) in &pa {
+            let p = golden.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+    }
+    let want = playlists(&golden);
+    assert!(!want.is_empty(), "no golden playlists in {} (run with UPDATE_GOLDEN=1)", golden.display());
+    assert_eq!(pa, want, "playlists of {name} differ from {}", golden.display());
+}
+
+const FULL_LANDSCAPE: &[(u64, u64)] = &[(1920, 1080), (1280, 720), (854, 480), (640, 360)];
+const FULL_PORTRAIT: &[(u64, u64)] = &[(1080, 1920), (720, 1280), (480, 854), (360, 640)];
+
+#[test]
+fn shared_h264_1080p50_gets_the_full_ladder_at_50_fps() {
+    shared_clip("h264_1080p50_1s.mp4", Expect { rungs: FULL_LANDSCAPE, fps: 50.0, audio: false });
+}
+
+#[test]
+fn shared_hevc_1080p50_is_transcoded_to_the_h264_ladder() {
+    shared_clip("hevc_1080p50_1s.mp4", Expect { rungs: FULL_LANDSCAPE, fps: 50.0, audio: false });
+}
+
+#[test]
+fn shared_bbb_smaller_than_the_lowest_rung_gets_one_rung_at_its_own_size() {
+    // 320×240 coded with 4:3 pixels (16:9 display): 240 lines, square pixels.
+    shared_clip("bbb_320x240_h264_aac_10s.mp4", Expect { rungs: &[(426, 240)], fps: 24.0, audio: true });
+}
+
+#[test]
+fn shared_prog_640x360_gets_only_360p() {
+    shared_clip("prog_640x360_h264_aac_8s.mp4", Expect { rungs: &[(640, 360)], fps: 30.0, audio: true });
+}
+
+fn rejected(input: &Path, code: &str, reason_part: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let o = appliance(&["transcode", input.to_str().unwrap(), "--out", out.path().join("x").to_str().unwrap(), "--quiet"], LIMIT);
+    assert_eq!(o.code, Some(2), "{} should be rejected: {}", input.display(), o.stderr);
+    assert!(o.stderr.contains(code), "expected {code} in: {}", o.stderr);
+    assert!(o.stderr.to_lowercase().contains(reason_part), "expected `{reason_part}` in: {}", o.stderr);
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    assert!(!out.path().join("x").exists(), "nothing is published for a rejected input");
+}
+
+#[test]
+fn shared_audio_only_is_rejected_for_having_no_video() {
+    rejected(&shared_media("audio_only_opus_1s.mp4"), "UNSUPPORTED_FORMAT", "no video stream");
+}
+
+#[test]
+fn shared_truncated_file_is_rejected_as_corrupt() {
+    rejected(&shared_media("truncated_100b.mp4"), "CORRUPT_MEDIA", "truncated");
+}
+
+#[test]
+fn empty_and_non_media_files_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    rejected(&empty, "CORRUPT_MEDIA", "empty");
+    let text = tmp.path().join("notes.mp4");
+    std::fs::write(&text, "These are my holiday notes, not a video.\n".repeat(50)).unwrap();
+    rejected(&text, "UNSUPPORTED_FORMAT", "not a recognised");
+}
+
+#[test]
+fn inputs_over_a_limit_or_outside_the_allow_list_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wide = tmp.path().join("wide.mp4");
+    lavfi(&wide, &["color=c=blue:size=4160x1040:rate=1:duration=1"], &["-c:v", "libx264", "-preset", "ultrafast"]);
+    rejected(&wide, "RESOLUTION_LIMIT", "4160");
+    let long = tmp.path().join("long.mp4");
+    lavfi(&long, &["color=c=red:size=64x64:rate=1:duration=605"], &["-c:v", "libx264", "-preset", "ultrafast"]);
+    rejected(&long, "DURATION_LIMIT", "limit is 600");
+    let mpeg4 = tmp.path().join("mpeg4.avi");
+    lavfi(&mpeg4, &["testsrc2=size=320x240:rate=25:duration=1"], &["-c:v", "mpeg4"]);
+    rejected(&mpeg4, "UNSUPPORTED_FORMAT", "mpeg4");
+    let flv = tmp.path().join("clip.flv");
+    lavfi(&flv, &["testsrc2=size=320x240:rate=25:duration=1"], &["-c:v", "libx264"]);
+    rejected(&flv, "UNSUPPORTED_FORMAT", "flv");
+}
+
+#[test]
+fn asking_for_nvidia_without_a_gpu_is_a_clear_error() {
+    let o = appliance(
+        &["transcode", shared_media("h264_1080p50_1s.mp4").to_str().unwrap(), "--out", "/nonexistent/x", "--backend", "nvidia"],
+        LIMIT,
+    );
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("not available"), "{}", o.stderr);
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+}
+
+#[test]
+fn unknown_rungs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = appliance(
+        &["transcode", shared_media("h264_1080p50_1s.mp4").to_str().unwrap(), "--out", tmp.path().join("x").to_str().unwrap(), "--rungs", "1080,500"],
+        LIMIT,
+    );
+    assert_ne!(o.code, Some(0));
+    assert!(o.stderr.contains("rung 500"), "{}", o.stderr);
+}
+
+/// Generated inputs: each exercises one rule of the ladder planner.
+fn generated(name: &str, inputs: &[&str], args: &[&str], expect: Expect) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join(name);
+    lavfi(&input, inputs, args);
+    let out = tmp.path().join("ladder");
+    transcode_ok(&input, &out);
+    check_ladder(&out, &expect);
+}
+
+const TONE: &str = "sine=frequency=440:sample_rate=48000:duration=3";
+
+#[test]
+fn portrait_1080x1920_gets_a_portrait_ladder() {
+    generated(
+        "portrait.mp4",
+        &["testsrc2=size=1080x1920:rate=30:duration=2", TONE],
+        &["-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+        Expect { rungs: FULL_PORTRAIT, fps: 30.0, audio: true },
+    );
+}
+
+#[test]
+fn rotation_metadata_is_applied_to_the_pixels() {
+    // Coded 1280×720 with a 90° display matrix: viewers see 720×1280.
+    generated(
+        "rotated.mp4",
+        &["testsrc2=size=1280x720:rate=30:duration=2"],
+        &["-c:v", "libx264", "-preset", "ultrafast", "-metadata:s:v:0", "rotate=90"],
+        Expect { rungs: &[(720, 1280), (480, 854), (360, 640)], fps: 30.0, audio: false },
+    );
+}
+
+#[test]
+fn variable_frame_rate_becomes_constant() {
+    // Irregular timestamps: every fourth frame of a 30 fps camera dropped
+    // (22.5 fps on average); the output is constant 30 fps again.
+    generated(
+        "vfr.mp4",
+        &["testsrc2=size=640x360:rate=30:duration=5", "sine=frequency=300:sample_rate=44100:duration=5"],
+        &["-vf", "select='not(eq(mod(n,4),3))'", "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+        Expect { rungs: &[(640, 360)], fps: 30.0, audio: true },
+    );
+}
+
+#[test]
+fn ten_bit_prores_becomes_8_bit_420() {
+    generated(
+        "tenbit.mov",
+        &["testsrc2=size=1280x720:rate=25:duration=2"],
+        &["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"],
+        Expect { rungs: &[(1280, 720), (854, 480), (640, 360)], fps: 25.0, audio: false },
+    );
+}
+
+#[test]
+fn ten_bit_hevc_becomes_8_bit_420() {
+    generated(
+        "tenbit_hevc.mp4",
+        &["testsrc2=size=854x480:rate=30:duration=2"],
+        &["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"],
+        Expect { rungs: &[(854, 480), (640, 360)], fps: 30.0, audio: false },
+    );
+}
+
+#[test]
+fn interlaced_is_deinterlaced() {
+    generated(
+        "interlaced.ts",
+        &["testsrc2=size=1920x1080:rate=25:duration=2", TONE],
+        &["-shortest", "-vf", "tinterlace=interleave_top,fieldorder=tff", "-c:v", "libx264", "-preset", "ultrafast", "-flags", "+ildct+ilme", "-x264-params", "tff=1", "-c:a", "aac"],
+        Expect { rungs: FULL_LANDSCAPE, fps: 25.0, audio: true },
+    );
+}
+
+#[test]
+fn four_k_gets_the_full_ladder_without_a_4k_rung() {
+    generated(
+        "uhd.webm",
+        &["testsrc2=size=3840x2160:rate=24:duration=1"],
+        &["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M"],
+        Expect { rungs: FULL_LANDSCAPE, fps: 24.0, audio: false },
+    );
+}
+
+#[test]
+fn sixty_fps_is_kept() {
+    generated(
+        "sixty.mp4",
+        &["testsrc2=size=1280x720:rate=60:duration=2", TONE],
+        &["-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+        Expect { rungs: &[(1280, 720), (854, 480), (640, 360)], fps: 60.0, audio: true },
+    );
+}
+
+#[test]
+fn above_sixty_fps_is_halved() {
+    generated(
+        "fast.mp4",
+        &["testsrc2=size=640x360:rate=120:duration=2"],
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+        Expect { rungs: &[(640, 360)], fps: 60.0, audio: false },
+    );
+}
+
+#[test]
+fn no_audio_gives_a_video_only_ladder() {
+    generated(
+        "silent.mp4",
+        &["testsrc2=size=1280x720:rate=30:duration=9"],
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+        Expect { rungs: &[(1280, 720), (854, 480), (640, 360)], fps: 30.0, audio: false },
+    );
+}
+
+#[test]
+fn odd_sized_non_square_mpeg2_is_normalised() {
+    // 720×576 with 16:15 pixels (PAL 4:3) in MPEG-2: 768×576 displayed.
+    generated(
+        "pal.mpg.ts",
+        &["testsrc2=size=720x576:rate=25:duration=2", TONE],
+        &["-shortest", "-vf", "setsar=16/15", "-c:v", "mpeg2video", "-q:v", "4", "-c:a", "mp2"],
+        Expect { rungs: &[(640, 480), (480, 360)], fps: 25.0, audio: true },
+    );
+}
