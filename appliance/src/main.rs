@@ -81,13 +81,36 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Transcode { input, out, backend, rungs, preset, json, quiet } => {
-            transcode(input, out, &backend, rungs, preset, json, quiet)
-        }
-        Command::Bench { which: BenchCommand::Encode { out, seconds, runs, preset, source: Source::Synthetic } } => {
-            match benches::encode::run(&benches::encode::Config { seconds, runs, preset, out: out.clone() }) {
+        Command::Transcode {
+            input,
+            out,
+            backend,
+            rungs,
+            preset,
+            json,
+            quiet,
+        } => transcode(input, out, &backend, rungs, preset, json, quiet),
+        Command::Bench {
+            which:
+                BenchCommand::Encode {
+                    out,
+                    seconds,
+                    runs,
+                    preset,
+                    source: Source::Synthetic,
+                },
+        } => {
+            match benches::encode::run(&benches::encode::Config {
+                seconds,
+                runs,
+                preset,
+                out: out.clone(),
+            }) {
                 Ok(report) => {
-                    println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).expect("serialisable")
+                    );
                     eprintln!("wrote {}", out.display());
                     ExitCode::SUCCESS
                 }
@@ -132,7 +155,10 @@ fn transcode(
     match result {
         Ok(ladder) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&ladder).expect("serialisable"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&ladder).expect("serialisable")
+                );
             } else {
                 for r in &ladder.renditions {
                     eprintln!(
@@ -146,27 +172,28 @@ fn transcode(
                     );
                 }
                 eprintln!("  poster: {}", ladder.poster.display());
-                eprintln!("  play:   ffplay {}   (or serve the folder and open it in an HLS player)", ladder.master.display());
+                eprintln!(
+                    "  play:   ffplay {}   (or serve the folder and open it in an HLS player)",
+                    ladder.master.display()
+                );
                 println!("{}", ladder.master.display());
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            match e.reject_code() {
-                Some(_) => {
-                    eprintln!("rejected: {e}");
-                    ExitCode::from(EXIT_REJECTED)
-                }
-                None => {
-                    eprintln!("error: {e}");
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        eprintln!("  caused by: {s}");
-                        src = s.source();
-                    }
-                    ExitCode::FAILURE
-                }
+        Err(e) => match e.reject_code() {
+            Some(_) => {
+                eprintln!("rejected: {e}");
+                ExitCode::from(EXIT_REJECTED)
             }
-        }
+            None => {
+                eprintln!("error: {e}");
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    eprintln!("  caused by: {s}");
+                    src = s.source();
+                }
+                ExitCode::FAILURE
+            }
+        },
     }
 }

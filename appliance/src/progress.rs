@@ -14,18 +14,29 @@ pub struct Bars {
 
 impl Bars {
     pub fn new(hidden: bool) -> Self {
-        let target = if hidden { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
-        Self { multi: MultiProgress::with_draw_target(target), bars: Mutex::new(HashMap::new()) }
+        let target = if hidden {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        Self {
+            multi: MultiProgress::with_draw_target(target),
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn on_event(&self, event: &ProgressEvent) {
         let mut bars = self.bars.lock().expect("progress lock");
         match event {
-            ProgressEvent::Started { rungs, placement, .. } => {
+            ProgressEvent::Started {
+                rungs, placement, ..
+            } => {
                 let _ = self.multi.println(format!("transcoding on {placement}"));
-                let style = ProgressStyle::with_template("{prefix:>7} [{bar:40.cyan/blue}] {pos:>3}% {elapsed}")
-                    .expect("valid template")
-                    .progress_chars("=> ");
+                let style = ProgressStyle::with_template(
+                    "{prefix:>7} [{bar:40.cyan/blue}] {pos:>3}% {elapsed}",
+                )
+                .expect("valid template")
+                .progress_chars("=> ");
                 for r in rungs {
                     let bar = self.multi.add(ProgressBar::new(100));
                     bar.set_style(style.clone());

@@ -57,14 +57,24 @@ pub struct Report {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BenchError + 'a {
-    move |source| BenchError::Io { op, path: path.display().to_string(), source }
+    move |source| BenchError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn run_cmd(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| BenchError::Command { command: shown.clone(), detail: e.to_string() })?;
+    let out = cmd.output().map_err(|e| BenchError::Command {
+        command: shown.clone(),
+        detail: e.to_string(),
+    })?;
     if !out.status.success() {
-        return Err(BenchError::Command { command: shown, detail: String::from_utf8_lossy(&out.stderr).into_owned() });
+        return Err(BenchError::Command {
+            command: shown,
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -73,26 +83,63 @@ fn run_cmd(cmd: &mut Command) -> Result<String> {
 /// camera footage), plus a stereo tone.
 fn make_source(path: &Path, seconds: u32) -> Result<String> {
     let desc = format!("lavfi testsrc2 1920x1080 30 fps + temporal noise, {seconds} s, sine audio 48 kHz stereo; libx264 crf 12");
-    run_cmd(Command::new("ffmpeg").args(["-v", "error", "-y"]).args([
-        "-f", "lavfi", "-i", &format!("testsrc2=size=1920x1080:rate=30:duration={seconds}"),
-        "-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
-        "-vf", "noise=alls=12:allf=t+u,format=yuv420p",
-        "-ac", "2", "-c:v", "libx264", "-preset", "fast", "-crf", "12", "-c:a", "aac", "-b:a", "192k",
-    ]).arg(path))?;
+    run_cmd(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc2=size=1920x1080:rate=30:duration={seconds}"),
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+                "-vf",
+                "noise=alls=12:allf=t+u,format=yuv420p",
+                "-ac",
+                "2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "fast",
+                "-crf",
+                "12",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "192k",
+            ])
+            .arg(path),
+    )?;
     Ok(desc)
 }
 
 /// The `ffmpeg` CLI equivalent of the engine's job for this plan.
-fn ffmpeg_args(source: &Path, plan: &LadderPlan, settings: &EncoderSettings, out: &Path) -> Vec<String> {
+fn ffmpeg_args(
+    source: &Path,
+    plan: &LadderPlan,
+    settings: &EncoderSettings,
+    out: &Path,
+) -> Vec<String> {
     let n = plan.rungs.len();
-    let mut graph = format!("[0:v]fps={}/{},split={n}", plan.frame_rate.0, plan.frame_rate.1);
+    let mut graph = format!(
+        "[0:v]fps={}/{},split={n}",
+        plan.frame_rate.0, plan.frame_rate.1
+    );
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
     for (i, r) in plan.rungs.iter().enumerate() {
-        graph.push_str(&format!(";[s{i}]scale={}:{}:flags=bicubic,format=yuv420p[v{i}]", r.width, r.height));
+        graph.push_str(&format!(
+            ";[s{i}]scale={}:{}:flags=bicubic,format=yuv420p[v{i}]",
+            r.width, r.height
+        ));
     }
-    let mut a: Vec<String> = ["-v", "error", "-y", "-i"].iter().map(|s| s.to_string()).collect();
+    let mut a: Vec<String> = ["-v", "error", "-y", "-i"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     a.push(source.display().to_string());
     a.extend(["-filter_complex".into(), graph]);
     for (i, r) in plan.rungs.iter().enumerate() {
@@ -107,13 +154,30 @@ fn ffmpeg_args(source: &Path, plan: &LadderPlan, settings: &EncoderSettings, out
         }
     }
     a.extend(["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "2"].map(String::from));
-    let var_map: Vec<String> = (0..n).map(|i| format!("v:{i},agroup:aud")).chain(["a:0,agroup:aud".into()]).collect();
-    a.extend([
-        "-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",
-        "-master_pl_name", "master.m3u8",
-    ].map(String::from));
+    let var_map: Vec<String> = (0..n)
+        .map(|i| format!("v:{i},agroup:aud"))
+        .chain(["a:0,agroup:aud".into()])
+        .collect();
+    a.extend(
+        [
+            "-f",
+            "hls",
+            "-hls_time",
+            "4",
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_type",
+            "fmp4",
+            "-master_pl_name",
+            "master.m3u8",
+        ]
+        .map(String::from),
+    );
     a.extend(["-var_stream_map".into(), var_map.join(" ")]);
-    a.extend(["-hls_segment_filename".into(), out.join("s%v_%d.m4s").display().to_string()]);
+    a.extend([
+        "-hls_segment_filename".into(),
+        out.join("s%v_%d.m4s").display().to_string(),
+    ]);
     a.push(out.join("v%v.m3u8").display().to_string());
     a
 }
@@ -121,7 +185,13 @@ fn ffmpeg_args(source: &Path, plan: &LadderPlan, settings: &EncoderSettings, out
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n == 0 { 0.0 } else if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// PSNR (dB, average over frames, Y/U/V weighted as ffmpeg reports) of a
@@ -132,11 +202,18 @@ fn psnr(rendition: &Path, source: &Path, width: u32, height: u32) -> Result<f64>
         &format!("[0:v]scale={width}:{height}:flags=bicubic,setsar=1[d];[1:v]setsar=1[r];[d][r]psnr=shortest=1"),
         "-f", "null", "-",
     ]))?;
-    let line = stderr.lines().rev().find(|l| l.contains("PSNR")).unwrap_or("");
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("PSNR"))
+        .unwrap_or("");
     line.split_whitespace()
         .find_map(|t| t.strip_prefix("average:"))
         .and_then(|v| v.parse().ok())
-        .ok_or(BenchError::Parse { what: "PSNR", command: "ffmpeg … psnr".into() })
+        .ok_or(BenchError::Parse {
+            what: "PSNR",
+            command: "ffmpeg … psnr".into(),
+        })
 }
 
 fn dir_bytes(dir: &Path, prefix: &str) -> u64 {
@@ -157,9 +234,14 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let source_desc = make_source(&source, cfg.seconds)?;
     let info = media::probe(&source, &media::Limits::default())?;
     let plan = LadderPlan::new(&info, &[])?;
-    let settings = EncoderSettings { preset: cfg.preset.clone() };
+    let settings = EncoderSettings {
+        preset: cfg.preset.clone(),
+    };
     let inventory = hardware::Inventory::discover();
-    let opts = TranscodeOptions { encoder: settings.clone(), ..Default::default() };
+    let opts = TranscodeOptions {
+        encoder: settings.clone(),
+        ..Default::default()
+    };
     let frames = plan.expected_frames;
     let engine_out = work.path().join("engine");
     let ffmpeg_out = work.path().join("ffmpeg");
@@ -168,7 +250,11 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let mut runs = Vec::new();
     for i in 0..cfg.runs.max(1) {
         // Alternate who goes first so warm caches and thermal drift favour neither.
-        let order: [&'static str; 2] = if i % 2 == 0 { ["engine", "ffmpeg"] } else { ["ffmpeg", "engine"] };
+        let order: [&'static str; 2] = if i % 2 == 0 {
+            ["engine", "ffmpeg"]
+        } else {
+            ["ffmpeg", "engine"]
+        };
         for who in order {
             let t = Instant::now();
             if who == "engine" {
@@ -179,12 +265,30 @@ pub fn run(cfg: &Config) -> Result<Report> {
                 run_cmd(Command::new("ffmpeg").args(&args))?;
             }
             let wall = t.elapsed().as_secs_f64();
-            eprintln!("run {}: {who:<6} {wall:6.2} s  {:6.1} fps", i + 1, frames as f64 / wall);
-            runs.push(Run { contender: who, wall_secs: wall, source_fps: frames as f64 / wall });
+            eprintln!(
+                "run {}: {who:<6} {wall:6.2} s  {:6.1} fps",
+                i + 1,
+                frames as f64 / wall
+            );
+            runs.push(Run {
+                contender: who,
+                wall_secs: wall,
+                source_fps: frames as f64 / wall,
+            });
         }
     }
-    let engine_fps = median(runs.iter().filter(|r| r.contender == "engine").map(|r| r.source_fps).collect());
-    let ffmpeg_fps = median(runs.iter().filter(|r| r.contender == "ffmpeg").map(|r| r.source_fps).collect());
+    let engine_fps = median(
+        runs.iter()
+            .filter(|r| r.contender == "engine")
+            .map(|r| r.source_fps)
+            .collect(),
+    );
+    let ffmpeg_fps = median(
+        runs.iter()
+            .filter(|r| r.contender == "ffmpeg")
+            .map(|r| r.source_fps)
+            .collect(),
+    );
 
     let mut quality = Vec::new();
     for (i, r) in plan.rungs.iter().enumerate() {
@@ -195,7 +299,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
             psnr_engine_db: psnr(&engine_pl, &source, plan.display_width, plan.display_height)?,
             psnr_ffmpeg_db: psnr(&ffmpeg_pl, &source, plan.display_width, plan.display_height)?,
             bytes_engine: dir_bytes(&engine_out.join(&r.name), ""),
-            bytes_ffmpeg: dir_bytes(&ffmpeg_out, &format!("s{i}_")) + dir_bytes(&ffmpeg_out, &format!("init_{i}")),
+            bytes_ffmpeg: dir_bytes(&ffmpeg_out, &format!("s{i}_"))
+                + dir_bytes(&ffmpeg_out, &format!("init_{i}")),
         });
     }
     let report = Report {
@@ -204,10 +309,26 @@ pub fn run(cfg: &Config) -> Result<Report> {
         source: source_desc,
         source_frames: frames,
         preset: cfg.preset.clone(),
-        ladder: plan.rungs.iter().map(|r| format!("{} {}x{} @ {} kb/s", r.name, r.width, r.height, r.bitrate / 1000)).collect(),
+        ladder: plan
+            .rungs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}x{} @ {} kb/s",
+                    r.name,
+                    r.width,
+                    r.height,
+                    r.bitrate / 1000
+                )
+            })
+            .collect(),
         engine_fps_median: engine_fps,
         ffmpeg_fps_median: ffmpeg_fps,
-        ratio: if ffmpeg_fps > 0.0 { engine_fps / ffmpeg_fps } else { 0.0 },
+        ratio: if ffmpeg_fps > 0.0 {
+            engine_fps / ffmpeg_fps
+        } else {
+            0.0
+        },
         runs,
         quality,
         ffmpeg_command: format!("ffmpeg {}", args.join(" ")),

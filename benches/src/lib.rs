@@ -16,7 +16,11 @@ pub enum BenchError {
     #[error(transparent)]
     Media(#[from] media::MediaError),
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: String, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("could not read {what} from the output of `{command}`")]
     Parse { what: &'static str, command: String },
 }

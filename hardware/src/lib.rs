@@ -19,7 +19,10 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HardwareError {
     #[error("backend `{requested}` is not available on this host: {reason}")]
-    BackendUnavailable { requested: BackendRequest, reason: String },
+    BackendUnavailable {
+        requested: BackendRequest,
+        reason: String,
+    },
     #[error("unknown backend `{0}` (expected one of: auto, cpu, nvidia)")]
     UnknownBackend(String),
 }
@@ -86,12 +89,20 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub const CPU: Placement = Placement { decode: Engine::Cpu, scale: Engine::Cpu, encode: Engine::Cpu };
+    pub const CPU: Placement = Placement {
+        decode: Engine::Cpu,
+        scale: Engine::Cpu,
+        encode: Engine::Cpu,
+    };
 }
 
 impl fmt::Display for Placement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "decode={} scale={} encode={}", self.decode, self.scale, self.encode)
+        write!(
+            f,
+            "decode={} scale={} encode={}",
+            self.decode, self.scale, self.encode
+        )
     }
 }
 
@@ -121,7 +132,10 @@ impl Inventory {
     /// Reads what this host offers. Never fails: a host with nothing but a CPU
     /// is a valid appliance.
     pub fn discover() -> Self {
-        Self { cpu: Cpu::discover(), gpus: Vec::new() }
+        Self {
+            cpu: Cpu::discover(),
+            gpus: Vec::new(),
+        }
     }
 
     /// Turns a request into a per-stage placement, or says why it cannot be met.
@@ -135,7 +149,10 @@ impl Inventory {
                 } else {
                     "NVIDIA decode/encode backends are not part of this build".to_owned()
                 };
-                Err(HardwareError::BackendUnavailable { requested: request, reason })
+                Err(HardwareError::BackendUnavailable {
+                    requested: request,
+                    reason,
+                })
             }
         }
     }
@@ -150,15 +167,23 @@ impl Inventory {
 
 impl Cpu {
     fn discover() -> Self {
-        let logical_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let logical_cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+                s.lines().find_map(|l| {
+                    l.strip_prefix("model name")
+                        .and_then(|r| r.split_once(':'))
+                        .map(|(_, v)| v.trim().to_owned())
+                })
             })
             .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-        Self { model, logical_cores }
+        Self {
+            model,
+            logical_cores,
+        }
     }
 }
 
@@ -167,7 +192,13 @@ mod tests {
     use super::*;
 
     fn cpu_only() -> Inventory {
-        Inventory { cpu: Cpu { model: "test".into(), logical_cores: 2 }, gpus: vec![] }
+        Inventory {
+            cpu: Cpu {
+                model: "test".into(),
+                logical_cores: 2,
+            },
+            gpus: vec![],
+        }
     }
 
     #[test]
@@ -180,14 +211,20 @@ mod tests {
     fn nvidia_without_a_gpu_is_a_clear_error() {
         let err = cpu_only().place(BackendRequest::Nvidia).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("nvidia") && msg.contains("no NVIDIA GPU"), "{msg}");
+        assert!(
+            msg.contains("nvidia") && msg.contains("no NVIDIA GPU"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn backend_names_parse_and_unknown_ones_are_rejected() {
         assert_eq!("CPU".parse::<BackendRequest>(), Ok(BackendRequest::Cpu));
         assert_eq!("auto".parse::<BackendRequest>(), Ok(BackendRequest::Auto));
-        assert!(matches!("tpu".parse::<BackendRequest>(), Err(HardwareError::UnknownBackend(_))));
+        assert!(matches!(
+            "tpu".parse::<BackendRequest>(),
+            Err(HardwareError::UnknownBackend(_))
+        ));
     }
 
     #[test]

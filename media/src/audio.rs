@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crossbeam_channel::Receiver;
-use ffmpeg_next as ff;
 use ff::Rational;
+use ffmpeg_next as ff;
 
 use crate::cmaf::{Track, TrackWriter};
 use crate::error::{Location, MediaError, Result};
@@ -35,16 +35,21 @@ pub fn run(
         stream: Some(input.stream),
         timestamp: ts.map(|t| t as f64 * f64::from(input.time_base)),
     };
-    let err = |op, ts, source| MediaError::Ffmpeg { op, at: at(ts), source };
+    let err = |op, ts, source| MediaError::Ffmpeg {
+        op,
+        at: at(ts),
+        source,
+    };
 
     let mut decoder = ff::codec::context::Context::from_parameters(input.parameters)
         .and_then(|c| c.decoder().audio())
         .map_err(|e| err("opening the audio decoder", None, e))?;
 
-    let encoder_codec = ff::encoder::find(ff::codec::Id::AAC).ok_or_else(|| MediaError::Worker {
-        stage: "audio".into(),
-        reason: "libavcodec has no AAC encoder".into(),
-    })?;
+    let encoder_codec =
+        ff::encoder::find(ff::codec::Id::AAC).ok_or_else(|| MediaError::Worker {
+            stage: "audio".into(),
+            reason: "libavcodec has no AAC encoder".into(),
+        })?;
     let layout = ff::ChannelLayout::default(i32::from(plan.channels));
     let mut enc = ff::codec::context::Context::new_with_codec(encoder_codec)
         .encoder()
@@ -56,7 +61,9 @@ pub fn run(
     enc.set_bit_rate(plan.bitrate as usize);
     enc.set_time_base(Rational::new(1, plan.sample_rate as i32));
     enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-    let mut enc = enc.open_as(encoder_codec).map_err(|e| err("opening the AAC encoder", None, e))?;
+    let mut enc = enc
+        .open_as(encoder_codec)
+        .map_err(|e| err("opening the AAC encoder", None, e))?;
     let frame_size = enc.frame_size().max(1);
     // Each track's first decode time becomes zero in the file. The video's is
     // its reorder delay before its first frame; AAC's is its priming. Starting
@@ -64,7 +71,8 @@ pub fn run(
     // first sound and the first picture at the same instant.
     // SAFETY: reading a field of an opened codec context.
     let priming = i64::from(unsafe { (*enc.as_ptr()).initial_padding });
-    let lead_in = (i128::from(lead_in_secs.0) * i128::from(plan.sample_rate) * 2 + i128::from(lead_in_secs.1))
+    let lead_in = (i128::from(lead_in_secs.0) * i128::from(plan.sample_rate) * 2
+        + i128::from(lead_in_secs.1))
         / (2 * i128::from(lead_in_secs.1));
     let first_pts = priming - lead_in as i64;
     let enc_tb = Rational::new(1, plan.sample_rate as i32);
@@ -84,11 +92,16 @@ pub fn run(
     let mut packet_out = ff::Packet::empty();
 
     // Moves every frame the graph has ready through the encoder into the track.
-    let mut drain_graph = |graph: &mut ff::filter::Graph, enc: &mut ff::encoder::Audio, writer: &mut TrackWriter, flush: bool| -> Result<()> {
+    let mut drain_graph = |graph: &mut ff::filter::Graph,
+                           enc: &mut ff::encoder::Audio,
+                           writer: &mut TrackWriter,
+                           flush: bool|
+     -> Result<()> {
         loop {
             match graph.get("out").expect("out").sink().frame(&mut filtered) {
                 Ok(()) => {
-                    enc.send_frame(&filtered).map_err(|e| err("encoding AAC", filtered.pts(), e))?;
+                    enc.send_frame(&filtered)
+                        .map_err(|e| err("encoding AAC", filtered.pts(), e))?;
                 }
                 Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => break,
                 Err(ff::Error::Eof) => break,
@@ -103,15 +116,26 @@ pub fn run(
         Ok(())
     };
 
-    let mut feed = |decoder: &mut ff::decoder::Audio, graph: &mut Option<ff::filter::Graph>, enc: &mut ff::encoder::Audio, writer: &mut TrackWriter| -> Result<()> {
+    let mut feed = |decoder: &mut ff::decoder::Audio,
+                    graph: &mut Option<ff::filter::Graph>,
+                    enc: &mut ff::encoder::Audio,
+                    writer: &mut TrackWriter|
+     -> Result<()> {
         while decoder.receive_frame(&mut decoded).is_ok() {
             if graph.is_none() {
-                *graph = Some(build_graph(&decoded, input.time_base, plan, frame_size, first_pts).map_err(|e| err("building the audio filter graph", None, e))?);
+                *graph = Some(
+                    build_graph(&decoded, input.time_base, plan, frame_size, first_pts)
+                        .map_err(|e| err("building the audio filter graph", None, e))?,
+                );
             }
             let g = graph.as_mut().expect("built above");
             let ts = decoded.timestamp().map(|t| t - input.origin);
             decoded.set_pts(ts);
-            g.get("in").expect("in").source().add(&decoded).map_err(|e| err("resampling audio", ts, e))?;
+            g.get("in")
+                .expect("in")
+                .source()
+                .add(&decoded)
+                .map_err(|e| err("resampling audio", ts, e))?;
             drain_graph(g, enc, writer, false)?;
         }
         Ok(())
@@ -132,17 +156,28 @@ pub fn run(
     feed(&mut decoder, &mut graph, &mut enc, &mut writer)?;
     match graph.as_mut() {
         Some(g) => {
-            g.get("in").expect("in").source().flush().map_err(|e| err("flushing audio", None, e))?;
+            g.get("in")
+                .expect("in")
+                .source()
+                .flush()
+                .map_err(|e| err("flushing audio", None, e))?;
             drain_graph(g, &mut enc, &mut writer, true)?;
         }
         None => {
-            return Err(MediaError::Worker { stage: "audio".into(), reason: "the audio stream decoded to nothing".into() });
+            return Err(MediaError::Worker {
+                stage: "audio".into(),
+                reason: "the audio stream decoded to nothing".into(),
+            });
         }
     }
     writer.finish()
 }
 
-fn drain_encoder(enc: &mut ff::encoder::Audio, writer: &mut TrackWriter, packet: &mut ff::Packet) -> Result<()> {
+fn drain_encoder(
+    enc: &mut ff::encoder::Audio,
+    writer: &mut TrackWriter,
+    packet: &mut ff::Packet,
+) -> Result<()> {
     while enc.receive_packet(packet).is_ok() {
         writer.write(std::mem::replace(packet, ff::Packet::empty()))?;
     }
@@ -174,7 +209,11 @@ fn build_graph(
         layout.bits()
     );
     g.add(&ff::filter::find("abuffer").expect("abuffer"), "in", &args)?;
-    g.add(&ff::filter::find("abuffersink").expect("abuffersink"), "out", "")?;
+    g.add(
+        &ff::filter::find("abuffersink").expect("abuffersink"),
+        "out",
+        "",
+    )?;
     let out_layout = if plan.channels == 1 { "mono" } else { "stereo" };
     let spec = format!(
         "aresample={}:async=1:first_pts={first_pts},aformat=sample_fmts=fltp:channel_layouts={out_layout}",

@@ -10,10 +10,10 @@
 //! - encoders emit H.264 High with an IDR exactly on frames whose picture type
 //!   is `I`, and nowhere else, so every rung cuts segments at the same instants.
 
-use ffmpeg_next as ff;
 use ff::Rational;
+use ffmpeg_next as ff;
 
-use hardware::{Engine, HardwareError, BackendRequest, Placement};
+use hardware::{BackendRequest, Engine, HardwareError, Placement};
 
 use crate::error::{MediaError, Result};
 use crate::plan::{LadderPlan, Rung};
@@ -71,7 +71,13 @@ pub trait ScaleBackend: Sync {
 
 pub trait EncodeBackend: Sync {
     fn name(&self) -> &'static str;
-    fn encoder(&self, rung: &Rung, plan: &LadderPlan, first: &FrameDescription, settings: &EncoderSettings) -> Result<Box<dyn VideoEncoder>>;
+    fn encoder(
+        &self,
+        rung: &Rung,
+        plan: &LadderPlan,
+        first: &FrameDescription,
+        settings: &EncoderSettings,
+    ) -> Result<Box<dyn VideoEncoder>>;
     /// Frames between an encoder's first input and its first decodable output
     /// (B-frame reorder delay): its first packet has decode time `-delay`.
     /// Every rung of a plan has the same delay; audio is led in to match it.
@@ -87,7 +93,9 @@ pub struct EncoderSettings {
 
 impl Default for EncoderSettings {
     fn default() -> Self {
-        Self { preset: "veryfast".into() }
+        Self {
+            preset: "veryfast".into(),
+        }
     }
 }
 
@@ -109,7 +117,12 @@ impl Stages {
     }
 
     pub fn describe(&self) -> String {
-        format!("decode={} scale={} encode={}", self.decode.name(), self.scale.name(), self.encode.name())
+        format!(
+            "decode={} scale={} encode={}",
+            self.decode.name(),
+            self.scale.name(),
+            self.encode.name()
+        )
     }
 }
 

@@ -7,8 +7,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ff;
 use ff::Rational;
+use ffmpeg_next as ff;
 
 use crate::error::{Location, MediaError, Result};
 
@@ -50,7 +50,15 @@ pub struct TrackWriter {
 }
 
 fn ff_err(op: &'static str, path: &Path, source: ff::Error) -> MediaError {
-    MediaError::Ffmpeg { op, at: Location { file: path.to_owned(), stream: None, timestamp: None }, source }
+    MediaError::Ffmpeg {
+        op,
+        at: Location {
+            file: path.to_owned(),
+            stream: None,
+            timestamp: None,
+        },
+        source,
+    }
 }
 
 impl TrackWriter {
@@ -64,9 +72,12 @@ impl TrackWriter {
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| MediaError::io("creating", dir, e))?;
         let tmp = dir.join("track.fmp4.tmp");
-        let mut octx = ff::format::output_as(&tmp, "mp4").map_err(|e| ff_err("creating the muxer", &tmp, e))?;
+        let mut octx = ff::format::output_as(&tmp, "mp4")
+            .map_err(|e| ff_err("creating the muxer", &tmp, e))?;
         {
-            let mut st = octx.add_stream(None::<ff::Codec>).map_err(|e| ff_err("adding a stream", &tmp, e))?;
+            let mut st = octx
+                .add_stream(None::<ff::Codec>)
+                .map_err(|e| ff_err("adding a stream", &tmp, e))?;
             st.set_parameters(parameters);
             st.set_time_base(packet_tb);
             // SAFETY: codecpar belongs to the stream we just added. A zero tag
@@ -78,11 +89,15 @@ impl TrackWriter {
         // with empty_moov, writes no edit list. The pipeline therefore starts
         // every track with the same lead-in (see `transcode`), which keeps audio
         // and video in sync without edit lists (which HLS players handle unevenly).
-        opts.set("movflags", "+frag_custom+empty_moov+default_base_moof+skip_trailer");
+        opts.set(
+            "movflags",
+            "+frag_custom+empty_moov+default_base_moof+skip_trailer",
+        );
         opts.set("use_editlist", "0");
         // No encoder/version strings or wall-clock times: identical input, identical bytes.
         opts.set("fflags", "+bitexact");
-        octx.write_header_with(opts).map_err(|e| ff_err("writing the MP4 header", &tmp, e))?;
+        octx.write_header_with(opts)
+            .map_err(|e| ff_err("writing the MP4 header", &tmp, e))?;
         let stream_tb = octx.stream(0).expect("added above").time_base();
         Ok(Self {
             octx,
@@ -102,7 +117,9 @@ impl TrackWriter {
     /// Earliest packet timestamp (in `packet_tb`) that may start segment `k`.
     fn cut_point(&self, k: i64) -> i64 {
         // k * segment_secs / packet_tb, rounded up, in exact integer maths.
-        let num = i128::from(k) * i128::from(self.segment_secs.0) * i128::from(self.packet_tb.denominator());
+        let num = i128::from(k)
+            * i128::from(self.segment_secs.0)
+            * i128::from(self.packet_tb.denominator());
         let den = i128::from(self.segment_secs.1) * i128::from(self.packet_tb.numerator());
         ((num + den - 1) / den) as i64
     }
@@ -117,11 +134,17 @@ impl TrackWriter {
             self.starts.push(pts);
             self.advance_cut(pts);
         }
-        let dur = if packet.duration() > 0 { packet.duration() } else { self.default_duration };
+        let dur = if packet.duration() > 0 {
+            packet.duration()
+        } else {
+            self.default_duration
+        };
         self.end = self.end.max(pts + dur);
         packet.set_stream(0);
         packet.rescale_ts(self.packet_tb, self.stream_tb);
-        packet.write(&mut self.octx).map_err(|e| ff_err("muxing", &self.tmp, e))?;
+        packet
+            .write(&mut self.octx)
+            .map_err(|e| ff_err("muxing", &self.tmp, e))?;
         Ok(())
     }
 
@@ -145,10 +168,15 @@ impl TrackWriter {
     /// Closes the file and splits it into `init.mp4` and `N.m4s`.
     pub fn finish(mut self) -> Result<Track> {
         if self.starts.is_empty() {
-            return Err(MediaError::Packaging { path: self.tmp.clone(), reason: "the track has no samples".into() });
+            return Err(MediaError::Packaging {
+                path: self.tmp.clone(),
+                reason: "the track has no samples".into(),
+            });
         }
         self.flush_fragment()?;
-        self.octx.write_trailer().map_err(|e| ff_err("finishing the MP4", &self.tmp, e))?;
+        self.octx
+            .write_trailer()
+            .map_err(|e| ff_err("finishing the MP4", &self.tmp, e))?;
         drop(self.octx);
         let tb = f64::from(self.packet_tb);
         let durations: Vec<f64> = self
@@ -166,13 +194,21 @@ impl TrackWriter {
             .into_iter()
             .zip(sizes)
             .enumerate()
-            .map(|(i, (duration_secs, bytes))| Segment { uri: segment_name(i), duration_secs, bytes })
+            .map(|(i, (duration_secs, bytes))| Segment {
+                uri: segment_name(i),
+                duration_secs,
+                bytes,
+            })
             .collect();
         Ok(Track {
             dir: self.dir,
             init_uri: "init.mp4".into(),
             segments,
-            segment_starts: self.starts.iter().map(|&s| round_micros(s as f64 * tb)).collect(),
+            segment_starts: self
+                .starts
+                .iter()
+                .map(|&s| round_micros(s as f64 * tb))
+                .collect(),
             codec: self.codec,
         })
     }
@@ -189,9 +225,15 @@ fn round_micros(x: f64) -> f64 {
 /// Splits a fragmented MP4 into init + `expected` media segments; returns
 /// each segment's size.
 fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
-    let bad = |reason: String| MediaError::Packaging { path: file.to_owned(), reason };
+    let bad = |reason: String| MediaError::Packaging {
+        path: file.to_owned(),
+        reason,
+    };
     let read_err = |e| MediaError::io("reading", file, e);
-    let mut r = BufReader::with_capacity(1 << 20, File::open(file).map_err(|e| MediaError::io("opening", file, e))?);
+    let mut r = BufReader::with_capacity(
+        1 << 20,
+        File::open(file).map_err(|e| MediaError::io("opening", file, e))?,
+    );
     let init_path = dir.join("init.mp4");
     let mut init = Some(create(&init_path)?);
     // The open segment, its size, and whether its last box was a prefix
@@ -201,12 +243,16 @@ fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
     let mut copy_buf = vec![0u8; 1 << 16];
     while let Some((kind, header, size)) = read_box_header(&mut r).map_err(read_err)? {
         let sink = match &kind {
-            b"ftyp" | b"moov" => init
-                .as_mut()
-                .ok_or_else(|| bad(format!("`{}` box after the first fragment", String::from_utf8_lossy(&kind))))?,
+            b"ftyp" | b"moov" => init.as_mut().ok_or_else(|| {
+                bad(format!(
+                    "`{}` box after the first fragment",
+                    String::from_utf8_lossy(&kind)
+                ))
+            })?,
             b"styp" | b"sidx" | b"prft" | b"moof" | b"mdat" | b"emsg" => {
                 if let Some(mut w) = init.take() {
-                    w.flush().map_err(|e| MediaError::io("writing", &init_path, e))?;
+                    w.flush()
+                        .map_err(|e| MediaError::io("writing", &init_path, e))?;
                 }
                 let prefix = matches!(&kind, b"styp" | b"sidx" | b"prft");
                 let continues_prefix = current.as_ref().is_some_and(|c| c.2);
@@ -217,7 +263,9 @@ fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
                     }
                     current = Some((create(&dir.join(segment_name(sizes.len())))?, 0, false));
                 }
-                let (w, n, open_prefix) = current.as_mut().ok_or_else(|| bad("media data before any moof".into()))?;
+                let (w, n, open_prefix) = current
+                    .as_mut()
+                    .ok_or_else(|| bad("media data before any moof".into()))?;
                 *n += size;
                 *open_prefix = prefix;
                 w
@@ -226,9 +274,15 @@ fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
                 skip(&mut r, size - header.len() as u64).map_err(read_err)?;
                 continue;
             }
-            other => return Err(bad(format!("unexpected top-level box `{}`", String::from_utf8_lossy(other)))),
+            other => {
+                return Err(bad(format!(
+                    "unexpected top-level box `{}`",
+                    String::from_utf8_lossy(other)
+                )))
+            }
         };
-        sink.write_all(&header).map_err(|e| MediaError::io("writing", dir, e))?;
+        sink.write_all(&header)
+            .map_err(|e| MediaError::io("writing", dir, e))?;
         copy_exact(&mut r, sink, size - header.len() as u64, &mut copy_buf).map_err(read_err)?;
     }
     if let Some((mut w, n, _)) = current.take() {
@@ -236,23 +290,35 @@ fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
         sizes.push(n);
     }
     if sizes.len() != expected {
-        return Err(bad(format!("expected {expected} fragments, the muxer wrote {}", sizes.len())));
+        return Err(bad(format!(
+            "expected {expected} fragments, the muxer wrote {}",
+            sizes.len()
+        )));
     }
     Ok(sizes)
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>> {
-    File::create(path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(|e| MediaError::io("creating", path, e))
+    File::create(path)
+        .map(|f| BufWriter::with_capacity(1 << 20, f))
+        .map_err(|e| MediaError::io("creating", path, e))
 }
 
 /// Reads an ISO-BMFF box header: (type, raw header bytes, total box size).
-fn read_box_header(r: &mut impl Read) -> std::io::Result<Option<([u8; 4], Vec<u8>, u64)>> {
+/// A box's type, its raw header bytes, and its total size.
+type BoxHeader = ([u8; 4], Vec<u8>, u64);
+
+fn read_box_header(r: &mut impl Read) -> std::io::Result<Option<BoxHeader>> {
     let mut h = [0u8; 8];
     let mut got = 0;
     while got < 8 {
         let n = r.read(&mut h[got..])?;
         if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) };
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            };
         }
         got += n;
     }
@@ -266,16 +332,29 @@ fn read_box_header(r: &mut impl Read) -> std::io::Result<Option<([u8; 4], Vec<u8
             header.extend_from_slice(&ext);
             u64::from_be_bytes(ext)
         }
-        0 => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "box extends to end of file")),
+        0 => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "box extends to end of file",
+            ))
+        }
         n => u64::from(n),
     };
     if size < header.len() as u64 {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "box smaller than its header"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "box smaller than its header",
+        ));
     }
     Ok(Some((kind, header, size)))
 }
 
-fn copy_exact(r: &mut impl Read, w: &mut impl Write, mut n: u64, buf: &mut [u8]) -> std::io::Result<()> {
+fn copy_exact(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    mut n: u64,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
     while n > 0 {
         let chunk = buf.len().min(n as usize);
         r.read_exact(&mut buf[..chunk])?;
@@ -295,7 +374,9 @@ pub fn avc_codec_string(extradata: &[u8]) -> Option<String> {
         &extradata[1..4]
     } else {
         // Annex B: find the SPS NAL (type 7) after a start code.
-        let pos = extradata.windows(4).position(|w| w[0..3] == [0, 0, 1] && w[3] & 0x1f == 7)?;
+        let pos = extradata
+            .windows(4)
+            .position(|w| w[0..3] == [0, 0, 1] && w[3] & 0x1f == 7)?;
         extradata.get(pos + 4..pos + 7)?
     };
     Some(format!("avc1.{:02x}{:02x}{:02x}", sps[0], sps[1], sps[2]))
@@ -308,9 +389,15 @@ mod tests {
     #[test]
     fn codec_strings_come_from_the_sps() {
         // avcC: version 1, High (100), constraints 0, level 4.0 (40).
-        assert_eq!(avc_codec_string(&[1, 100, 0, 40, 0xff]).as_deref(), Some("avc1.640028"));
+        assert_eq!(
+            avc_codec_string(&[1, 100, 0, 40, 0xff]).as_deref(),
+            Some("avc1.640028")
+        );
         // Annex B with a 4-byte start code, SPS NAL header 0x67.
-        assert_eq!(avc_codec_string(&[0, 0, 0, 1, 0x67, 100, 0, 31, 0xac]).as_deref(), Some("avc1.64001f"));
+        assert_eq!(
+            avc_codec_string(&[0, 0, 0, 1, 0x67, 100, 0, 31, 0xac]).as_deref(),
+            Some("avc1.64001f")
+        );
         assert_eq!(avc_codec_string(&[0, 0, 1, 0x68, 1, 2, 3]), None);
     }
 

@@ -64,7 +64,11 @@ impl std::fmt::Display for Location {
 pub enum MediaError {
     /// The input is not acceptable; the client can show `reason`.
     #[error("{code}: {reason} ({})", file.display())]
-    Rejected { file: PathBuf, code: RejectCode, reason: String },
+    Rejected {
+        file: PathBuf,
+        code: RejectCode,
+        reason: String,
+    },
 
     /// A codec, filter or muxer call failed on input that passed validation.
     #[error("{op} failed ({at}): {source}")]
@@ -99,12 +103,24 @@ pub enum MediaError {
 }
 
 impl MediaError {
-    pub(crate) fn rejected(file: &std::path::Path, code: RejectCode, reason: impl Into<String>) -> Self {
-        Self::Rejected { file: file.to_owned(), code, reason: reason.into() }
+    pub(crate) fn rejected(
+        file: &std::path::Path,
+        code: RejectCode,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Rejected {
+            file: file.to_owned(),
+            code,
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        Self::Io { op, path: path.to_owned(), source }
+        Self::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
     }
 
     /// The rejection code, if this error is a refusal of the input.

@@ -20,8 +20,20 @@ pub const MAX_FPS: f64 = 60.0;
 /// Frame rates a variable-rate source is snapped to when its average is close
 /// (phones record "30 fps" that averages 29.87).
 const STANDARD_RATES: &[(i32, i32)] = &[
-    (24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (48, 1), (50, 1), (60000, 1001), (60, 1),
-    (90, 1), (100, 1), (120000, 1001), (120, 1), (240, 1),
+    (24000, 1001),
+    (24, 1),
+    (25, 1),
+    (30000, 1001),
+    (30, 1),
+    (48, 1),
+    (50, 1),
+    (60000, 1001),
+    (60, 1),
+    (90, 1),
+    (100, 1),
+    (120000, 1001),
+    (120, 1),
+    (240, 1),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,13 +89,21 @@ impl LadderPlan {
         let frame_rate = output_frame_rate(v.avg_frame_rate, v.base_frame_rate);
         let fps = f64::from(frame_rate.0) / f64::from(frame_rate.1);
         let gop_frames = ((f64::from(GOP_SECONDS) * fps).round() as u32).max(1);
-        let wanted: Vec<u32> = if requested.is_empty() { STANDARD_RUNGS.to_vec() } else { requested.to_vec() };
+        let wanted: Vec<u32> = if requested.is_empty() {
+            STANDARD_RUNGS.to_vec()
+        } else {
+            requested.to_vec()
+        };
         let rungs = plan_rungs(dw, dh, fps, &wanted);
         let audio = source.audio.as_ref().map(|a| {
             let channels = a.channels.clamp(1, 2);
             AudioPlan {
                 channels,
-                sample_rate: if matches!(a.sample_rate, 44_100 | 48_000) { a.sample_rate } else { 48_000 },
+                sample_rate: if matches!(a.sample_rate, 44_100 | 48_000) {
+                    a.sample_rate
+                } else {
+                    48_000
+                },
                 bitrate: 64_000 * u64::from(channels),
             }
         });
@@ -131,7 +151,10 @@ fn output_frame_rate(avg: (i32, i32), base: (i32, i32)) -> (i32, i32) {
     };
     let mut rate = match (valid(avg), valid(base)) {
         (true, _) => standard(avg)
-            .or_else(|| standard(base).filter(|&b| valid(base) && as_f(b) >= as_f(avg) && as_f(b) <= as_f(avg) * 1.6))
+            .or_else(|| {
+                standard(base)
+                    .filter(|&b| valid(base) && as_f(b) >= as_f(avg) && as_f(b) <= as_f(avg) * 1.6)
+            })
             .unwrap_or_else(|| {
                 let milli = (as_f(avg) * 1000.0).round().max(1000.0) as i32;
                 let g = gcd(milli, 1000);
@@ -141,13 +164,21 @@ fn output_frame_rate(avg: (i32, i32), base: (i32, i32)) -> (i32, i32) {
         (false, false) => (30, 1),
     };
     while as_f(rate) > MAX_FPS + 0.01 {
-        rate = if rate.0 % 2 == 0 { (rate.0 / 2, rate.1) } else { (rate.0, rate.1 * 2) };
+        rate = if rate.0 % 2 == 0 {
+            (rate.0 / 2, rate.1)
+        } else {
+            (rate.0, rate.1 * 2)
+        };
     }
     rate
 }
 
 fn gcd(a: i32, b: i32) -> i32 {
-    if b == 0 { a.abs().max(1) } else { gcd(b, a % b) }
+    if b == 0 {
+        a.abs().max(1)
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Apple HLS authoring ladder (kbit/s at ≤ 30 fps) for our rung heights.
@@ -167,9 +198,15 @@ fn plan_rungs(dw: u32, dh: u32, fps: f64, wanted: &[u32]) -> Vec<Rung> {
     let fps_factor = if fps > 30.5 { 1.4 } else { 1.0 };
     let rung = |short_out: u32, kbps: u64| {
         let (w, h) = if landscape {
-            (even((f64::from(short_out) * aspect).round() as u32).min(even_floor(dw)), short_out)
+            (
+                even(f64::from(short_out) * aspect).min(even_floor(dw)),
+                short_out,
+            )
         } else {
-            (short_out, even((f64::from(short_out) / aspect).round() as u32).min(even_floor(dh)))
+            (
+                short_out,
+                even(f64::from(short_out) / aspect).min(even_floor(dh)),
+            )
         };
         let bitrate = (kbps as f64 * fps_factor * 1000.0).round() as u64;
         Rung {
@@ -195,8 +232,8 @@ fn plan_rungs(dw: u32, dh: u32, fps: f64, wanted: &[u32]) -> Vec<Rung> {
 }
 
 /// Nearest even number (H.264 4:2:0 needs even dimensions).
-fn even(x: u32) -> u32 {
-    ((x + 1) / 2 * 2).max(2)
+fn even(x: f64) -> u32 {
+    (((x / 2.0).round() as u32) * 2).max(2)
 }
 
 fn even_floor(x: u32) -> u32 {
@@ -240,7 +277,10 @@ mod tests {
     #[test]
     fn landscape_1080p_gets_the_full_ladder() {
         let p = LadderPlan::new(&source(1920, 1080, (30, 1)), &[]).unwrap();
-        assert_eq!(sizes(&p), [(1920, 1080), (1280, 720), (854, 480), (640, 360)]);
+        assert_eq!(
+            sizes(&p),
+            [(1920, 1080), (1280, 720), (854, 480), (640, 360)]
+        );
         assert_eq!(p.rungs[0].name, "1080p");
         assert_eq!((p.gop_frames, p.segment_frames), (60, 120));
         assert_eq!(p.rungs[0].bitrate, 6_000_000);
@@ -249,7 +289,10 @@ mod tests {
     #[test]
     fn portrait_uses_the_short_side() {
         let p = LadderPlan::new(&source(1080, 1920, (30, 1)), &[]).unwrap();
-        assert_eq!(sizes(&p), [(1080, 1920), (720, 1280), (480, 854), (360, 640)]);
+        assert_eq!(
+            sizes(&p),
+            [(1080, 1920), (720, 1280), (480, 854), (360, 640)]
+        );
         assert_eq!(p.rungs[3].name, "360p");
     }
 
@@ -272,13 +315,23 @@ mod tests {
         assert_eq!(p.rungs[0].name, "240p");
         assert_eq!(p.rungs[0].bitrate, 145_000);
         let p = LadderPlan::new(&source(1280, 720, (30, 1)), &[1080]).unwrap();
-        assert_eq!(sizes(&p), [(1280, 720)], "asked only for a rung above the source");
+        assert_eq!(
+            sizes(&p),
+            [(1280, 720)],
+            "asked only for a rung above the source"
+        );
     }
 
     #[test]
     fn odd_sizes_become_even_and_never_exceed_the_source() {
         let p = LadderPlan::new(&source(641, 361, (30, 1)), &[]).unwrap();
         assert_eq!(sizes(&p), [(640, 360)]);
+        let p = LadderPlan::new(&source(854, 480, (30, 1)), &[]).unwrap();
+        assert_eq!(
+            sizes(&p),
+            [(854, 480), (640, 360)],
+            "640.5 rounds to the nearest even width"
+        );
         let p = LadderPlan::new(&source(333, 201, (30, 1)), &[]).unwrap();
         assert_eq!(sizes(&p), [(332, 200)]);
         for r in &p.rungs {
@@ -302,11 +355,27 @@ mod tests {
         assert_eq!(output_frame_rate((120, 1), (120, 1)), (60, 1));
         assert_eq!(output_frame_rate((240, 1), (240, 1)), (60, 1));
         assert_eq!(output_frame_rate((100, 1), (100, 1)), (50, 1));
-        assert_eq!(output_frame_rate((2987, 100), (30, 1)), (30000, 1001), "VFR phone footage");
-        assert_eq!(output_frame_rate((30, 1), (30, 1)), (30, 1), "closest standard rate, not the first");
+        assert_eq!(
+            output_frame_rate((2987, 100), (30, 1)),
+            (30000, 1001),
+            "VFR phone footage"
+        );
+        assert_eq!(
+            output_frame_rate((30, 1), (30, 1)),
+            (30, 1),
+            "closest standard rate, not the first"
+        );
         assert_eq!(output_frame_rate((2997, 100), (30000, 1001)), (30000, 1001));
-        assert_eq!(output_frame_rate((45, 2), (30, 1)), (30, 1), "dropped frames keep the camera's rate");
-        assert_eq!(output_frame_rate((25, 1), (50, 1)), (25, 1), "interlaced: frame rate, not field rate");
+        assert_eq!(
+            output_frame_rate((45, 2), (30, 1)),
+            (30, 1),
+            "dropped frames keep the camera's rate"
+        );
+        assert_eq!(
+            output_frame_rate((25, 1), (50, 1)),
+            (25, 1),
+            "interlaced: frame rate, not field rate"
+        );
         assert_eq!(output_frame_rate((0, 0), (25, 1)), (25, 1));
         assert_eq!(output_frame_rate((0, 0), (0, 0)), (30, 1));
         assert_eq!(output_frame_rate((125, 10), (125, 10)), (25, 2));
@@ -331,10 +400,20 @@ mod tests {
     #[test]
     fn audio_is_downmixed_to_stereo_and_resampled_when_unusual() {
         let mut s = source(1920, 1080, (30, 1));
-        s.audio = Some(AudioInfo { index: 1, codec: "ac3".into(), channels: 6, sample_rate: 96_000 });
+        s.audio = Some(AudioInfo {
+            index: 1,
+            codec: "ac3".into(),
+            channels: 6,
+            sample_rate: 96_000,
+        });
         let a = LadderPlan::new(&s, &[]).unwrap().audio.unwrap();
         assert_eq!((a.channels, a.sample_rate, a.bitrate), (2, 48_000, 128_000));
-        s.audio = Some(AudioInfo { index: 1, codec: "aac".into(), channels: 1, sample_rate: 44_100 });
+        s.audio = Some(AudioInfo {
+            index: 1,
+            codec: "aac".into(),
+            channels: 1,
+            sample_rate: 44_100,
+        });
         let a = LadderPlan::new(&s, &[]).unwrap().audio.unwrap();
         assert_eq!((a.channels, a.sample_rate, a.bitrate), (1, 44_100, 64_000));
     }

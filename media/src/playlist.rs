@@ -33,11 +33,17 @@ pub fn bandwidth(track: &Track) -> Bandwidth {
     let peak = track
         .segments
         .iter()
-        .map(|s| (s.bytes as f64 * 8.0 / s.duration_secs.max(1.0).min(total_secs.max(1e-3))).ceil() as u64)
+        .map(|s| {
+            (s.bytes as f64 * 8.0 / s.duration_secs.max(1.0).min(total_secs.max(1e-3))).ceil()
+                as u64
+        })
         .max()
         .unwrap_or(0);
     let average = (total_bytes as f64 * 8.0 / total_secs.max(1e-3)).ceil() as u64;
-    Bandwidth { peak: peak.max(average), average }
+    Bandwidth {
+        peak: peak.max(average),
+        average,
+    }
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
@@ -47,14 +53,21 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 /// Writes `index.m3u8` for a track.
 pub fn write_media_playlist(track: &Track) -> Result<()> {
     // RFC 8216 §4.3.3.1: each EXTINF rounded to the nearest integer ≤ target.
-    let target = track.segments.iter().map(|s| s.duration_secs).fold(0.0, f64::max).round().max(1.0) as u64;
+    let target = track
+        .segments
+        .iter()
+        .map(|s| s.duration_secs)
+        .fold(0.0, f64::max)
+        .round()
+        .max(1.0) as u64;
     let segments: Vec<MediaSegment<'_>> = track
         .segments
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let mut b = MediaSegment::builder();
-            b.duration(Duration::from_micros((s.duration_secs * 1e6).round() as u64)).uri(s.uri.as_str());
+            b.duration(Duration::from_micros((s.duration_secs * 1e6).round() as u64))
+                .uri(s.uri.as_str());
             if i == 0 {
                 b.map(ExtXMap::new(track.init_uri.as_str()));
             }
@@ -68,7 +81,10 @@ pub fn write_media_playlist(track: &Track) -> Result<()> {
         .has_end_list(true)
         .segments(segments)
         .build()
-        .map_err(|reason| MediaError::Packaging { path: track.dir.join(MEDIA), reason })?;
+        .map_err(|reason| MediaError::Packaging {
+            path: track.dir.join(MEDIA),
+            reason,
+        })?;
     write_file(&track.dir.join(MEDIA), &tidy_extinf(&playlist.to_string()))
 }
 
@@ -79,7 +95,10 @@ pub fn write_media_playlist(track: &Track) -> Result<()> {
 fn tidy_extinf(playlist: &str) -> String {
     let mut out = String::with_capacity(playlist.len());
     for line in playlist.lines() {
-        match line.strip_prefix("#EXTINF:").and_then(|rest| rest.split_once(',')) {
+        match line
+            .strip_prefix("#EXTINF:")
+            .and_then(|rest| rest.split_once(','))
+        {
             Some((secs, title)) if secs.parse::<f64>().is_ok() => {
                 let secs: f64 = secs.parse().expect("checked");
                 let fixed = format!("{secs:.6}");
@@ -120,7 +139,10 @@ pub fn write_master(
                 .is_autoselect(true)
                 .channels(hls_m3u8::types::Channels::new(u64::from(plan.channels)))
                 .build()
-                .map_err(|reason| MediaError::Packaging { path: dir.join(MASTER), reason })?,
+                .map_err(|reason| MediaError::Packaging {
+                    path: dir.join(MASTER),
+                    reason,
+                })?,
         );
     }
     let mut summary = Vec::new();
@@ -142,10 +164,15 @@ pub fn write_master(
             .codecs(codecs)
             .resolution((v.rung.width as usize, v.rung.height as usize))
             .build()
-            .map_err(|reason| MediaError::Packaging { path: dir.join(MASTER), reason })?;
+            .map_err(|reason| MediaError::Packaging {
+                path: dir.join(MASTER),
+                reason,
+            })?;
         streams.push(VariantStream::ExtXStreamInf {
             uri: format!("{}/{MEDIA}", v.rung.name).into(),
-            frame_rate: Some(UFloat::new(((v.frame_rate * 1000.0).round() / 1000.0) as f32)),
+            frame_rate: Some(UFloat::new(
+                ((v.frame_rate * 1000.0).round() / 1000.0) as f32,
+            )),
             audio: audio.map(|_| AUDIO_GROUP.into()),
             subtitles: None,
             closed_captions: None,
@@ -157,7 +184,10 @@ pub fn write_master(
         .media(media)
         .variant_streams(streams)
         .build()
-        .map_err(|e| MediaError::Packaging { path: dir.join(MASTER), reason: e.to_string() })?;
+        .map_err(|e| MediaError::Packaging {
+            path: dir.join(MASTER),
+            reason: e.to_string(),
+        })?;
     write_file(&dir.join(MASTER), &master.to_string())?;
     Ok(summary)
 }
@@ -169,6 +199,9 @@ mod tests {
     #[test]
     fn extinf_is_stated_in_microseconds() {
         let text = "#EXTM3U\n#EXTINF:3.9938320000000003,\n0.m4s\n#EXTINF:4,\n1.m4s\n#EXTINF:1.8768750000000001,x\n";
-        assert_eq!(tidy_extinf(text), "#EXTM3U\n#EXTINF:3.993832,\n0.m4s\n#EXTINF:4,\n1.m4s\n#EXTINF:1.876875,x\n");
+        assert_eq!(
+            tidy_extinf(text),
+            "#EXTM3U\n#EXTINF:3.993832,\n0.m4s\n#EXTINF:4,\n1.m4s\n#EXTINF:1.876875,x\n"
+        );
     }
 }

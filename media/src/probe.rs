@@ -4,11 +4,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ff;
 use ff::codec::packet::side_data::Type as SideDataType;
 use ff::format::stream::Disposition;
 use ff::media::Type as MediaType;
 use ff::Rational;
+use ffmpeg_next as ff;
 use serde::Serialize;
 
 use crate::error::{Location, MediaError, RejectCode, Result};
@@ -16,7 +16,15 @@ use crate::error::{Location, MediaError, RejectCode, Result};
 /// Containers we accept, by libavformat demuxer name.
 const ALLOWED_CONTAINERS: &[&str] = &["mov", "mp4", "matroska", "webm", "mpegts", "avi"];
 /// Video codecs we accept, by libavcodec codec name.
-const ALLOWED_VIDEO_CODECS: &[&str] = &["h264", "hevc", "vp9", "av1", "mpeg2video", "prores", "mjpeg"];
+const ALLOWED_VIDEO_CODECS: &[&str] = &[
+    "h264",
+    "hevc",
+    "vp9",
+    "av1",
+    "mpeg2video",
+    "prores",
+    "mjpeg",
+];
 /// How many video packets may pass before the first decoded frame: generous
 /// enough for long open-GOP lead-ins, bounded so a junk stream cannot spin.
 const MAX_PACKETS_TO_FIRST_FRAME: usize = 2_000;
@@ -32,7 +40,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bytes: 5_000_000_000, max_duration_secs: 600.0, max_width: 4096, max_height: 4096 }
+        Self {
+            max_bytes: 5_000_000_000,
+            max_duration_secs: 600.0,
+            max_width: 4096,
+            max_height: 4096,
+        }
     }
 }
 
@@ -100,28 +113,43 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<SourceInfo> {
     crate::init();
     let reject = |code, reason: String| MediaError::rejected(path, code, reason);
 
-    let size_bytes = std::fs::metadata(path).map_err(|e| MediaError::io("reading", path, e))?.len();
+    let size_bytes = std::fs::metadata(path)
+        .map_err(|e| MediaError::io("reading", path, e))?
+        .len();
     if size_bytes == 0 {
-        return Err(reject(RejectCode::CorruptMedia, "the file is empty (0 bytes)".into()));
+        return Err(reject(
+            RejectCode::CorruptMedia,
+            "the file is empty (0 bytes)".into(),
+        ));
     }
     if size_bytes > limits.max_bytes {
         return Err(reject(
             RejectCode::FileTooLarge,
-            format!("the file is {size_bytes} bytes; the limit is {} bytes", limits.max_bytes),
+            format!(
+                "the file is {size_bytes} bytes; the limit is {} bytes",
+                limits.max_bytes
+            ),
         ));
     }
     if sniff_container(path)?.is_none() {
         return Err(reject(
             RejectCode::UnsupportedFormat,
-            "not a recognised audio/video container (the content matches no known media format)".into(),
+            "not a recognised audio/video container (the content matches no known media format)"
+                .into(),
         ));
     }
 
     let mut input = ff::format::input(&path).map_err(|e| {
-        reject(RejectCode::CorruptMedia, format!("the container could not be read, it may be truncated or damaged ({e})"))
+        reject(
+            RejectCode::CorruptMedia,
+            format!("the container could not be read, it may be truncated or damaged ({e})"),
+        )
     })?;
     let container = input.format().name().to_owned();
-    if !container.split(',').any(|n| ALLOWED_CONTAINERS.contains(&n)) {
+    if !container
+        .split(',')
+        .any(|n| ALLOWED_CONTAINERS.contains(&n))
+    {
         return Err(reject(
             RejectCode::UnsupportedFormat,
             format!("container `{container}` is not accepted (accepted: MP4/MOV, WebM/MKV, MPEG-TS, AVI)"),
@@ -148,11 +176,20 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<SourceInfo> {
         }
         let found: Vec<String> = input
             .streams()
-            .map(|s| format!("{:?} ({})", s.parameters().medium(), s.parameters().id().name()))
+            .map(|s| {
+                format!(
+                    "{:?} ({})",
+                    s.parameters().medium(),
+                    s.parameters().id().name()
+                )
+            })
             .collect();
         return Err(reject(
             RejectCode::UnsupportedFormat,
-            format!("no video stream; the file contains only: {}", found.join(", ")),
+            format!(
+                "no video stream; the file contains only: {}",
+                found.join(", ")
+            ),
         ));
     };
 
@@ -165,18 +202,31 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<SourceInfo> {
             format!("video codec `{codec}` is not accepted (accepted: H.264, HEVC, VP9, AV1, MPEG-2, ProRes, MJPEG)"),
         ));
     }
-    if vstream.side_data().any(|sd| sd.kind() == SideDataType::EncryptionInitInfo) {
-        return Err(reject(RejectCode::EncryptedMedia, "the video stream is encrypted (CENC/DRM)".into()));
+    if vstream
+        .side_data()
+        .any(|sd| sd.kind() == SideDataType::EncryptionInitInfo)
+    {
+        return Err(reject(
+            RejectCode::EncryptedMedia,
+            "the video stream is encrypted (CENC/DRM)".into(),
+        ));
     }
     // SAFETY: codecpar is valid while `input` lives; plain field reads.
     let (width, height, field_order) = unsafe {
         let p = params.as_ptr();
-        ((*p).width.max(0) as u32, (*p).height.max(0) as u32, (*p).field_order)
+        (
+            (*p).width.max(0) as u32,
+            (*p).height.max(0) as u32,
+            (*p).field_order,
+        )
     };
     if width > limits.max_width || height > limits.max_height {
         return Err(reject(
             RejectCode::ResolutionLimit,
-            format!("the video is {width}×{height}; the limit is {}×{}", limits.max_width, limits.max_height),
+            format!(
+                "the video is {width}×{height}; the limit is {}×{}",
+                limits.max_width, limits.max_height
+            ),
         ));
     }
 
@@ -185,7 +235,10 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<SourceInfo> {
     if duration_secs > limits.max_duration_secs {
         return Err(reject(
             RejectCode::DurationLimit,
-            format!("the video lasts {duration_secs:.1} s; the limit is {:.0} s", limits.max_duration_secs),
+            format!(
+                "the video lasts {duration_secs:.1} s; the limit is {:.0} s",
+                limits.max_duration_secs
+            ),
         ));
     }
     let rotation = vstream
@@ -200,7 +253,11 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<SourceInfo> {
         .unwrap_or(0);
     let avg_frame_rate = vstream.avg_frame_rate();
     let base_frame_rate = vstream.rate();
-    let start_pts = if vstream.start_time() == ff::ffi::AV_NOPTS_VALUE { 0 } else { vstream.start_time() };
+    let start_pts = if vstream.start_time() == ff::ffi::AV_NOPTS_VALUE {
+        0
+    } else {
+        vstream.start_time()
+    };
 
     let audio = input
         .streams()
@@ -255,7 +312,7 @@ fn sniff_container(path: &Path) -> Result<Option<String>> {
     let len = buf.len();
     buf.resize(len + ff::ffi::AVPROBE_PADDING_SIZE as usize, 0);
     let empty_name = c"";
-    let mut pd = ff::ffi::AVProbeData {
+    let pd = ff::ffi::AVProbeData {
         filename: empty_name.as_ptr(),
         buf: buf.as_mut_ptr(),
         buf_size: len as i32,
@@ -263,12 +320,14 @@ fn sniff_container(path: &Path) -> Result<Option<String>> {
     };
     let mut score = 0;
     // SAFETY: pd points at a padded buffer that outlives the call.
-    let fmt = unsafe { ff::ffi::av_probe_input_format3(&mut pd, 1, &mut score) };
+    let fmt = unsafe { ff::ffi::av_probe_input_format3(&pd, 1, &mut score) };
     if fmt.is_null() {
         return Ok(None);
     }
     // SAFETY: demuxer descriptors are static.
-    let name = unsafe { std::ffi::CStr::from_ptr((*fmt).name) }.to_string_lossy().into_owned();
+    let name = unsafe { std::ffi::CStr::from_ptr((*fmt).name) }
+        .to_string_lossy()
+        .into_owned();
     Ok(Some(name))
 }
 
@@ -289,7 +348,11 @@ fn audio_info(s: &ff::format::stream::Stream<'_>) -> Option<AudioInfo> {
     let ctx = ff::codec::context::Context::from_parameters(params.clone()).ok()?;
     let dec = ctx.decoder().audio().ok();
     let Some(dec) = dec else {
-        tracing::warn!(stream = s.index(), codec = params.id().name(), "audio stream has no decoder; it will be dropped");
+        tracing::warn!(
+            stream = s.index(),
+            codec = params.id().name(),
+            "audio stream has no decoder; it will be dropped"
+        );
         return None;
     };
     Some(AudioInfo {
@@ -308,8 +371,11 @@ fn first_frame(
 ) -> Result<ff::frame::Video> {
     let stream = input.stream(vindex).expect("valid index");
     let corrupt = |reason: String| MediaError::rejected(path, RejectCode::CorruptMedia, reason);
-    let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-        .map_err(|e| corrupt(format!("video stream #{vindex} has unusable codec parameters ({e})")))?;
+    let ctx = ff::codec::context::Context::from_parameters(stream.parameters()).map_err(|e| {
+        corrupt(format!(
+            "video stream #{vindex} has unusable codec parameters ({e})"
+        ))
+    })?;
     let mut decoder = ctx
         .decoder()
         .video()
@@ -331,16 +397,26 @@ fn first_frame(
         if packet.stream() != vindex {
             continue;
         }
-        if packet.side_data().any(|sd| sd.kind() == SideDataType::EncryptionInfo) {
-            return Err(MediaError::rejected(path, RejectCode::EncryptedMedia, "the video samples are encrypted (CENC/DRM)"));
+        if packet
+            .side_data()
+            .any(|sd| sd.kind() == SideDataType::EncryptionInfo)
+        {
+            return Err(MediaError::rejected(
+                path,
+                RejectCode::EncryptedMedia,
+                "the video samples are encrypted (CENC/DRM)",
+            ));
         }
         seen += 1;
         if let Err(e) = decoder.send_packet(&packet) {
-            last_error = Some(format!("{e} at {}", Location {
-                file: path.to_owned(),
-                stream: Some(vindex),
-                timestamp: packet.pts().map(|p| p as f64 * f64::from(time_base)),
-            }));
+            last_error = Some(format!(
+                "{e} at {}",
+                Location {
+                    file: path.to_owned(),
+                    stream: Some(vindex),
+                    timestamp: packet.pts().map(|p| p as f64 * f64::from(time_base)),
+                }
+            ));
         }
         if decoder.receive_frame(&mut frame).is_ok() {
             return Ok(frame);

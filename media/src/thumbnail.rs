@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::software::scaling;
+use ffmpeg_next as ff;
 
 use crate::error::{Location, MediaError, Result};
 
@@ -45,21 +45,40 @@ impl PosterPicker {
 
     pub fn wants(&self, index: u64) -> bool {
         // Frame 0 is taken too, as the fallback for clips shorter than a second.
-        !self.done && (index == 0 || (index >= self.start_frame && (index - self.start_frame) % self.stride == 0))
+        !self.done
+            && (index == 0
+                || (index >= self.start_frame && (index - self.start_frame) % self.stride == 0))
     }
 
     pub fn offer(&mut self, index: u64, frame: &ff::frame::Video) -> Result<()> {
         let key = (frame.width(), frame.height(), frame.format());
         if self.scaler.as_ref().map(|s| s.1) != Some(key) {
-            let ctx = scaling::Context::get(key.2, key.0, key.1, Pixel::RGB24, self.width, self.height, scaling::Flags::BICUBIC)
-                .map_err(|e| ffmpeg_err(e, index))?;
+            let ctx = scaling::Context::get(
+                key.2,
+                key.0,
+                key.1,
+                Pixel::RGB24,
+                self.width,
+                self.height,
+                scaling::Flags::BICUBIC,
+            )
+            .map_err(|e| ffmpeg_err(e, index))?;
             self.scaler = Some((ctx, key));
         }
         let mut rgb = ff::frame::Video::empty();
-        self.scaler.as_mut().expect("built above").0.run(frame, &mut rgb).map_err(|e| ffmpeg_err(e, index))?;
+        self.scaler
+            .as_mut()
+            .expect("built above")
+            .0
+            .run(frame, &mut rgb)
+            .map_err(|e| ffmpeg_err(e, index))?;
         let packed = pack_rgb(&rgb, self.width as usize, self.height as usize);
         let luma = mean_luma(&packed);
-        if self.best.as_ref().is_none_or(|(l, _)| index >= self.start_frame || luma > *l) {
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|(l, _)| index >= self.start_frame || luma > *l)
+        {
             self.best = Some((luma, packed));
         }
         if (index >= self.start_frame && luma >= BLACK_LEVEL) || index >= self.last_frame {
@@ -71,13 +90,24 @@ impl PosterPicker {
     /// Writes the chosen frame as a JPEG.
     pub fn write(self, path: &Path) -> Result<()> {
         let Some((_, rgb)) = self.best else {
-            return Err(MediaError::Packaging { path: path.to_owned(), reason: "no frame was offered for the poster".into() });
+            return Err(MediaError::Packaging {
+                path: path.to_owned(),
+                reason: "no frame was offered for the poster".into(),
+            });
         };
         let file = std::fs::File::create(path).map_err(|e| MediaError::io("creating", path, e))?;
         let mut out = std::io::BufWriter::new(file);
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
-            .encode(&rgb, self.width, self.height, image::ExtendedColorType::Rgb8)
-            .map_err(|e| MediaError::Packaging { path: path.to_owned(), reason: e.to_string() })?;
+            .encode(
+                &rgb,
+                self.width,
+                self.height,
+                image::ExtendedColorType::Rgb8,
+            )
+            .map_err(|e| MediaError::Packaging {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(())
     }
 }
@@ -85,7 +115,11 @@ impl PosterPicker {
 fn ffmpeg_err(source: ff::Error, index: u64) -> MediaError {
     MediaError::Ffmpeg {
         op: "converting the poster frame",
-        at: Location { file: POSTER.into(), stream: None, timestamp: Some(index as f64) },
+        at: Location {
+            file: POSTER.into(),
+            stream: None,
+            timestamp: Some(index as f64),
+        },
         source,
     }
 }

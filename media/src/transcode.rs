@@ -36,7 +36,12 @@ pub struct TranscodeOptions {
 
 impl Default for TranscodeOptions {
     fn default() -> Self {
-        Self { backend: BackendRequest::Auto, rungs: Vec::new(), limits: Limits::default(), encoder: EncoderSettings::default() }
+        Self {
+            backend: BackendRequest::Auto,
+            rungs: Vec::new(),
+            limits: Limits::default(),
+            encoder: EncoderSettings::default(),
+        }
     }
 }
 
@@ -44,8 +49,15 @@ impl Default for TranscodeOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ProgressEvent {
-    Started { rungs: Vec<String>, expected_frames: u64, placement: String },
-    Rung { rung: String, percent: u8 },
+    Started {
+        rungs: Vec<String>,
+        expected_frames: u64,
+        placement: String,
+    },
+    Rung {
+        rung: String,
+        percent: u8,
+    },
     Packaging,
     Completed,
 }
@@ -99,7 +111,15 @@ pub fn transcode(
     match result {
         Ok((frames, video, audio)) => {
             progress(ProgressEvent::Packaging);
-            let out = package(&staging, &source, &plan, placement, frames, &video, audio.as_ref())?;
+            let out = package(
+                &staging,
+                &source,
+                &plan,
+                placement,
+                frames,
+                &video,
+                audio.as_ref(),
+            )?;
             publish(&staging, out_dir)?;
             progress(ProgressEvent::Completed);
             Ok(out.relocated(&staging, out_dir))
@@ -112,13 +132,19 @@ pub fn transcode(
 }
 
 fn staging_dir(out_dir: &Path) -> PathBuf {
-    let name = out_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "ladder".into());
+    let name = out_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ladder".into());
     out_dir.with_file_name(format!(".{name}.partial"))
 }
 
 fn check_destination(out_dir: &Path) -> Result<()> {
     if out_dir.file_name().is_none() {
-        return Err(MediaError::InvalidRequest(format!("`{}` cannot be an output directory", out_dir.display())));
+        return Err(MediaError::InvalidRequest(format!(
+            "`{}` cannot be an output directory",
+            out_dir.display()
+        )));
     }
     match std::fs::read_dir(out_dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -159,7 +185,10 @@ fn publish(staging: &Path, out_dir: &Path) -> Result<()> {
 type Tracks = (u64, Vec<Track>, Option<Track>);
 
 fn segment_secs(plan: &LadderPlan) -> (i64, i64) {
-    (i64::from(plan.segment_frames) * i64::from(plan.frame_rate.1), i64::from(plan.frame_rate.0))
+    (
+        i64::from(plan.segment_frames) * i64::from(plan.frame_rate.1),
+        i64::from(plan.frame_rate.0),
+    )
 }
 
 fn run(
@@ -176,25 +205,47 @@ fn run(
         placement: stages.describe(),
     });
     let file = &source.path;
-    let mut ictx = ff::format::input(file).map_err(|e| MediaError::rejected(file, RejectCode::CorruptMedia, e.to_string()))?;
+    let mut ictx = ff::format::input(file)
+        .map_err(|e| MediaError::rejected(file, RejectCode::CorruptMedia, e.to_string()))?;
     let vindex = source.video.index;
     let vstream = ictx.stream(vindex).expect("probed");
     let vtb = vstream.time_base();
-    let mut decoder = stages.decode.video_decoder(DecodeInput { parameters: vstream.parameters(), time_base: vtb, plan })?;
+    let mut decoder = stages.decode.video_decoder(DecodeInput {
+        parameters: vstream.parameters(),
+        time_base: vtb,
+        plan,
+    })?;
     let audio_input = match (&source.audio, &plan.audio) {
         (Some(a), Some(_)) => {
             let s = ictx.stream(a.index).expect("probed");
             let origin = ff::Rescale::rescale(&source.video.start_pts, vtb, s.time_base());
-            Some(AudioInput { file: file.clone(), stream: a.index, parameters: s.parameters(), time_base: s.time_base(), origin })
+            Some(AudioInput {
+                file: file.clone(),
+                stream: a.index,
+                parameters: s.parameters(),
+                time_base: s.time_base(),
+                origin,
+            })
         }
         _ => None,
     };
     let seg = segment_secs(plan);
     let delay = stages.encode.reorder_delay(plan, &opts.encoder)?;
-    let lead_in = (i64::from(delay) * i64::from(plan.frame_rate.1), i64::from(plan.frame_rate.0));
+    let lead_in = (
+        i64::from(delay) * i64::from(plan.frame_rate.1),
+        i64::from(plan.frame_rate.0),
+    );
     let top = &plan.rungs[0];
     let mut poster = PosterPicker::new(top.width, top.height, plan.fps());
 
+    let job = RungJob {
+        plan,
+        stages,
+        settings: &opts.encoder,
+        delay,
+        progress,
+    };
+    let job = &job;
     std::thread::scope(|scope| -> Result<Tracks> {
         let mut senders: Vec<Sender<Arc<ff::frame::Video>>> = Vec::new();
         let mut rung_workers = Vec::new();
@@ -205,7 +256,7 @@ fn run(
             rung_workers.push(
                 std::thread::Builder::new()
                     .name(format!("rung-{}", rung.name))
-                    .spawn_scoped(scope, move || encode_rung(rung, plan, &rung_dir, stages, &opts.encoder, delay, rx, progress))
+                    .spawn_scoped(scope, move || encode_rung(job, rung, &rung_dir, rx))
                     .map_err(|e| MediaError::io("spawning a rung worker", dir, e))?,
             );
         }
@@ -215,7 +266,9 @@ fn run(
                 let adir = dir.join(playlist::AUDIO_DIR);
                 let h = std::thread::Builder::new()
                     .name("audio".into())
-                    .spawn_scoped(scope, move || audio::run(input, aplan, &adir, seg, lead_in, rx))
+                    .spawn_scoped(scope, move || {
+                        audio::run(input, aplan, &adir, seg, lead_in, rx)
+                    })
                     .map_err(|e| MediaError::io("spawning the audio worker", dir, e))?;
                 (Some(tx), Some(h))
             }
@@ -231,7 +284,10 @@ fn run(
                     return Err(MediaError::rejected(
                         file,
                         RejectCode::DurationLimit,
-                        format!("the video runs past the {:.0} s limit", opts.limits.max_duration_secs),
+                        format!(
+                            "the video runs past the {:.0} s limit",
+                            opts.limits.max_duration_secs
+                        ),
                     ));
                 }
                 frame.set_pts(Some(index as i64));
@@ -272,8 +328,14 @@ fn run(
                             return Ok(());
                         }
                     }
-                } else if let Some(tx) = audio_tx.as_ref().filter(|_| source.audio.as_ref().is_some_and(|a| a.index == idx)) {
-                    if tx.send(std::mem::replace(&mut packet, ff::Packet::empty())).is_err() {
+                } else if let Some(tx) = audio_tx
+                    .as_ref()
+                    .filter(|_| source.audio.as_ref().is_some_and(|a| a.index == idx))
+                {
+                    if tx
+                        .send(std::mem::replace(&mut packet, ff::Packet::empty()))
+                        .is_err()
+                    {
                         return Ok(());
                     }
                 }
@@ -311,7 +373,11 @@ fn run(
             return Err(e);
         }
         if frames == 0 {
-            return Err(MediaError::rejected(file, RejectCode::CorruptMedia, "no video frame could be decoded"));
+            return Err(MediaError::rejected(
+                file,
+                RejectCode::CorruptMedia,
+                "no video frame could be decoded",
+            ));
         }
         poster.write(&dir.join(POSTER))?;
         Ok((frames, video, audio))
@@ -325,20 +391,36 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Resu
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panicked".into());
-        Err(MediaError::Worker { stage: stage.into(), reason })
+        Err(MediaError::Worker {
+            stage: stage.into(),
+            reason,
+        })
     })
 }
 
-fn encode_rung(
-    rung: &Rung,
-    plan: &LadderPlan,
-    dir: &Path,
-    stages: &Stages,
-    settings: &EncoderSettings,
+/// What every rung worker of one job shares.
+struct RungJob<'a> {
+    plan: &'a LadderPlan,
+    stages: &'a Stages,
+    settings: &'a EncoderSettings,
+    /// The encoders' reorder delay, which audio was led in to match.
     delay: u32,
+    progress: &'a (dyn Fn(ProgressEvent) + Sync),
+}
+
+fn encode_rung(
+    job: &RungJob<'_>,
+    rung: &Rung,
+    dir: &Path,
     frames: Receiver<Arc<ff::frame::Video>>,
-    progress: &(dyn Fn(ProgressEvent) + Sync),
 ) -> Result<Track> {
+    let RungJob {
+        plan,
+        stages,
+        settings,
+        delay,
+        progress,
+    } = *job;
     let mut scaler = stages.scale.scaler(rung)?;
     let mut encoder = None;
     let mut writer = None;
@@ -346,19 +428,23 @@ fn encode_rung(
     let mut reported = 0u8;
     let tb = ff::Rational::new(plan.frame_rate.1, plan.frame_rate.0);
     let mut first_packet = true;
-    let mut drain = |enc: &mut Box<dyn crate::backend::VideoEncoder>, writer: &mut TrackWriter| -> Result<()> {
-        while let Some(p) = enc.receive_packet()? {
-            if std::mem::take(&mut first_packet) && p.dts() != Some(-i64::from(delay)) {
-                // Audio was led in for `delay`; a different delay would desync it.
-                return Err(MediaError::Worker {
-                    stage: rung.name.clone(),
-                    reason: format!("encoder delay {:?} differs from the planned {delay} frames", p.dts().map(|d| -d)),
-                });
+    let mut drain =
+        |enc: &mut Box<dyn crate::backend::VideoEncoder>, writer: &mut TrackWriter| -> Result<()> {
+            while let Some(p) = enc.receive_packet()? {
+                if std::mem::take(&mut first_packet) && p.dts() != Some(-i64::from(delay)) {
+                    // Audio was led in for `delay`; a different delay would desync it.
+                    return Err(MediaError::Worker {
+                        stage: rung.name.clone(),
+                        reason: format!(
+                            "encoder delay {:?} differs from the planned {delay} frames",
+                            p.dts().map(|d| -d)
+                        ),
+                    });
+                }
+                writer.write(p)?;
             }
-            writer.write(p)?;
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for src in frames {
         let scaled = scaler.scale(&src)?;
         let frame = scaled.as_ref().unwrap_or(&src);
@@ -371,26 +457,45 @@ fn encode_rung(
             let enc = stages.encode.encoder(rung, plan, &desc, settings)?;
             let params = enc.parameters();
             let codec = codec_string(&params).unwrap_or_else(|| "avc1.640028".into());
-            writer = Some(TrackWriter::create(dir, params, tb, segment_secs(plan), 1, codec)?);
+            writer = Some(TrackWriter::create(
+                dir,
+                params,
+                tb,
+                segment_secs(plan),
+                1,
+                codec,
+            )?);
             encoder = Some(enc);
         }
-        let (enc, w) = (encoder.as_mut().expect("set"), writer.as_mut().expect("set"));
+        let (enc, w) = (
+            encoder.as_mut().expect("set"),
+            writer.as_mut().expect("set"),
+        );
         enc.send_frame(Some(frame))?;
         drain(enc, w)?;
         done += 1;
         let pct = ((done * 100) / plan.expected_frames.max(1)).min(99) as u8;
         if pct > reported {
             reported = pct;
-            progress(ProgressEvent::Rung { rung: rung.name.clone(), percent: pct });
+            progress(ProgressEvent::Rung {
+                rung: rung.name.clone(),
+                percent: pct,
+            });
         }
     }
     let (Some(mut enc), Some(mut w)) = (encoder, writer) else {
-        return Err(MediaError::Worker { stage: rung.name.clone(), reason: "received no frames".into() });
+        return Err(MediaError::Worker {
+            stage: rung.name.clone(),
+            reason: "received no frames".into(),
+        });
     };
     enc.send_frame(None)?;
     drain(&mut enc, &mut w)?;
     let track = w.finish()?;
-    progress(ProgressEvent::Rung { rung: rung.name.clone(), percent: 100 });
+    progress(ProgressEvent::Rung {
+        rung: rung.name.clone(),
+        percent: 100,
+    });
     Ok(track)
 }
 
@@ -418,8 +523,16 @@ fn package(
     for t in video.iter().chain(audio) {
         playlist::write_media_playlist(t)?;
     }
-    let variants: Vec<Variant<'_>> =
-        plan.rungs.iter().zip(video).map(|(rung, track)| Variant { rung, track, frame_rate: plan.fps() }).collect();
+    let variants: Vec<Variant<'_>> = plan
+        .rungs
+        .iter()
+        .zip(video)
+        .map(|(rung, track)| Variant {
+            rung,
+            track,
+            frame_rate: plan.fps(),
+        })
+        .collect();
     let bws: Vec<(String, Bandwidth)> =
         playlist::write_master(dir, &variants, plan.audio.as_ref().zip(audio))?;
     let renditions = plan
@@ -473,5 +586,9 @@ impl LadderOutput {
 
 #[allow(dead_code)]
 fn location(file: &Path, stream: usize, secs: f64) -> Location {
-    Location { file: file.to_owned(), stream: Some(stream), timestamp: Some(secs) }
+    Location {
+        file: file.to_owned(),
+        stream: Some(stream),
+        timestamp: Some(secs),
+    }
 }

@@ -43,7 +43,11 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Output {
             panic!("timed out after {limit:?}: {shown}");
         }
     };
-    Output { code: status.code(), stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+    Output {
+        code: status.code(),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
 }
 
 /// The `appliance` binary built next to this test binary (same profile).
@@ -53,7 +57,11 @@ pub fn appliance_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> → target/<profile>/appliance
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("appliance");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("appliance");
     assert!(
         bin.is_file(),
         "{} not found: build it first (`cargo build --release -p appliance`; scripts/test does)",
@@ -63,12 +71,19 @@ pub fn appliance_bin() -> PathBuf {
 }
 
 pub fn appliance(args: &[&str], limit: Duration) -> Output {
-    run(Command::new(appliance_bin()).args(args).env("NO_COLOR", "1"), limit)
+    run(
+        Command::new(appliance_bin())
+            .args(args)
+            .env("NO_COLOR", "1"),
+        limit,
+    )
 }
 
 /// The shared sample clips (`../shared/media` from the repo root).
 pub fn shared_media(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root");
     let p = root.join("../shared/media").join(name);
     assert!(p.is_file(), "missing sample clip {}", p.display());
     p
@@ -87,20 +102,42 @@ pub fn lavfi(out: &Path, inputs: &[&str], args: &[&str]) {
     }
     cmd.args(args).arg(out);
     let o = run(&mut cmd, Duration::from_secs(300));
-    assert_eq!(o.code, Some(0), "ffmpeg failed to generate {}: {}", out.display(), o.stderr);
+    assert_eq!(
+        o.code,
+        Some(0),
+        "ffmpeg failed to generate {}: {}",
+        out.display(),
+        o.stderr
+    );
 }
 
 pub fn ffprobe_json(target: &Path, args: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error", "-of", "json"]).args(args).arg(target);
+    cmd.args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(target);
     let o = run(&mut cmd, Duration::from_secs(120));
-    assert_eq!(o.code, Some(0), "ffprobe {} failed: {}", target.display(), o.stderr);
+    assert_eq!(
+        o.code,
+        Some(0),
+        "ffprobe {} failed: {}",
+        target.display(),
+        o.stderr
+    );
     serde_json::from_str(&o.stdout).expect("ffprobe json")
 }
 
 /// Presentation times (seconds, as ffprobe prints them) of the keyframes of a playlist's video.
 pub fn keyframe_times(playlist: &Path) -> Vec<String> {
-    let v = ffprobe_json(playlist, &["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags"]);
+    let v = ffprobe_json(
+        playlist,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+        ],
+    );
     v["packets"]
         .as_array()
         .expect("packets")
@@ -135,7 +172,10 @@ pub fn variants(master: &Path) -> Vec<(String, String)> {
     lines
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| l.strip_prefix("#EXT-X-STREAM-INF:").map(|a| (a.to_owned(), lines[i + 1].to_owned())))
+        .filter_map(|(i, l)| {
+            l.strip_prefix("#EXT-X-STREAM-INF:")
+                .map(|a| (a.to_owned(), lines[i + 1].to_owned()))
+        })
         .collect()
 }
 

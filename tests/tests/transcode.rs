@@ -18,9 +18,28 @@ struct Expect {
 }
 
 fn transcode_ok(input: &Path, out: &Path) {
-    let o = appliance(&["transcode", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"], LIMIT);
-    assert_eq!(o.code, Some(0), "transcode {} failed:\n{}", input.display(), o.stderr);
-    assert_eq!(o.stdout.trim(), out.join("master.m3u8").display().to_string(), "prints the master playlist path");
+    let o = appliance(
+        &[
+            "transcode",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+        LIMIT,
+    );
+    assert_eq!(
+        o.code,
+        Some(0),
+        "transcode {} failed:\n{}",
+        input.display(),
+        o.stderr
+    );
+    assert_eq!(
+        o.stdout.trim(),
+        out.join("master.m3u8").display().to_string(),
+        "prints the master playlist path"
+    );
 }
 
 /// Every property the issue asks of a ladder.
@@ -35,7 +54,10 @@ fn check_ladder(dir: &Path, expect: &Expect) {
     let sizes: Vec<(u64, u64)> = vars
         .iter()
         .map(|(a, _)| {
-            let (w, h) = attr(a, "RESOLUTION").expect("RESOLUTION").split_once('x').unwrap();
+            let (w, h) = attr(a, "RESOLUTION")
+                .expect("RESOLUTION")
+                .split_once('x')
+                .unwrap();
             (w.parse().unwrap(), h.parse().unwrap())
         })
         .collect();
@@ -45,10 +67,20 @@ fn check_ladder(dir: &Path, expect: &Expect) {
         assert!(codecs.starts_with("avc1.64"), "H.264 High: {codecs}");
         assert_eq!(codecs.contains("mp4a.40.2"), expect.audio, "{codecs}");
         let bw: u64 = attr(a, "BANDWIDTH").expect("BANDWIDTH").parse().unwrap();
-        let avg: u64 = attr(a, "AVERAGE-BANDWIDTH").expect("AVERAGE-BANDWIDTH").parse().unwrap();
-        assert!(bw >= avg && avg > 0, "BANDWIDTH {bw} ≥ AVERAGE-BANDWIDTH {avg}");
+        let avg: u64 = attr(a, "AVERAGE-BANDWIDTH")
+            .expect("AVERAGE-BANDWIDTH")
+            .parse()
+            .unwrap();
+        assert!(
+            bw >= avg && avg > 0,
+            "BANDWIDTH {bw} ≥ AVERAGE-BANDWIDTH {avg}"
+        );
         let fr: f64 = attr(a, "FRAME-RATE").expect("FRAME-RATE").parse().unwrap();
-        assert!((fr - expect.fps).abs() < 0.01, "FRAME-RATE {fr}, expected {}", expect.fps);
+        assert!(
+            (fr - expect.fps).abs() < 0.01,
+            "FRAME-RATE {fr}, expected {}",
+            expect.fps
+        );
         assert_eq!(attr(a, "AUDIO").is_some(), expect.audio);
         assert!(dir.join(uri).is_file(), "{uri} exists");
     }
@@ -58,20 +90,40 @@ fn check_ladder(dir: &Path, expect: &Expect) {
     let mut keyframes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for ((_, uri), &(w, h)) in vars.iter().zip(expect.rungs) {
         let pl = dir.join(uri);
-        let info = ffprobe_json(&pl, &["-select_streams", "v:0", "-show_entries", "stream=codec_name,profile,width,height,avg_frame_rate,pix_fmt"]);
+        let info = ffprobe_json(
+            &pl,
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=codec_name,profile,width,height,avg_frame_rate,pix_fmt",
+            ],
+        );
         let s = &info["streams"][0];
         assert_eq!(s["codec_name"], "h264");
         assert_eq!(s["profile"], "High");
         assert_eq!(s["pix_fmt"], "yuv420p");
-        assert_eq!((s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap()), (w, h));
+        assert_eq!(
+            (s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap()),
+            (w, h)
+        );
         let (target, segs) = media_playlist(&pl);
         assert!(!segs.is_empty());
         for (i, (d, seg)) in segs.iter().enumerate() {
-            assert!(d.round() as u64 <= target, "EXTINF {d} within target {target}");
+            assert!(
+                d.round() as u64 <= target,
+                "EXTINF {d} within target {target}"
+            );
             if i + 1 < segs.len() {
-                assert!((3.9..=6.1).contains(d), "inner segment {seg} lasts {d} s (4–6 s)");
+                assert!(
+                    (3.9..=6.1).contains(d),
+                    "inner segment {seg} lasts {d} s (4–6 s)"
+                );
             }
-            assert_segment_starts_with_keyframe(&pl.parent().unwrap().join("init.mp4"), &pl.parent().unwrap().join(seg));
+            assert_segment_starts_with_keyframe(
+                &pl.parent().unwrap().join("init.mp4"),
+                &pl.parent().unwrap().join(seg),
+            );
         }
         keyframes.insert(uri.clone(), keyframe_times(&pl));
     }
@@ -79,26 +131,48 @@ fn check_ladder(dir: &Path, expect: &Expect) {
     let first = it.next().unwrap();
     assert!(!first.is_empty());
     for other in it {
-        assert_eq!(other, first, "keyframe timestamps differ between rungs: {keyframes:?}");
+        assert_eq!(
+            other, first,
+            "keyframe timestamps differ between rungs: {keyframes:?}"
+        );
     }
 
     // The whole ladder decodes without a single error.
     let o = run(
-        std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&master).args(["-map", "0", "-f", "null", "-"]),
+        std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&master)
+            .args(["-map", "0", "-f", "null", "-"]),
         LIMIT,
     );
     assert_eq!(o.code, Some(0));
-    assert_eq!(o.stderr.trim(), "", "ffmpeg -f null reported errors for {}", master.display());
+    assert_eq!(
+        o.stderr.trim(),
+        "",
+        "ffmpeg -f null reported errors for {}",
+        master.display()
+    );
 
     // The poster is a real JPEG of the top rung's size.
     let poster = dir.join("poster.jpg");
-    let p = ffprobe_json(&poster, &["-show_entries", "stream=codec_name,width,height"]);
+    let p = ffprobe_json(
+        &poster,
+        &["-show_entries", "stream=codec_name,width,height"],
+    );
     assert_eq!(p["streams"][0]["codec_name"], "mjpeg");
     assert_eq!(
-        (p["streams"][0]["width"].as_u64().unwrap(), p["streams"][0]["height"].as_u64().unwrap()),
+        (
+            p["streams"][0]["width"].as_u64().unwrap(),
+            p["streams"][0]["height"].as_u64().unwrap()
+        ),
         expect.rungs[0]
     );
-    assert!(!dir.with_file_name(format!(".{}.partial", dir.file_name().unwrap().to_string_lossy())).exists());
+    assert!(!dir
+        .with_file_name(format!(
+            ".{}.partial",
+            dir.file_name().unwrap().to_string_lossy()
+        ))
+        .exists());
 }
 
 fn assert_segment_starts_with_keyframe(init: &Path, seg: &Path) {
@@ -106,17 +180,34 @@ fn assert_segment_starts_with_keyframe(init: &Path, seg: &Path) {
     let mut bytes = std::fs::read(init).unwrap();
     bytes.extend(std::fs::read(seg).unwrap());
     std::fs::write(&joined, bytes).unwrap();
-    let v = ffprobe_json(&joined, &["-select_streams", "0", "-show_entries", "packet=flags", "-read_intervals", "%+#1"]);
+    let v = ffprobe_json(
+        &joined,
+        &[
+            "-select_streams",
+            "0",
+            "-show_entries",
+            "packet=flags",
+            "-read_intervals",
+            "%+#1",
+        ],
+    );
     std::fs::remove_file(&joined).unwrap();
     let flags = v["packets"][0]["flags"].as_str().unwrap_or("");
-    assert!(flags.starts_with('K'), "{} does not start with a keyframe ({flags})", seg.display());
+    assert!(
+        flags.starts_with('K'),
+        "{} does not start with a keyframe ({flags})",
+        seg.display()
+    );
 }
 
 fn playlists(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     for entry in walk(dir) {
         if entry.extension().is_some_and(|e| e == "m3u8") {
-            out.insert(entry.strip_prefix(dir).unwrap().to_owned(), std::fs::read_to_string(&entry).unwrap());
+            out.insert(
+                entry.strip_prefix(dir).unwrap().to_owned(),
+                std::fs::read_to_string(&entry).unwrap(),
+            );
         }
     }
     out
@@ -157,8 +248,17 @@ fn shared_clip(name: &str, expect: Expect) {
         }
     }
     let want = playlists(&golden);
-    assert!(!want.is_empty(), "no golden playlists in {} (run with UPDATE_GOLDEN=1)", golden.display());
-    assert_eq!(pa, want, "playlists of {name} differ from {}", golden.display());
+    assert!(
+        !want.is_empty(),
+        "no golden playlists in {} (run with UPDATE_GOLDEN=1)",
+        golden.display()
+    );
+    assert_eq!(
+        pa,
+        want,
+        "playlists of {name} differ from {}",
+        golden.display()
+    );
 }
 
 const FULL_LANDSCAPE: &[(u64, u64)] = &[(1920, 1080), (1280, 720), (854, 480), (640, 360)];
@@ -166,43 +266,101 @@ const FULL_PORTRAIT: &[(u64, u64)] = &[(1080, 1920), (720, 1280), (480, 854), (3
 
 #[test]
 fn shared_h264_1080p50_gets_the_full_ladder_at_50_fps() {
-    shared_clip("h264_1080p50_1s.mp4", Expect { rungs: FULL_LANDSCAPE, fps: 50.0, audio: false });
+    shared_clip(
+        "h264_1080p50_1s.mp4",
+        Expect {
+            rungs: FULL_LANDSCAPE,
+            fps: 50.0,
+            audio: false,
+        },
+    );
 }
 
 #[test]
 fn shared_hevc_1080p50_is_transcoded_to_the_h264_ladder() {
-    shared_clip("hevc_1080p50_1s.mp4", Expect { rungs: FULL_LANDSCAPE, fps: 50.0, audio: false });
+    shared_clip(
+        "hevc_1080p50_1s.mp4",
+        Expect {
+            rungs: FULL_LANDSCAPE,
+            fps: 50.0,
+            audio: false,
+        },
+    );
 }
 
 #[test]
 fn shared_bbb_smaller_than_the_lowest_rung_gets_one_rung_at_its_own_size() {
     // 320×240 coded with 4:3 pixels (16:9 display): 240 lines, square pixels.
-    shared_clip("bbb_320x240_h264_aac_10s.mp4", Expect { rungs: &[(426, 240)], fps: 24.0, audio: true });
+    shared_clip(
+        "bbb_320x240_h264_aac_10s.mp4",
+        Expect {
+            rungs: &[(426, 240)],
+            fps: 24.0,
+            audio: true,
+        },
+    );
 }
 
 #[test]
 fn shared_prog_640x360_gets_only_360p() {
-    shared_clip("prog_640x360_h264_aac_8s.mp4", Expect { rungs: &[(640, 360)], fps: 30.0, audio: true });
+    shared_clip(
+        "prog_640x360_h264_aac_8s.mp4",
+        Expect {
+            rungs: &[(640, 360)],
+            fps: 30.0,
+            audio: true,
+        },
+    );
 }
 
 fn rejected(input: &Path, code: &str, reason_part: &str) {
     let out = tempfile::tempdir().unwrap();
-    let o = appliance(&["transcode", input.to_str().unwrap(), "--out", out.path().join("x").to_str().unwrap(), "--quiet"], LIMIT);
-    assert_eq!(o.code, Some(2), "{} should be rejected: {}", input.display(), o.stderr);
+    let o = appliance(
+        &[
+            "transcode",
+            input.to_str().unwrap(),
+            "--out",
+            out.path().join("x").to_str().unwrap(),
+            "--quiet",
+        ],
+        LIMIT,
+    );
+    assert_eq!(
+        o.code,
+        Some(2),
+        "{} should be rejected: {}",
+        input.display(),
+        o.stderr
+    );
     assert!(o.stderr.contains(code), "expected {code} in: {}", o.stderr);
-    assert!(o.stderr.to_lowercase().contains(reason_part), "expected `{reason_part}` in: {}", o.stderr);
+    assert!(
+        o.stderr.to_lowercase().contains(reason_part),
+        "expected `{reason_part}` in: {}",
+        o.stderr
+    );
     assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
-    assert!(!out.path().join("x").exists(), "nothing is published for a rejected input");
+    assert!(
+        !out.path().join("x").exists(),
+        "nothing is published for a rejected input"
+    );
 }
 
 #[test]
 fn shared_audio_only_is_rejected_for_having_no_video() {
-    rejected(&shared_media("audio_only_opus_1s.mp4"), "UNSUPPORTED_FORMAT", "no video stream");
+    rejected(
+        &shared_media("audio_only_opus_1s.mp4"),
+        "UNSUPPORTED_FORMAT",
+        "no video stream",
+    );
 }
 
 #[test]
 fn shared_truncated_file_is_rejected_as_corrupt() {
-    rejected(&shared_media("truncated_100b.mp4"), "CORRUPT_MEDIA", "truncated");
+    rejected(
+        &shared_media("truncated_100b.mp4"),
+        "CORRUPT_MEDIA",
+        "truncated",
+    );
 }
 
 #[test]
@@ -212,7 +370,11 @@ fn empty_and_non_media_files_are_rejected() {
     std::fs::write(&empty, b"").unwrap();
     rejected(&empty, "CORRUPT_MEDIA", "empty");
     let text = tmp.path().join("notes.mp4");
-    std::fs::write(&text, "These are my holiday notes, not a video.\n".repeat(50)).unwrap();
+    std::fs::write(
+        &text,
+        "These are my holiday notes, not a video.\n".repeat(50),
+    )
+    .unwrap();
     rejected(&text, "UNSUPPORTED_FORMAT", "not a recognised");
 }
 
@@ -220,23 +382,46 @@ fn empty_and_non_media_files_are_rejected() {
 fn inputs_over_a_limit_or_outside_the_allow_list_are_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let wide = tmp.path().join("wide.mp4");
-    lavfi(&wide, &["color=c=blue:size=4160x1040:rate=1:duration=1"], &["-c:v", "libx264", "-preset", "ultrafast"]);
+    lavfi(
+        &wide,
+        &["color=c=blue:size=4160x1040:rate=1:duration=1"],
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
     rejected(&wide, "RESOLUTION_LIMIT", "4160");
     let long = tmp.path().join("long.mp4");
-    lavfi(&long, &["color=c=red:size=64x64:rate=1:duration=605"], &["-c:v", "libx264", "-preset", "ultrafast"]);
+    lavfi(
+        &long,
+        &["color=c=red:size=64x64:rate=1:duration=605"],
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
     rejected(&long, "DURATION_LIMIT", "limit is 600");
     let mpeg4 = tmp.path().join("mpeg4.avi");
-    lavfi(&mpeg4, &["testsrc2=size=320x240:rate=25:duration=1"], &["-c:v", "mpeg4"]);
+    lavfi(
+        &mpeg4,
+        &["testsrc2=size=320x240:rate=25:duration=1"],
+        &["-c:v", "mpeg4"],
+    );
     rejected(&mpeg4, "UNSUPPORTED_FORMAT", "mpeg4");
     let flv = tmp.path().join("clip.flv");
-    lavfi(&flv, &["testsrc2=size=320x240:rate=25:duration=1"], &["-c:v", "libx264"]);
+    lavfi(
+        &flv,
+        &["testsrc2=size=320x240:rate=25:duration=1"],
+        &["-c:v", "libx264"],
+    );
     rejected(&flv, "UNSUPPORTED_FORMAT", "flv");
 }
 
 #[test]
 fn asking_for_nvidia_without_a_gpu_is_a_clear_error() {
     let o = appliance(
-        &["transcode", shared_media("h264_1080p50_1s.mp4").to_str().unwrap(), "--out", "/nonexistent/x", "--backend", "nvidia"],
+        &[
+            "transcode",
+            shared_media("h264_1080p50_1s.mp4").to_str().unwrap(),
+            "--out",
+            "/nonexistent/x",
+            "--backend",
+            "nvidia",
+        ],
         LIMIT,
     );
     assert_eq!(o.code, Some(1), "{}", o.stderr);
@@ -248,7 +433,14 @@ fn asking_for_nvidia_without_a_gpu_is_a_clear_error() {
 fn unknown_rungs_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let o = appliance(
-        &["transcode", shared_media("h264_1080p50_1s.mp4").to_str().unwrap(), "--out", tmp.path().join("x").to_str().unwrap(), "--rungs", "1080,500"],
+        &[
+            "transcode",
+            shared_media("h264_1080p50_1s.mp4").to_str().unwrap(),
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+            "--rungs",
+            "1080,500",
+        ],
         LIMIT,
     );
     assert_ne!(o.code, Some(0));
@@ -272,8 +464,20 @@ fn portrait_1080x1920_gets_a_portrait_ladder() {
     generated(
         "portrait.mp4",
         &["testsrc2=size=1080x1920:rate=30:duration=2", TONE],
-        &["-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
-        Expect { rungs: FULL_PORTRAIT, fps: 30.0, audio: true },
+        &[
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+        Expect {
+            rungs: FULL_PORTRAIT,
+            fps: 30.0,
+            audio: true,
+        },
     );
 }
 
@@ -283,8 +487,19 @@ fn rotation_metadata_is_applied_to_the_pixels() {
     generated(
         "rotated.mp4",
         &["testsrc2=size=1280x720:rate=30:duration=2"],
-        &["-c:v", "libx264", "-preset", "ultrafast", "-metadata:s:v:0", "rotate=90"],
-        Expect { rungs: &[(720, 1280), (480, 854), (360, 640)], fps: 30.0, audio: false },
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-metadata:s:v:0",
+            "rotate=90",
+        ],
+        Expect {
+            rungs: &[(720, 1280), (480, 854), (360, 640)],
+            fps: 30.0,
+            audio: false,
+        },
     );
 }
 
@@ -294,9 +509,27 @@ fn variable_frame_rate_becomes_constant() {
     // (22.5 fps on average); the output is constant 30 fps again.
     generated(
         "vfr.mp4",
-        &["testsrc2=size=640x360:rate=30:duration=5", "sine=frequency=300:sample_rate=44100:duration=5"],
-        &["-vf", "select='not(eq(mod(n,4),3))'", "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
-        Expect { rungs: &[(640, 360)], fps: 30.0, audio: true },
+        &[
+            "testsrc2=size=640x360:rate=30:duration=5",
+            "sine=frequency=300:sample_rate=44100:duration=5",
+        ],
+        &[
+            "-vf",
+            "select='not(eq(mod(n,4),3))'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+        Expect {
+            rungs: &[(640, 360)],
+            fps: 30.0,
+            audio: true,
+        },
     );
 }
 
@@ -305,8 +538,19 @@ fn ten_bit_prores_becomes_8_bit_420() {
     generated(
         "tenbit.mov",
         &["testsrc2=size=1280x720:rate=25:duration=2"],
-        &["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"],
-        Expect { rungs: &[(1280, 720), (854, 480), (640, 360)], fps: 25.0, audio: false },
+        &[
+            "-c:v",
+            "prores_ks",
+            "-profile:v",
+            "3",
+            "-pix_fmt",
+            "yuv422p10le",
+        ],
+        Expect {
+            rungs: &[(1280, 720), (854, 480), (640, 360)],
+            fps: 25.0,
+            audio: false,
+        },
     );
 }
 
@@ -315,8 +559,21 @@ fn ten_bit_hevc_becomes_8_bit_420() {
     generated(
         "tenbit_hevc.mp4",
         &["testsrc2=size=854x480:rate=30:duration=2"],
-        &["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"],
-        Expect { rungs: &[(854, 480), (640, 360)], fps: 30.0, audio: false },
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-x265-params",
+            "log-level=error",
+        ],
+        Expect {
+            rungs: &[(854, 480), (640, 360)],
+            fps: 30.0,
+            audio: false,
+        },
     );
 }
 
@@ -325,8 +582,26 @@ fn interlaced_is_deinterlaced() {
     generated(
         "interlaced.ts",
         &["testsrc2=size=1920x1080:rate=25:duration=2", TONE],
-        &["-shortest", "-vf", "tinterlace=interleave_top,fieldorder=tff", "-c:v", "libx264", "-preset", "ultrafast", "-flags", "+ildct+ilme", "-x264-params", "tff=1", "-c:a", "aac"],
-        Expect { rungs: FULL_LANDSCAPE, fps: 25.0, audio: true },
+        &[
+            "-shortest",
+            "-vf",
+            "tinterlace=interleave_top,fieldorder=tff",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-flags",
+            "+ildct+ilme",
+            "-x264-params",
+            "tff=1",
+            "-c:a",
+            "aac",
+        ],
+        Expect {
+            rungs: FULL_LANDSCAPE,
+            fps: 25.0,
+            audio: true,
+        },
     );
 }
 
@@ -335,8 +610,21 @@ fn four_k_gets_the_full_ladder_without_a_4k_rung() {
     generated(
         "uhd.webm",
         &["testsrc2=size=3840x2160:rate=24:duration=1"],
-        &["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M"],
-        Expect { rungs: FULL_LANDSCAPE, fps: 24.0, audio: false },
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "2M",
+        ],
+        Expect {
+            rungs: FULL_LANDSCAPE,
+            fps: 24.0,
+            audio: false,
+        },
     );
 }
 
@@ -345,8 +633,20 @@ fn sixty_fps_is_kept() {
     generated(
         "sixty.mp4",
         &["testsrc2=size=1280x720:rate=60:duration=2", TONE],
-        &["-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
-        Expect { rungs: &[(1280, 720), (854, 480), (640, 360)], fps: 60.0, audio: true },
+        &[
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+        Expect {
+            rungs: &[(1280, 720), (854, 480), (640, 360)],
+            fps: 60.0,
+            audio: true,
+        },
     );
 }
 
@@ -356,7 +656,11 @@ fn above_sixty_fps_is_halved() {
         "fast.mp4",
         &["testsrc2=size=640x360:rate=120:duration=2"],
         &["-c:v", "libx264", "-preset", "ultrafast"],
-        Expect { rungs: &[(640, 360)], fps: 60.0, audio: false },
+        Expect {
+            rungs: &[(640, 360)],
+            fps: 60.0,
+            audio: false,
+        },
     );
 }
 
@@ -366,7 +670,11 @@ fn no_audio_gives_a_video_only_ladder() {
         "silent.mp4",
         &["testsrc2=size=1280x720:rate=30:duration=9"],
         &["-c:v", "libx264", "-preset", "ultrafast"],
-        Expect { rungs: &[(1280, 720), (854, 480), (640, 360)], fps: 30.0, audio: false },
+        Expect {
+            rungs: &[(1280, 720), (854, 480), (640, 360)],
+            fps: 30.0,
+            audio: false,
+        },
     );
 }
 
@@ -376,7 +684,44 @@ fn odd_sized_non_square_mpeg2_is_normalised() {
     generated(
         "pal.mpg.ts",
         &["testsrc2=size=720x576:rate=25:duration=2", TONE],
-        &["-shortest", "-vf", "setsar=16/15", "-c:v", "mpeg2video", "-q:v", "4", "-c:a", "mp2"],
-        Expect { rungs: &[(640, 480), (480, 360)], fps: 25.0, audio: true },
+        &[
+            "-shortest",
+            "-vf",
+            "setsar=16/15",
+            "-c:v",
+            "mpeg2video",
+            "-q:v",
+            "4",
+            "-c:a",
+            "mp2",
+        ],
+        Expect {
+            rungs: &[(640, 480), (480, 360)],
+            fps: 25.0,
+            audio: true,
+        },
     );
+}
+
+#[test]
+fn encrypted_input_is_refused_not_half_processed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("cenc.mp4");
+    lavfi(
+        &input,
+        &["testsrc2=size=320x240:rate=25:duration=1"],
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-encryption_scheme",
+            "cenc-aes-ctr",
+            "-encryption_key",
+            "76a6c65c5ea762046bd749a2e632ccbb",
+            "-encryption_kid",
+            "a7e61c373e219033c21091fa607bf3b8",
+        ],
+    );
+    rejected(&input, "ENCRYPTED_MEDIA", "encrypted");
 }

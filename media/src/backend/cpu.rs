@@ -1,14 +1,14 @@
 //! CPU backend: libavcodec decoders, libavfilter normalisation, swscale and
 //! libx264 — the reference every other backend is compared with.
 
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::software::scaling;
 use ff::Rational;
+use ffmpeg_next as ff;
 
 use super::{
-    DecodeBackend, DecodeInput, EncodeBackend, EncoderSettings, FrameDescription, ScaleBackend, Scaler, VideoDecoder,
-    VideoEncoder,
+    DecodeBackend, DecodeInput, EncodeBackend, EncoderSettings, FrameDescription, ScaleBackend,
+    Scaler, VideoDecoder, VideoEncoder,
 };
 use crate::error::{Location, MediaError, Result};
 use crate::plan::{LadderPlan, Rung};
@@ -18,7 +18,15 @@ pub struct Cpu;
 pub static CPU: Cpu = Cpu;
 
 fn ff_err(op: &'static str, source: ff::Error) -> MediaError {
-    MediaError::Ffmpeg { op, at: Location { file: "<pipeline>".into(), stream: None, timestamp: None }, source }
+    MediaError::Ffmpeg {
+        op,
+        at: Location {
+            file: "<pipeline>".into(),
+            stream: None,
+            timestamp: None,
+        },
+        source,
+    }
 }
 
 impl DecodeBackend for Cpu {
@@ -30,8 +38,15 @@ impl DecodeBackend for Cpu {
         let mut ctx = ff::codec::context::Context::from_parameters(input.parameters)
             .map_err(|e| ff_err("reading codec parameters", e))?;
         // Frame threads: the decoder keeps pace with N encoders on a few cores.
-        ctx.set_threading(ff::threading::Config { kind: ff::threading::Type::Frame, count: 0, ..Default::default() });
-        let decoder = ctx.decoder().video().map_err(|e| ff_err("opening the video decoder", e))?;
+        ctx.set_threading(ff::threading::Config {
+            kind: ff::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        let decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| ff_err("opening the video decoder", e))?;
         Ok(Box::new(CpuDecoder {
             decoder,
             time_base: input.time_base,
@@ -56,7 +71,10 @@ fn filter_chain(plan: &LadderPlan) -> String {
         270 => f.push("transpose=cclock".into()),
         _ => {}
     }
-    f.push(format!("fps=fps={}/{}", plan.frame_rate.0, plan.frame_rate.1));
+    f.push(format!(
+        "fps=fps={}/{}",
+        plan.frame_rate.0, plan.frame_rate.1
+    ));
     f.join(",")
 }
 
@@ -81,7 +99,11 @@ impl CpuDecoder {
     fn build_graph(&self, frame: &ff::frame::Video) -> Result<Graph> {
         let mut graph = ff::filter::Graph::new();
         let sar = frame.aspect_ratio();
-        let sar = if sar.numerator() > 0 { sar } else { Rational::new(1, 1) };
+        let sar = if sar.numerator() > 0 {
+            sar
+        } else {
+            Rational::new(1, 1)
+        };
         let args = format!(
             "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
             frame.width(),
@@ -93,11 +115,30 @@ impl CpuDecoder {
             sar.denominator()
         );
         let err = |e| ff_err("building the normalising filter graph", e);
-        graph.add(&ff::filter::find("buffer").expect("libavfilter has buffer"), "in", &args).map_err(err)?;
-        graph.add(&ff::filter::find("buffersink").expect("libavfilter has buffersink"), "out", "").map_err(err)?;
-        graph.output("in", 0).and_then(|p| p.input("out", 0)).and_then(|p| p.parse(&self.filters)).map_err(err)?;
+        graph
+            .add(
+                &ff::filter::find("buffer").expect("libavfilter has buffer"),
+                "in",
+                &args,
+            )
+            .map_err(err)?;
+        graph
+            .add(
+                &ff::filter::find("buffersink").expect("libavfilter has buffersink"),
+                "out",
+                "",
+            )
+            .map_err(err)?;
+        graph
+            .output("in", 0)
+            .and_then(|p| p.input("out", 0))
+            .and_then(|p| p.parse(&self.filters))
+            .map_err(err)?;
         graph.validate().map_err(err)?;
-        Ok(Graph { graph, key: (frame.width(), frame.height(), frame.format()) })
+        Ok(Graph {
+            graph,
+            key: (frame.width(), frame.height(), frame.format()),
+        })
     }
 
     fn push_decoded(&mut self) -> Result<()> {
@@ -121,7 +162,12 @@ impl CpuDecoder {
             let ts = frame.timestamp();
             frame.set_pts(ts);
             let g = self.graph.as_mut().expect("built above");
-            g.graph.get("in").expect("in").source().add(&frame).map_err(|e| ff_err("filtering video", e))?;
+            g.graph
+                .get("in")
+                .expect("in")
+                .source()
+                .add(&frame)
+                .map_err(|e| ff_err("filtering video", e))?;
         }
     }
 
@@ -158,7 +204,12 @@ impl VideoDecoder for CpuDecoder {
             let _ = self.decoder.send_eof();
             self.push_decoded()?;
             if let Some(g) = self.graph.as_mut() {
-                g.graph.get("in").expect("in").source().flush().map_err(|e| ff_err("flushing filters", e))?;
+                g.graph
+                    .get("in")
+                    .expect("in")
+                    .source()
+                    .flush()
+                    .map_err(|e| ff_err("flushing filters", e))?;
             }
         }
         Ok(())
@@ -168,9 +219,20 @@ impl VideoDecoder for CpuDecoder {
         if let Some(f) = self.carry.pop_front() {
             return Ok(Some(f));
         }
-        let Some(g) = self.graph.as_mut() else { return Ok(None) };
-        match g.graph.get("out").expect("out").sink().frame(&mut self.decoded) {
-            Ok(()) => Ok(Some(std::mem::replace(&mut self.decoded, ff::frame::Video::empty()))),
+        let Some(g) = self.graph.as_mut() else {
+            return Ok(None);
+        };
+        match g
+            .graph
+            .get("out")
+            .expect("out")
+            .sink()
+            .frame(&mut self.decoded)
+        {
+            Ok(()) => Ok(Some(std::mem::replace(
+                &mut self.decoded,
+                ff::frame::Video::empty(),
+            ))),
             Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => Ok(None),
             Err(ff::Error::Eof) => Ok(None),
             Err(e) => Err(ff_err("filtering video", e)),
@@ -184,7 +246,11 @@ impl ScaleBackend for Cpu {
     }
 
     fn scaler(&self, rung: &Rung) -> Result<Box<dyn Scaler>> {
-        Ok(Box::new(SwScaler { width: rung.width, height: rung.height, ctx: None }))
+        Ok(Box::new(SwScaler {
+            width: rung.width,
+            height: rung.height,
+            ctx: None,
+        }))
     }
 }
 
@@ -245,7 +311,12 @@ impl EncodeBackend for Cpu {
 
     fn reorder_delay(&self, plan: &LadderPlan, settings: &EncoderSettings) -> Result<u32> {
         // A tiny encoder with the plan's settings reports what the real ones will.
-        let probe = Rung { name: "probe".into(), width: 64, height: 64, ..plan.rungs[0].clone() };
+        let probe = Rung {
+            name: "probe".into(),
+            width: 64,
+            height: 64,
+            ..plan.rungs[0].clone()
+        };
         let desc = FrameDescription {
             color_space: ff::color::Space::Unspecified,
             color_primaries: ff::color::Primaries::Unspecified,
@@ -257,7 +328,12 @@ impl EncodeBackend for Cpu {
     }
 }
 
-fn open_x264(rung: &Rung, plan: &LadderPlan, first: &FrameDescription, settings: &EncoderSettings) -> Result<X264> {
+fn open_x264(
+    rung: &Rung,
+    plan: &LadderPlan,
+    first: &FrameDescription,
+    settings: &EncoderSettings,
+) -> Result<X264> {
     let codec = ff::encoder::find_by_name("libx264").ok_or_else(|| MediaError::Worker {
         stage: "encode".into(),
         reason: "libavcodec was built without libx264".into(),
@@ -283,13 +359,19 @@ fn open_x264(rung: &Rung, plan: &LadderPlan, first: &FrameDescription, settings:
         (*p).color_trc = first.color_trc.into();
     }
     enc.set_flags(ff::codec::Flags::GLOBAL_HEADER | ff::codec::Flags::CLOSED_GOP);
-    let enc = enc.open_with(x264_options(rung, plan, settings)).map_err(|e| ff_err("opening libx264", e))?;
+    let enc = enc
+        .open_with(x264_options(rung, plan, settings))
+        .map_err(|e| ff_err("opening libx264", e))?;
     Ok(X264 { enc, time_base })
 }
 
 /// The libx264 settings of a rung. Public so the benchmark hands the `ffmpeg`
 /// CLI exactly the same ones.
-pub fn x264_options(rung: &Rung, plan: &LadderPlan, settings: &EncoderSettings) -> ff::Dictionary<'static> {
+pub fn x264_options(
+    rung: &Rung,
+    plan: &LadderPlan,
+    settings: &EncoderSettings,
+) -> ff::Dictionary<'static> {
     let mut o = ff::Dictionary::new();
     for (k, v) in x264_option_pairs(rung, plan, settings) {
         o.set(k, &v);
@@ -297,7 +379,13 @@ pub fn x264_options(rung: &Rung, plan: &LadderPlan, settings: &EncoderSettings) 
     o
 }
 
-pub fn x264_option_pairs(rung: &Rung, plan: &LadderPlan, settings: &EncoderSettings) -> Vec<(&'static str, String)> {
+pub fn x264_option_pairs(
+    rung: &Rung,
+    plan: &LadderPlan,
+    settings: &EncoderSettings,
+) -> Vec<(&'static str, String)> {
+    let top = plan.rungs.first().is_some_and(|r| r.name == rung.name);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let g = plan.gop_frames;
     vec![
         ("preset", settings.preset.clone()),
@@ -310,7 +398,16 @@ pub fn x264_option_pairs(rung: &Rung, plan: &LadderPlan, settings: &EncoderSetti
         ("sc_threshold", "0".into()),
         // Forced I frames (our GOP marks) become IDRs, so closed GOPs line up.
         ("forced-idr", "1".into()),
-        ("x264-params", "open-gop=0".into()),
+        // Frame threads make VBV rate control depend on thread timing, so two
+        // runs would differ. Parallelism comes from the rungs instead: each
+        // lower rung encodes on one thread, and the top rung (over half the
+        // pixels) is cut into slices across the cores; both are deterministic,
+        // so playlists stay byte-stable.
+        ("threads", if top { cores.to_string() } else { "1".into() }),
+        (
+            "x264-params",
+            format!("open-gop=0:sliced-threads={}", u8::from(top)),
+        ),
     ]
 }
 
@@ -322,7 +419,10 @@ struct X264 {
 impl VideoEncoder for X264 {
     fn send_frame(&mut self, frame: Option<&ff::frame::Video>) -> Result<()> {
         match frame {
-            Some(f) => self.enc.send_frame(f).map_err(|e| ff_err("encoding H.264", e)),
+            Some(f) => self
+                .enc
+                .send_frame(f)
+                .map_err(|e| ff_err("encoding H.264", e)),
             None => self.enc.send_eof().map_err(|e| ff_err("draining H.264", e)),
         }
     }
