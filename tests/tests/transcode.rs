@@ -483,19 +483,35 @@ fn portrait_1080x1920_gets_a_portrait_ladder() {
 
 #[test]
 fn rotation_metadata_is_applied_to_the_pixels() {
-    // Coded 1280×720 with a 90° display matrix: viewers see 720×1280.
-    generated(
-        "rotated.mp4",
+    // Coded 1280×720 with a 90° display matrix: viewers see 720×1280. (FFmpeg
+    // 5.1 writes the matrix from `rotate` only when stream-copying.)
+    let tmp = tempfile::tempdir().unwrap();
+    let coded = tmp.path().join("coded.mp4");
+    lavfi(
+        &coded,
         &["testsrc2=size=1280x720:rate=30:duration=2"],
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-metadata:s:v:0",
-            "rotate=90",
-        ],
-        Expect {
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let rotated = tmp.path().join("rotated.mp4");
+    let o = run(
+        std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&coded)
+            .args(["-c", "copy", "-metadata:s:v:0", "rotate=90"])
+            .arg(&rotated),
+        LIMIT,
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let side = ffprobe_json(&rotated, &["-show_entries", "stream_side_data=rotation"]);
+    assert_eq!(
+        side["streams"][0]["side_data_list"][0]["rotation"], 90,
+        "the input carries a display matrix"
+    );
+    let out = tmp.path().join("ladder");
+    transcode_ok(&rotated, &out);
+    check_ladder(
+        &out,
+        &Expect {
             rungs: &[(720, 1280), (480, 854), (360, 640)],
             fps: 30.0,
             audio: false,
@@ -581,7 +597,7 @@ fn ten_bit_hevc_becomes_8_bit_420() {
 fn interlaced_is_deinterlaced() {
     generated(
         "interlaced.ts",
-        &["testsrc2=size=1920x1080:rate=25:duration=2", TONE],
+        &["testsrc2=size=1920x1080:rate=50:duration=2", TONE],
         &[
             "-shortest",
             "-vf",
