@@ -156,13 +156,6 @@ impl Inventory {
             }
         }
     }
-
-    /// How many transcoding jobs may run at once without starving each other.
-    /// On the CPU each job already spreads over every core, so one at a time
-    /// per four cores (and at least one) keeps latency per job low.
-    pub fn transcode_slots(&self) -> usize {
-        (self.cpu.logical_cores / 4).max(1)
-    }
 }
 
 impl Cpu {
@@ -231,6 +224,5 @@ mod tests {
     fn discovery_finds_at_least_one_core() {
         let inv = Inventory::discover();
         assert!(inv.cpu.logical_cores >= 1);
-        assert!(inv.transcode_slots() >= 1);
     }
 }

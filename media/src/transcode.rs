@@ -15,7 +15,7 @@ use hardware::{BackendRequest, Inventory, Placement};
 use crate::audio::{self, AudioInput};
 use crate::backend::{DecodeInput, EncoderSettings, FrameDescription, Stages};
 use crate::cmaf::{avc_codec_string, Track, TrackWriter};
-use crate::error::{Location, MediaError, RejectCode, Result};
+use crate::error::{MediaError, RejectCode, Result};
 use crate::plan::{LadderPlan, Rung};
 use crate::playlist::{self, Bandwidth, Variant};
 use crate::probe::{probe, Limits, SourceInfo};
@@ -581,14 +581,5 @@ impl LadderOutput {
             fix(a);
         }
         self
-    }
-}
-
-#[allow(dead_code)]
-fn location(file: &Path, stream: usize, secs: f64) -> Location {
-    Location {
-        file: file.to_owned(),
-        stream: Some(stream),
-        timestamp: Some(secs),
     }
 }
