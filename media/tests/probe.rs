@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use media::{probe, LadderPlan, Limits, RejectCode};
 
 fn clip(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time: the test binary may have been built in another checkout.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("../../shared/media")
         .join(name)
 }

@@ -79,18 +79,25 @@ pub fn appliance(args: &[&str], limit: Duration) -> Output {
     )
 }
 
+/// This package's directory in the checkout being tested, read at run time:
+/// `env!` would bake in the checkout the binary was first built in, and CI
+/// builds into one persistent target dir from a fresh clone each time.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The shared sample clips (`../shared/media` from the repo root).
 pub fn shared_media(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root");
+    let root = manifest_dir().parent().expect("repo root").to_owned();
     let p = root.join("../shared/media").join(name);
     assert!(p.is_file(), "missing sample clip {}", p.display());
     p
 }
 
 pub fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("golden")
+    manifest_dir().join("golden")
 }
 
 /// Generates a test clip with `ffmpeg -f lavfi`; `args` go between the inputs and the output.
