@@ -35,11 +35,7 @@ pub fn run(
         stream: Some(input.stream),
         timestamp: ts.map(|t| t as f64 * f64::from(input.time_base)),
     };
-    let err = |op, ts, source| MediaError::Ffmpeg {
-        op,
-        at: at(ts),
-        source,
-    };
+    let err = |op, ts, source| MediaError::ffmpeg_at(op, at(ts), source);
 
     let mut decoder = ff::codec::context::Context::from_parameters(input.parameters)
         .and_then(|c| c.decoder().audio())

@@ -25,8 +25,6 @@ pub struct Track {
     pub dir: PathBuf,
     pub init_uri: String,
     pub segments: Vec<Segment>,
-    /// Instants (seconds) of the first sample of each segment.
-    pub segment_starts: Vec<f64>,
     /// RFC 6381 codec string, e.g. `avc1.640028`.
     pub codec: String,
 }
@@ -50,15 +48,14 @@ pub struct TrackWriter {
 }
 
 fn ff_err(op: &'static str, path: &Path, source: ff::Error) -> MediaError {
-    MediaError::Ffmpeg {
+    MediaError::ffmpeg_at(
         op,
-        at: Location {
+        Location {
             file: path.to_owned(),
-            stream: None,
-            timestamp: None,
+            ..Location::default()
         },
         source,
-    }
+    )
 }
 
 impl TrackWriter {
@@ -204,11 +201,6 @@ impl TrackWriter {
             dir: self.dir,
             init_uri: "init.mp4".into(),
             segments,
-            segment_starts: self
-                .starts
-                .iter()
-                .map(|&s| round_micros(s as f64 * tb))
-                .collect(),
             codec: self.codec,
         })
     }

@@ -38,8 +38,9 @@ impl std::fmt::Display for RejectCode {
 }
 
 /// Where in the input something went wrong: enough to find the packet again
-/// with `ffprobe -show_packets`.
-#[derive(Debug, Clone, PartialEq)]
+/// with `ffprobe -show_packets`. Backends do not know the file they work on;
+/// they leave this empty and the pipeline fills it in ([`MediaError::located`]).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Location {
     pub file: PathBuf,
     pub stream: Option<usize>,
@@ -103,6 +104,30 @@ pub enum MediaError {
 }
 
 impl MediaError {
+    /// A libav* failure with no location yet (see [`MediaError::located`]).
+    pub(crate) fn ffmpeg(op: &'static str, source: ffmpeg_next::Error) -> Self {
+        Self::Ffmpeg {
+            op,
+            at: Location::default(),
+            source,
+        }
+    }
+
+    pub(crate) fn ffmpeg_at(op: &'static str, at: Location, source: ffmpeg_next::Error) -> Self {
+        Self::Ffmpeg { op, at, source }
+    }
+
+    /// Gives a libav* failure the location the caller knows, unless it
+    /// already has one.
+    pub(crate) fn located(mut self, at: impl FnOnce() -> Location) -> Self {
+        if let Self::Ffmpeg { at: here, .. } = &mut self {
+            if here.file.as_os_str().is_empty() {
+                *here = at();
+            }
+        }
+        self
+    }
+
     pub(crate) fn rejected(
         file: &std::path::Path,
         code: RejectCode,

@@ -7,7 +7,7 @@ use ff::format::Pixel;
 use ff::software::scaling;
 use ffmpeg_next as ff;
 
-use crate::error::{Location, MediaError, Result};
+use crate::error::{MediaError, Result};
 
 pub const POSTER: &str = "poster.jpg";
 /// Mean luma (0–255) under which a frame counts as black.
@@ -62,7 +62,7 @@ impl PosterPicker {
                 self.height,
                 scaling::Flags::BICUBIC,
             )
-            .map_err(|e| ffmpeg_err(e, index))?;
+            .map_err(|e| MediaError::ffmpeg("converting the poster frame", e))?;
             self.scaler = Some((ctx, key));
         }
         let mut rgb = ff::frame::Video::empty();
@@ -71,7 +71,7 @@ impl PosterPicker {
             .expect("built above")
             .0
             .run(frame, &mut rgb)
-            .map_err(|e| ffmpeg_err(e, index))?;
+            .map_err(|e| MediaError::ffmpeg("converting the poster frame", e))?;
         let packed = pack_rgb(&rgb, self.width as usize, self.height as usize);
         let luma = mean_luma(&packed);
         if self
@@ -109,18 +109,6 @@ impl PosterPicker {
                 reason: e.to_string(),
             })?;
         Ok(())
-    }
-}
-
-fn ffmpeg_err(source: ff::Error, index: u64) -> MediaError {
-    MediaError::Ffmpeg {
-        op: "converting the poster frame",
-        at: Location {
-            file: POSTER.into(),
-            stream: None,
-            timestamp: Some(index as f64),
-        },
-        source,
     }
 }
 

@@ -15,7 +15,7 @@ use hardware::{BackendRequest, Inventory, Placement};
 use crate::audio::{self, AudioInput};
 use crate::backend::{DecodeInput, EncoderSettings, FrameDescription, Stages};
 use crate::cmaf::{avc_codec_string, Track, TrackWriter};
-use crate::error::{MediaError, RejectCode, Result};
+use crate::error::{Location, MediaError, RejectCode, Result};
 use crate::plan::{LadderPlan, Rung};
 use crate::playlist::{self, Bandwidth, Variant};
 use crate::probe::{probe, Limits, SourceInfo};
@@ -109,20 +109,12 @@ pub fn transcode(
     std::fs::create_dir_all(&staging).map_err(|e| MediaError::io("creating", &staging, e))?;
     let result = run(&source, &plan, &staging, &stages, opts, progress);
     match result {
-        Ok((frames, video, audio)) => {
+        Ok(tracks) => {
             progress(ProgressEvent::Packaging);
-            let out = package(
-                &staging,
-                &source,
-                &plan,
-                placement,
-                frames,
-                &video,
-                audio.as_ref(),
-            )?;
+            let out = package(&staging, out_dir, &source, &plan, placement, &tracks)?;
             publish(&staging, out_dir)?;
             progress(ProgressEvent::Completed);
-            Ok(out.relocated(&staging, out_dir))
+            Ok(out)
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -205,6 +197,11 @@ fn run(
         placement: stages.describe(),
     });
     let file = &source.path;
+    let at_frame = |index: u64| Location {
+        file: file.clone(),
+        stream: Some(source.video.index),
+        timestamp: Some(plan.frames_to_secs(index)),
+    };
     let mut ictx = ff::format::input(file)
         .map_err(|e| MediaError::rejected(file, RejectCode::CorruptMedia, e.to_string()))?;
     let vindex = source.video.index;
@@ -239,6 +236,7 @@ fn run(
     let mut poster = PosterPicker::new(top.width, top.height, plan.fps());
 
     let job = RungJob {
+        source,
         plan,
         stages,
         settings: &opts.encoder,
@@ -297,7 +295,9 @@ fn run(
                     ff::picture::Type::None
                 });
                 if poster.wants(index) {
-                    poster.offer(index, &frame)?;
+                    poster
+                        .offer(index, &frame)
+                        .map_err(|e| e.located(|| at_frame(index)))?;
                 }
                 *frames += 1;
                 let frame = Arc::new(frame);
@@ -322,8 +322,13 @@ fn run(
                 }
                 let idx = packet.stream();
                 if idx == vindex {
-                    decoder.send_packet(&packet)?;
-                    while let Some(f) = decoder.receive_frame()? {
+                    let at = || Location {
+                        file: file.clone(),
+                        stream: Some(vindex),
+                        timestamp: packet.pts().map(|p| p as f64 * f64::from(vtb)),
+                    };
+                    decoder.send_packet(&packet).map_err(|e| e.located(at))?;
+                    while let Some(f) = decoder.receive_frame().map_err(|e| e.located(at))? {
                         if !emit(f, &mut frames)? {
                             return Ok(());
                         }
@@ -340,8 +345,14 @@ fn run(
                     }
                 }
             }
-            decoder.send_eof()?;
-            while let Some(f) = decoder.receive_frame()? {
+            let at_end = at_frame(frames);
+            decoder
+                .send_eof()
+                .map_err(|e| e.located(|| at_end.clone()))?;
+            while let Some(f) = decoder
+                .receive_frame()
+                .map_err(|e| e.located(|| at_end.clone()))?
+            {
                 if !emit(f, &mut frames)? {
                     return Ok(());
                 }
@@ -400,6 +411,7 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Resu
 
 /// What every rung worker of one job shares.
 struct RungJob<'a> {
+    source: &'a SourceInfo,
     plan: &'a LadderPlan,
     stages: &'a Stages,
     settings: &'a EncoderSettings,
@@ -415,6 +427,7 @@ fn encode_rung(
     frames: Receiver<Arc<ff::frame::Video>>,
 ) -> Result<Track> {
     let RungJob {
+        source,
         plan,
         stages,
         settings,
@@ -446,7 +459,12 @@ fn encode_rung(
             Ok(())
         };
     for src in frames {
-        let scaled = scaler.scale(&src)?;
+        let at = || Location {
+            file: source.path.clone(),
+            stream: Some(source.video.index),
+            timestamp: src.pts().map(|i| plan.frames_to_secs(i as u64)),
+        };
+        let scaled = scaler.scale(&src).map_err(|e| e.located(at))?;
         let frame = scaled.as_ref().unwrap_or(&src);
         if encoder.is_none() {
             let desc = FrameDescription {
@@ -454,9 +472,15 @@ fn encode_rung(
                 color_primaries: frame.color_primaries(),
                 color_trc: frame.color_transfer_characteristic(),
             };
-            let enc = stages.encode.encoder(rung, plan, &desc, settings)?;
+            let enc = stages
+                .encode
+                .encoder(rung, plan, &desc, settings)
+                .map_err(|e| e.located(at))?;
             let params = enc.parameters();
-            let codec = codec_string(&params).unwrap_or_else(|| "avc1.640028".into());
+            let codec = codec_string(&params).ok_or_else(|| MediaError::Packaging {
+                path: dir.to_owned(),
+                reason: "the encoder gave no SPS to derive the CODECS string from".into(),
+            })?;
             writer = Some(TrackWriter::create(
                 dir,
                 params,
@@ -471,8 +495,8 @@ fn encode_rung(
             encoder.as_mut().expect("set"),
             writer.as_mut().expect("set"),
         );
-        enc.send_frame(Some(frame))?;
-        drain(enc, w)?;
+        enc.send_frame(Some(frame)).map_err(|e| e.located(at))?;
+        drain(enc, w).map_err(|e| e.located(at))?;
         done += 1;
         let pct = ((done * 100) / plan.expected_frames.max(1)).min(99) as u8;
         if pct > reported {
@@ -511,15 +535,17 @@ fn codec_string(params: &ff::codec::Parameters) -> Option<String> {
     avc_codec_string(extra)
 }
 
+/// Writes the playlists into `dir` (staging) and describes the ladder as it
+/// will be once published at `published`.
 fn package(
     dir: &Path,
+    published: &Path,
     source: &SourceInfo,
     plan: &LadderPlan,
     placement: Placement,
-    frames: u64,
-    video: &[Track],
-    audio: Option<&Track>,
+    (frames, video, audio): &Tracks,
 ) -> Result<LadderOutput> {
+    let (frames, audio) = (*frames, audio.as_ref());
     for t in video.iter().chain(audio) {
         playlist::write_media_playlist(t)?;
     }
@@ -548,38 +574,18 @@ fn package(
             bandwidth: bw.peak,
             average_bandwidth: bw.average,
             segments: track.segments.len(),
-            playlist: track.dir.join(playlist::MEDIA),
+            playlist: published.join(&rung.name).join(playlist::MEDIA),
         })
         .collect();
     Ok(LadderOutput {
-        dir: dir.to_owned(),
-        master: dir.join(playlist::MASTER),
-        poster: dir.join(POSTER),
+        dir: published.to_owned(),
+        master: published.join(playlist::MASTER),
+        poster: published.join(POSTER),
         source: source.clone(),
         plan: plan.clone(),
         placement,
         frames,
         renditions,
-        audio: audio.map(|t| t.dir.join(playlist::MEDIA)),
+        audio: audio.map(|_| published.join(playlist::AUDIO_DIR).join(playlist::MEDIA)),
     })
-}
-
-impl LadderOutput {
-    fn relocated(mut self, from: &Path, to: &Path) -> Self {
-        let fix = |p: &mut PathBuf| {
-            if let Ok(rest) = p.strip_prefix(from) {
-                *p = to.join(rest);
-            }
-        };
-        fix(&mut self.dir);
-        fix(&mut self.master);
-        fix(&mut self.poster);
-        for r in &mut self.renditions {
-            fix(&mut r.playlist);
-        }
-        if let Some(a) = self.audio.as_mut() {
-            fix(a);
-        }
-        self
-    }
 }

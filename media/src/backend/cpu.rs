@@ -10,7 +10,7 @@ use super::{
     DecodeBackend, DecodeInput, EncodeBackend, EncoderSettings, FrameDescription, ScaleBackend,
     Scaler, VideoDecoder, VideoEncoder,
 };
-use crate::error::{Location, MediaError, Result};
+use crate::error::{MediaError, Result};
 use crate::plan::{LadderPlan, Rung};
 
 pub struct Cpu;
@@ -18,15 +18,7 @@ pub struct Cpu;
 pub static CPU: Cpu = Cpu;
 
 fn ff_err(op: &'static str, source: ff::Error) -> MediaError {
-    MediaError::Ffmpeg {
-        op,
-        at: Location {
-            file: "<pipeline>".into(),
-            stream: None,
-            timestamp: None,
-        },
-        source,
-    }
+    MediaError::ffmpeg(op, source)
 }
 
 impl DecodeBackend for Cpu {
@@ -52,7 +44,6 @@ impl DecodeBackend for Cpu {
             time_base: input.time_base,
             filters: filter_chain(input.plan),
             graph: None,
-            decoded: ff::frame::Video::empty(),
             carry: Default::default(),
             eof_sent: false,
         }))
@@ -89,7 +80,6 @@ struct CpuDecoder {
     time_base: Rational,
     filters: String,
     graph: Option<Graph>,
-    decoded: ff::frame::Video,
     /// Frames flushed out of a replaced graph, delivered before anything else.
     carry: std::collections::VecDeque<ff::frame::Video>,
     eof_sent: bool,
@@ -222,17 +212,9 @@ impl VideoDecoder for CpuDecoder {
         let Some(g) = self.graph.as_mut() else {
             return Ok(None);
         };
-        match g
-            .graph
-            .get("out")
-            .expect("out")
-            .sink()
-            .frame(&mut self.decoded)
-        {
-            Ok(()) => Ok(Some(std::mem::replace(
-                &mut self.decoded,
-                ff::frame::Video::empty(),
-            ))),
+        let mut frame = ff::frame::Video::empty();
+        match g.graph.get("out").expect("out").sink().frame(&mut frame) {
+            Ok(()) => Ok(Some(frame)),
             Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => Ok(None),
             Err(ff::Error::Eof) => Ok(None),
             Err(e) => Err(ff_err("filtering video", e)),
