@@ -242,7 +242,9 @@ pub fn run(cfg: &Config) -> Result<Report> {
         encoder: settings.clone(),
         ..Default::default()
     };
-    let frames = plan.expected_frames;
+    // Replaced by the engine's real count on the first run, which always
+    // starts with the engine, before any rate is computed from it.
+    let mut frames = plan.expected_frames;
     let engine_out = work.path().join("engine");
     let ffmpeg_out = work.path().join("ffmpeg");
     let args = ffmpeg_args(&source, &plan, &settings, &ffmpeg_out);
@@ -258,7 +260,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         for who in order {
             let t = Instant::now();
             if who == "engine" {
-                media::transcode(&source, &engine_out, &opts, &inventory, &|_| {})?;
+                frames = media::transcode(&source, &engine_out, &opts, &inventory, &|_| {})?.frames;
             } else {
                 let _ = std::fs::remove_dir_all(&ffmpeg_out);
                 std::fs::create_dir_all(&ffmpeg_out).map_err(io_err("creating", &ffmpeg_out))?;
