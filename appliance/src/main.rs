@@ -7,7 +7,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod app;
+mod catalog;
+mod config;
+mod error;
+mod hub;
+mod jobs;
+mod objects;
 mod progress;
+mod serve;
 
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Regional GPU video appliance")]
@@ -39,11 +47,49 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run the appliance: HTTP API, HLS origin and transcode workers.
+    Serve {
+        /// Config file (default: ./appliance.toml if present; see appliance.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address (overrides server.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Make sure a `demo` creator owns a ready video made from this file,
+        /// then print its player and playlist URLs.
+        #[arg(long)]
+        demo: Option<PathBuf>,
+    },
+    /// Manage accounts directly in the catalog.
+    User {
+        #[command(subcommand)]
+        which: UserCommand,
+    },
     /// Benchmarks, written as JSON (and a plot) for comparison across machines.
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account (the only way to create an admin). The password is
+    /// read from $APPLIANCE_PASSWORD, else from the first line of stdin.
+    Add {
+        username: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::Creator)]
+        role: RoleArg,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Viewer,
+    Creator,
+    Admin,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +127,19 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            demo,
+        } => run_server(config, listen, demo),
+        Command::User {
+            which:
+                UserCommand::Add {
+                    username,
+                    role,
+                    config,
+                },
+        } => add_user(config, &username, role),
         Command::Transcode {
             input,
             out,
@@ -120,6 +179,75 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+fn report(e: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        eprintln!("  caused by: {s}");
+        src = s.source();
+    }
+    ExitCode::FAILURE
+}
+
+fn run_server(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    demo: Option<PathBuf>,
+) -> ExitCode {
+    let mut config = match config::Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return report(&e),
+    };
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return report(&e),
+    };
+    match rt.block_on(serve::serve(config, demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+fn add_user(config: Option<PathBuf>, username: &str, role: RoleArg) -> ExitCode {
+    let config = match config::Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return report(&e),
+    };
+    let password = match std::env::var("APPLIANCE_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                return report(&e);
+            }
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let role = match role {
+        RoleArg::Viewer => api::wire::Role::Viewer,
+        RoleArg::Creator => api::wire::Role::Creator,
+        RoleArg::Admin => api::wire::Role::Admin,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return report(&e),
+    };
+    match rt.block_on(serve::add_user(config, username, &password, role)) {
+        Ok(id) => {
+            println!("{id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
     }
 }
 

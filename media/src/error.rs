@@ -101,6 +101,10 @@ pub enum MediaError {
 
     #[error("{stage} worker stopped unexpectedly: {reason}")]
     Worker { stage: String, reason: String },
+
+    /// The caller cancelled the job (`TranscodeOptions::cancel`).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl MediaError {
@@ -157,7 +161,22 @@ impl MediaError {
             | Self::InvalidRequest(_)
             | Self::Backend(_)
             | Self::Packaging { .. }
-            | Self::Worker { .. } => None,
+            | Self::Worker { .. }
+            | Self::Cancelled => None,
+        }
+    }
+
+    /// Whether running the same job again may succeed: faults of the host
+    /// (I/O, a crashed worker thread, a short write while packaging), not of
+    /// the input or the request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Io { .. } | Self::Packaging { .. } | Self::Worker { .. } => true,
+            Self::Rejected { .. }
+            | Self::Ffmpeg { .. }
+            | Self::InvalidRequest(_)
+            | Self::Backend(_)
+            | Self::Cancelled => false,
         }
     }
 }

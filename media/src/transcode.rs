@@ -4,6 +4,7 @@
 //! half a ladder.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -32,6 +33,9 @@ pub struct TranscodeOptions {
     pub rungs: Vec<u32>,
     pub limits: Limits,
     pub encoder: EncoderSettings,
+    /// Set from another thread to stop the job: it ends with
+    /// `MediaError::Cancelled` and leaves nothing behind.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for TranscodeOptions {
@@ -41,6 +45,7 @@ impl Default for TranscodeOptions {
             rungs: Vec::new(),
             limits: Limits::default(),
             encoder: EncoderSettings::default(),
+            cancel: None,
         }
     }
 }
@@ -278,6 +283,13 @@ fn run(
             let mut emit = |frame: ff::frame::Video, frames: &mut u64| -> Result<bool> {
                 let mut frame = frame;
                 let index = *frames;
+                if opts
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(Ordering::Relaxed))
+                {
+                    return Err(MediaError::Cancelled);
+                }
                 if plan.frames_to_secs(index) > opts.limits.max_duration_secs + 1.0 {
                     return Err(MediaError::rejected(
                         file,

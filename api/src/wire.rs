@@ -1,0 +1,348 @@
+//! Wire types: the JSON contract with app clients. Field names are camelCase;
+//! times are RFC 3339 strings in UTC. Changing a field here is changing the
+//! public API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Creator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Creator => "creator",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "viewer" => Some(Self::Viewer),
+            "creator" => Some(Self::Creator),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling, once their bearer token has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Creators act on their own things; admins on everyone's.
+    pub fn may_manage(&self, owner_id: &str) -> bool {
+        self.is_admin() || self.user_id == owner_id
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 3–32 characters: letters, digits, `_`, `.`, `-`.
+    pub username: String,
+    /// At least 10 characters.
+    pub password: String,
+    /// `viewer` (default) or `creator`. Admins are made with `appliance user add`.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthResponse {
+    /// Send as `Authorization: Bearer <token>`. Shown once; the box keeps only its hash.
+    pub token: String,
+    pub expires_at: String,
+    pub user: User,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Unlisted,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Unlisted => "unlisted",
+            Self::Private => "private",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Self::Public),
+            "unlisted" => Some(Self::Unlisted),
+            "private" => Some(Self::Private),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UploadInit {
+    pub filename: String,
+    /// Bytes; at most the configured limit (5 GB by default).
+    pub file_size: u64,
+    pub mime_type: String,
+}
+
+/// An upload session. `GET /uploads/{id}` returns it with what has arrived,
+/// so a client that was interrupted sends only `missingChunks`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadSession {
+    pub upload_id: String,
+    pub filename: String,
+    pub file_size: u64,
+    pub chunk_size: u64,
+    pub total_chunks: u32,
+    pub expires_at: String,
+    /// `open`, `completed` or `cancelled`.
+    pub status: String,
+    pub received_chunks: Vec<u32>,
+    pub missing_chunks: Vec<u32>,
+    pub bytes_received: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkReceipt {
+    pub upload_id: String,
+    pub chunk: u32,
+    pub size: u64,
+    /// Hex SHA-256 of the stored chunk.
+    pub sha256: String,
+    /// False when this chunk had already arrived with the same bytes.
+    pub created: bool,
+}
+
+/// The metadata a creator gives a video when completing its upload.
+#[derive(Debug, Clone, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VideoMeta {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub hashtags: Vec<String>,
+    #[serde(default)]
+    pub sound_id: Option<String>,
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub video_id: String,
+    pub status: VideoState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoState {
+    Processing,
+    Ready,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rendition {
+    /// `1080p`, `720p`, … — also its folder under the video's HLS path.
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub codecs: String,
+    /// Peak bits/s, as in the master playlist.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub playlist_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoStats {
+    pub views: u64,
+    pub likes: u64,
+    pub comments: u64,
+    pub shares: u64,
+    pub saves: u64,
+}
+
+/// The caller's own engagement with a video (all false for anonymous callers).
+#[derive(Debug, Clone, Serialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewerEngagement {
+    pub liked: bool,
+    pub saved: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Video {
+    pub id: String,
+    pub owner_id: String,
+    pub title: String,
+    pub description: String,
+    pub hashtags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sound_id: Option<String>,
+    pub visibility: Visibility,
+    pub status: VideoState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Present once the video is `ready`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poster_url: Option<String>,
+    pub renditions: Vec<Rendition>,
+    pub stats: VideoStats,
+    pub viewer: ViewerEngagement,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoStatus {
+    pub video_id: String,
+    pub status: VideoState,
+    /// `queued`, `transcoding`, `packaging`, `publishing`, `retrying`, `done`, `failed`.
+    pub stage: String,
+    /// Whole-job progress, 0–100 (the mean of the rungs while transcoding).
+    pub percent: f32,
+    /// Per-rung progress, 0–100.
+    pub rungs: BTreeMap<String, u8>,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub updated_at: String,
+}
+
+impl VideoStatus {
+    /// The SSE event name this state is announced with.
+    pub fn event_name(&self) -> &'static str {
+        match self.status {
+            VideoState::Ready => "transcode.completed",
+            VideoState::Failed => "transcode.failed",
+            VideoState::Processing => "transcode.progress",
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.status != VideoState::Processing
+    }
+}
+
+/// A status change, as published to SSE subscribers. `started` is announced
+/// once per attempt; everything else is `progress` until the end.
+#[derive(Debug, Clone)]
+pub struct StatusEvent {
+    pub name: &'static str,
+    pub status: VideoStatus,
+}
+
+impl StatusEvent {
+    pub fn snapshot(status: VideoStatus) -> Self {
+        Self {
+            name: status.event_name(),
+            status,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageQuery {
+    /// 1–100, default 20.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Opaque; from the previous page's `nextCursor`.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: i64,
+    pub video_id: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    pub state: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires: Option<String>,
+    pub run_after: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub status: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}

@@ -1,0 +1,326 @@
+//! `appliance.toml` plus environment overrides. Every key is documented
+//! here and in `appliance.example.toml`; an unknown key (in the file or as
+//! an `APPLIANCE_…` variable) is an error, so a typo never silently falls
+//! back to a default. The defaults are the embedded profile in `./data`.
+//!
+//! Environment: `APPLIANCE_<SECTION>__<KEY>`, e.g.
+//! `APPLIANCE_SERVER__LISTEN=0.0.0.0:8080`, `APPLIANCE_OBJECTS__KIND=s3`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub storage: Storage,
+    pub objects: Objects,
+    pub uploads: Uploads,
+    pub jobs: Jobs,
+    pub transcode: Transcode,
+    pub origin: Origin,
+    pub auth: Auth,
+    pub player: Player,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address to listen on (`--listen` overrides).
+    pub listen: SocketAddr,
+    /// Seconds to let requests and running jobs finish after SIGTERM/Ctrl-C
+    /// before jobs are checkpointed (released for the next start).
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// The box's own state: `catalog.db` (SQLite, WAL), `work/` (scratch for
+    /// running jobs) and, with `objects.kind = "local"`, `objects/`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectsKind {
+    Local,
+    S3,
+}
+
+/// Where media objects (raw uploads, ladders, posters) live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Objects {
+    /// `local` (a directory, `<data_dir>/objects` unless `path` is set) or `s3`.
+    pub kind: ObjectsKind,
+    /// Local directory for `kind = "local"`.
+    pub path: Option<PathBuf>,
+    /// S3 bucket (`kind = "s3"`). Credentials come from the usual AWS
+    /// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …).
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    /// For S3-compatible stores (MinIO, Ceph…): e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Allow plain HTTP to `endpoint`.
+    pub allow_http: bool,
+}
+
+impl Default for Objects {
+    fn default() -> Self {
+        Self {
+            kind: ObjectsKind::Local,
+            path: None,
+            bucket: None,
+            region: None,
+            endpoint: None,
+            allow_http: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Uploads {
+    /// Bytes per chunk of a resumable upload (the last one may be shorter).
+    /// At least 5 MiB, because S3 multipart parts must be.
+    pub chunk_size: u64,
+    /// Largest accepted file, bytes.
+    pub max_file_size: u64,
+    /// Hours an unfinished upload session lives.
+    pub session_ttl_hours: u64,
+    /// Largest single-shot `POST /videos` body, bytes.
+    pub single_shot_max: u64,
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Self {
+            chunk_size: 8 << 20,
+            max_file_size: 5_000_000_000,
+            session_ttl_hours: 24,
+            single_shot_max: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jobs {
+    /// Transcodes at once; 0 = from the hardware inventory (one per 8 CPU
+    /// cores, at least one).
+    pub workers: usize,
+    /// Attempts before a job that keeps failing transiently is `failed`.
+    pub max_attempts: u32,
+    /// First retry delay, seconds; doubles per attempt (capped at 10 min).
+    pub backoff_secs: u64,
+    /// A running job's lease; renewed every third of it. A job whose
+    /// process died is picked up again once its lease runs out.
+    pub lease_secs: u64,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            max_attempts: 4,
+            backoff_secs: 5,
+            lease_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Transcode {
+    /// `auto`, `cpu` or `nvidia`.
+    pub backend: String,
+    /// Rung heights (short side) from 1080, 720, 480, 360.
+    pub rungs: Vec<u32>,
+    /// x264 preset for the CPU encoder.
+    pub preset: String,
+}
+
+impl Default for Transcode {
+    fn default() -> Self {
+        Self {
+            backend: "auto".into(),
+            rungs: vec![1080, 720, 480, 360],
+            preset: "veryfast".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Origin {
+    /// `max-age` of VOD playlists and posters; caches revalidate after it.
+    pub playlist_max_age_secs: u64,
+    /// `max-age` of origin 404s.
+    pub not_found_max_age_secs: u64,
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Self {
+            playlist_max_age_secs: 300,
+            not_found_max_age_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Lifetime of a login token, hours.
+    pub token_ttl_hours: u64,
+    /// Whether `POST /auth/register` is open (admins are always made with
+    /// `appliance user add`).
+    pub open_registration: bool,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            token_ttl_hours: 24 * 30,
+            open_registration: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Player {
+    /// hls.js served at `/assets/hls.min.js` for the `/play/{id}` page
+    /// (`npm ci --prefix player` installs it here).
+    pub hls_js: PathBuf,
+}
+
+impl Default for Player {
+    fn default() -> Self {
+        Self {
+            hls_js: PathBuf::from("player/node_modules/hls.js/dist/hls.min.js"),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if given, it must exist; without one,
+    /// `./appliance.toml` is read when present), then `APPLIANCE_*`.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(Error::Config(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file_exact(path));
+            }
+            None if Path::new("appliance.toml").is_file() => {
+                fig = fig.merge(Toml::file_exact("appliance.toml"));
+            }
+            None => {}
+        }
+        let config: Config = fig
+            .merge(Env::prefixed("APPLIANCE_").split("__"))
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.uploads.chunk_size < 5 << 20 || self.uploads.chunk_size > 256 << 20 {
+            return bad(format!(
+                "uploads.chunk_size must be 5 MiB–256 MiB (got {})",
+                self.uploads.chunk_size
+            ));
+        }
+        if self.jobs.max_attempts == 0 {
+            return bad("jobs.max_attempts must be at least 1".into());
+        }
+        if self.jobs.lease_secs < 3 {
+            return bad("jobs.lease_secs must be at least 3".into());
+        }
+        if self.objects.kind == ObjectsKind::S3 && self.objects.bucket.is_none() {
+            return bad("objects.kind = \"s3\" needs objects.bucket".into());
+        }
+        if let Err(e) = self.transcode.backend.parse::<hardware::BackendRequest>() {
+            return bad(format!("transcode.backend: {e}"));
+        }
+        for r in &self.transcode.rungs {
+            if !media::plan::STANDARD_RUNGS.contains(r) {
+                return bad(format!(
+                    "transcode.rungs: {r} is not one of {:?}",
+                    media::plan::STANDARD_RUNGS
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn objects_dir(&self) -> PathBuf {
+        self.objects
+            .path
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("objects"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_profile() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.objects.kind, ObjectsKind::Local);
+        assert_eq!(c.objects_dir(), PathBuf::from("data/objects"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9\"\nlisen = 1\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        std::fs::write(&file, "[serve]\nlisten = \"127.0.0.1:9\"\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("serve"), "{err}");
+        std::fs::write(&file, "[uploads]\nchunk_size = 1024\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("chunk_size"), "{err}");
+        std::fs::write(&file, "[jobs]\nworkers = 3\n").unwrap();
+        assert_eq!(Config::load(Some(&file)).unwrap().jobs.workers, 3);
+        assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! Live job status, in process: the latest progress of every running job
+//! and a broadcast channel per video for SSE subscribers. The catalog holds
+//! the durable state (processing/ready/failed); the hub adds what is too
+//! chatty to persist (per-rung percentages).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use api::wire::{StatusEvent, VideoStatus};
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub stage: String,
+    pub rungs: BTreeMap<String, u8>,
+}
+
+impl Live {
+    pub fn percent(&self) -> f32 {
+        if self.rungs.is_empty() {
+            return 0.0;
+        }
+        let sum: u32 = self.rungs.values().map(|&p| u32::from(p)).sum();
+        sum as f32 / self.rungs.len() as f32
+    }
+}
+
+struct Entry {
+    live: Live,
+    tx: broadcast::Sender<StatusEvent>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    videos: Mutex<HashMap<String, Entry>>,
+}
+
+impl Hub {
+    fn with_entry<T>(&self, video_id: &str, f: impl FnOnce(&mut Entry) -> T) -> T {
+        let mut map = self.videos.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(video_id.to_owned()).or_insert_with(|| Entry {
+            live: Live::default(),
+            tx: broadcast::channel(64).0,
+        });
+        f(entry)
+    }
+
+    /// Live progress of a running job, if any.
+    pub fn live(&self, video_id: &str) -> Option<Live> {
+        let map = self.videos.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(video_id).map(|e| e.live.clone())
+    }
+
+    pub fn update(&self, video_id: &str, f: impl FnOnce(&mut Live)) -> Live {
+        self.with_entry(video_id, |e| {
+            f(&mut e.live);
+            e.live.clone()
+        })
+    }
+
+    /// Sends an event to the video's subscribers. A final event also drops
+    /// the live entry: later readers get the final state from the catalog.
+    pub fn publish(&self, event: StatusEvent) {
+        let video_id = event.status.video_id.clone();
+        let last = event.status.is_final();
+        let mut map = self.videos.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get(&video_id) {
+            // No receivers is fine: nobody is watching.
+            let _ = e.tx.send(event);
+        }
+        if last {
+            map.remove(&video_id);
+        }
+    }
+
+    /// A subscription that starts before `snapshot` is read, so nothing
+    /// between the snapshot and the first live event is missed.
+    pub fn subscribe(&self, video_id: &str) -> broadcast::Receiver<StatusEvent> {
+        self.with_entry(video_id, |e| e.tx.subscribe())
+    }
+
+    /// `snapshot` first, then live events, ending after a final state.
+    pub fn stream(
+        rx: broadcast::Receiver<StatusEvent>,
+        snapshot: VideoStatus,
+    ) -> BoxStream<'static, StatusEvent> {
+        let first = StatusEvent::snapshot(snapshot);
+        if first.status.is_final() {
+            return stream::iter([first]).boxed();
+        }
+        // A slow client that lags skips events; each carries the full state.
+        let live = BroadcastStream::new(rx).filter_map(|r| async move { r.ok() });
+        stream::iter([first])
+            .chain(live)
+            .scan(false, |ended, ev| {
+                if *ended {
+                    return futures::future::ready(None);
+                }
+                *ended = ev.status.is_final();
+                futures::future::ready(Some(ev))
+            })
+            .boxed()
+    }
+}
