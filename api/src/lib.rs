@@ -13,5 +13,7 @@ pub mod wire;
 
 pub use error::{ApiError, ApiResult, ErrorCode};
 pub use origin::OriginPolicy;
-pub use router::{openapi, router, serve, Auth, BodyLimits, MaybeAuth, RouterConfig, CHUNK_DIGEST_HEADER, PREFIX};
+pub use router::{
+    openapi, router, serve, Auth, BodyLimits, MaybeAuth, RouterConfig, CHUNK_DIGEST_HEADER, PREFIX,
+};
 pub use service::{IdempotencyBegin, OriginLookup, OriginMeta, Service};

@@ -111,12 +111,13 @@ pub(crate) async fn hls<S: Service>(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    match classify(&path) {
+    let response = match classify(&path) {
         Some(kind) if valid_id(&video_id) => {
             serve(&ctx, &video_id, &path, kind, &method, &headers).await
         }
         Some(_) | None => not_found(&ctx.origin),
-    }
+    };
+    with_cors(response)
 }
 
 pub(crate) async fn poster<S: Service>(
@@ -125,10 +126,63 @@ pub(crate) async fn poster<S: Service>(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    if file != "poster.jpg" || !valid_id(&video_id) {
-        return not_found(&ctx.origin);
-    }
-    serve(&ctx, &video_id, "poster.jpg", FileKind::Poster, &method, &headers).await
+    let response = if file != "poster.jpg" || !valid_id(&video_id) {
+        not_found(&ctx.origin)
+    } else {
+        serve(
+            &ctx,
+            &video_id,
+            "poster.jpg",
+            FileKind::Poster,
+            &method,
+            &headers,
+        )
+        .await
+    };
+    with_cors(response)
+}
+
+/// CORS preflight for the origin. Anyone may read it (`*`), so responses
+/// need no `Vary: Origin` and stay one cache entry per URL.
+pub(crate) async fn preflight() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Range, If-None-Match, If-Modified-Since, If-Range"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    r
+}
+
+fn with_cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(
+            "Content-Length, Content-Range, ETag, Last-Modified, Accept-Ranges",
+        ),
+    );
+    r
 }
 
 async fn serve<S: Service>(
@@ -260,7 +314,10 @@ fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Respons
         Err(_) => {
             let mut r = ApiError::new(
                 ErrorCode::RangeNotSatisfiable,
-                format!("range `{text}` lies outside the {} bytes of the file", meta.size),
+                format!(
+                    "range `{text}` lies outside the {} bytes of the file",
+                    meta.size
+                ),
             )
             .into_response();
             r.headers_mut().insert(
@@ -368,7 +425,10 @@ mod tests {
         assert_eq!(
             plan_response(
                 &m,
-                &req(&[("if-none-match", "\"other\""), ("if-modified-since", &later)])
+                &req(&[
+                    ("if-none-match", "\"other\""),
+                    ("if-modified-since", &later)
+                ])
             )
             .unwrap(),
             Plan::Full
@@ -408,13 +468,11 @@ mod tests {
         );
         // If-Range with a stale validator → the whole (new) file.
         assert_eq!(
-            plan_response(&m, &req(&[("range", "bytes=0-9"), ("if-range", "\"old\"")]))
-                .unwrap(),
+            plan_response(&m, &req(&[("range", "bytes=0-9"), ("if-range", "\"old\"")])).unwrap(),
             Plan::Full
         );
         assert_eq!(
-            plan_response(&m, &req(&[("range", "bytes=0-9"), ("if-range", "\"abc\"")]))
-                .unwrap(),
+            plan_response(&m, &req(&[("range", "bytes=0-9"), ("if-range", "\"abc\"")])).unwrap(),
             Plan::Partial(0..10)
         );
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -18,7 +18,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
@@ -79,42 +78,34 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
             "/uploads/{id}/chunks/{n}",
             put(put_chunk::<S>).layer(DefaultBodyLimit::max(limits.chunk)),
         )
-        .route("/uploads/{id}", get(get_upload::<S>).delete(cancel_upload::<S>))
+        .route(
+            "/uploads/{id}",
+            get(get_upload::<S>).delete(cancel_upload::<S>),
+        )
         .route("/uploads/{id}/complete", post(complete_upload::<S>))
         .route(
             "/videos",
             post(create_video::<S>).layer(DefaultBodyLimit::max(limits.single_shot)),
         )
-        .route("/videos/{id}", get(get_video::<S>).delete(delete_video::<S>))
+        .route(
+            "/videos/{id}",
+            get(get_video::<S>).delete(delete_video::<S>),
+        )
         .route("/videos/{id}/status", get(video_status::<S>))
         .route("/videos/{id}/events", get(video_events::<S>))
         .route("/ops/inventory", get(inventory::<S>))
         .route("/ops/jobs", get(jobs::<S>))
         .route("/ops/videos/{id}/reprocess", post(reprocess::<S>));
 
-    // The origin is for CDNs and players on other origins: anyone may read
-    // it, with Range, and see the headers a player needs.
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::any())
-        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
-        .allow_headers([
-            header::RANGE,
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_RANGE,
-        ])
-        .expose_headers([
-            header::CONTENT_LENGTH,
-            header::CONTENT_RANGE,
-            header::ETAG,
-            header::LAST_MODIFIED,
-            header::ACCEPT_RANGES,
-        ])
-        .max_age(Duration::from_secs(86_400));
     let origin = Router::new()
-        .route("/hls/{video_id}/{*path}", get(origin::hls::<S>))
-        .route("/thumbs/{video_id}/{file}", get(origin::poster::<S>))
-        .layer(cors);
+        .route(
+            "/hls/{video_id}/{*path}",
+            get(origin::hls::<S>).options(origin::preflight),
+        )
+        .route(
+            "/thumbs/{video_id}/{file}",
+            get(origin::poster::<S>).options(origin::preflight),
+        );
 
     Router::new()
         .nest(PREFIX, api)

@@ -46,7 +46,10 @@ pub enum IdempotencyBegin {
 
 pub trait Service: Send + Sync + 'static {
     // --- users and auth ---
-    fn register(&self, req: RegisterRequest) -> impl Future<Output = ApiResult<AuthResponse>> + Send;
+    fn register(
+        &self,
+        req: RegisterRequest,
+    ) -> impl Future<Output = ApiResult<AuthResponse>> + Send;
     fn login(&self, req: LoginRequest) -> impl Future<Output = ApiResult<AuthResponse>> + Send;
     /// The principal a bearer token stands for; `UNAUTHORIZED` if unknown or expired.
     fn authenticate(&self, token: &str) -> impl Future<Output = ApiResult<Principal>> + Send;

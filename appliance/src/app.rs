@@ -104,7 +104,12 @@ impl App {
     }
 
     /// Creates a user (also used by `appliance user add`).
-    pub async fn create_user(&self, username: &str, password: &str, role: Role) -> Result<cat::UserRow> {
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<cat::UserRow> {
         validate_username(username)?;
         if password.chars().count() < 10 || password.len() > 1024 {
             return Err(ApiError::validation("passwords are 10–1024 characters")
@@ -129,14 +134,21 @@ impl App {
             created_at: now_ms(),
         };
         let row = user.clone();
-        let inserted = self.catalog.call(move |c| cat::insert_user(c, &row)).await?;
+        let inserted = self
+            .catalog
+            .call(move |c| cat::insert_user(c, &row))
+            .await?;
         if !inserted {
             return Err(ApiError::conflict(format!("username `{username}` is taken")).into());
         }
         Ok(user)
     }
 
-    async fn upload_of(&self, caller: &Principal, upload_id: &str) -> Result<(UploadRow, Vec<cat::ChunkRow>)> {
+    async fn upload_of(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+    ) -> Result<(UploadRow, Vec<cat::ChunkRow>)> {
         let id = upload_id.to_owned();
         let found = self
             .catalog
@@ -167,7 +179,9 @@ impl App {
             "open" => Ok(()),
             "expired" => Err(upload_expired(u).into()),
             "completed" => Err(ApiError::conflict("this upload is already complete").into()),
-            "rejected" => Err(ApiError::conflict("this upload was refused; start a new one").into()),
+            "rejected" => {
+                Err(ApiError::conflict("this upload was refused; start a new one").into())
+            }
             _ => Err(ApiError::not_found("upload").into()),
         }
     }
@@ -190,12 +204,19 @@ impl App {
         }
     }
 
-    async fn new_upload(&self, caller: &Principal, req: UploadInit, chunk_size: u64) -> Result<UploadRow> {
+    async fn new_upload(
+        &self,
+        caller: &Principal,
+        req: UploadInit,
+        chunk_size: u64,
+    ) -> Result<UploadRow> {
         let name = req.filename.trim();
         if name.is_empty() || name.len() > 255 || name.contains(['/', '\\', '\0']) {
-            return Err(ApiError::validation("filename must be 1–255 characters without path separators")
-                .with_details(serde_json::json!({"field": "filename"}))
-                .into());
+            return Err(ApiError::validation(
+                "filename must be 1–255 characters without path separators",
+            )
+            .with_details(serde_json::json!({"field": "filename"}))
+            .into());
         }
         if req.file_size == 0 {
             return Err(ApiError::validation("fileSize must be positive")
@@ -231,17 +252,26 @@ impl App {
             file_size: req.file_size,
             mime_type: mime,
             chunk_size,
-            total_chunks: u32::try_from(total).map_err(|_| ApiError::validation("too many chunks"))?,
+            total_chunks: u32::try_from(total)
+                .map_err(|_| ApiError::validation("too many chunks"))?,
             status: "open".into(),
             created_at: now,
             expires_at: now + (self.config.uploads.session_ttl_hours as i64) * 3_600_000,
         };
         let r = row.clone();
-        self.catalog.call(move |c| cat::insert_upload(c, &r)).await?;
+        self.catalog
+            .call(move |c| cat::insert_upload(c, &r))
+            .await?;
         Ok(row)
     }
 
-    async fn store_chunk(&self, u: &UploadRow, n: u32, body: Bytes, digest: Option<String>) -> Result<ChunkReceipt> {
+    async fn store_chunk(
+        &self,
+        u: &UploadRow,
+        n: u32,
+        body: Bytes,
+        digest: Option<String>,
+    ) -> Result<ChunkReceipt> {
         if n >= u.total_chunks {
             return Err(ApiError::validation(format!(
                 "chunk {n} is out of range: this upload has chunks 0–{}",
@@ -282,14 +312,18 @@ impl App {
                 created: false,
             });
         }
-        self.objects.put(&objects::chunk_key(&u.id, n), body).await?;
+        self.objects
+            .put(&objects::chunk_key(&u.id, n), body)
+            .await?;
         let row = cat::ChunkRow {
             n,
             size: expected,
             sha256: sha.clone(),
         };
         let id = u.id.clone();
-        self.catalog.call(move |c| cat::record_chunk(c, &id, &row)).await?;
+        self.catalog
+            .call(move |c| cat::record_chunk(c, &id, &row))
+            .await?;
         Ok(ChunkReceipt {
             upload_id: u.id.clone(),
             chunk: n,
@@ -299,7 +333,12 @@ impl App {
         })
     }
 
-    async fn complete(&self, caller: &Principal, upload_id: &str, meta: VideoMeta) -> Result<Accepted> {
+    async fn complete(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+        meta: VideoMeta,
+    ) -> Result<Accepted> {
         let meta = validate_meta(meta)?;
         let (u, chunks) = self.upload_of(caller, upload_id).await?;
         if u.status == "completed" {
@@ -321,7 +360,10 @@ impl App {
         {
             let mut busy = self.completing.lock().unwrap_or_else(|p| p.into_inner());
             if !busy.insert(u.id.clone()) {
-                return Err(ApiError::conflict("this upload is being completed by another request").into());
+                return Err(ApiError::conflict(
+                    "this upload is being completed by another request",
+                )
+                .into());
             }
         }
         let result = self.assemble_and_queue(&u, meta).await;
@@ -333,7 +375,9 @@ impl App {
     }
 
     async fn assemble_and_queue(&self, u: &UploadRow, meta: VideoMeta) -> Result<Accepted> {
-        let parts: Vec<String> = (0..u.total_chunks).map(|n| objects::chunk_key(&u.id, n)).collect();
+        let parts: Vec<String> = (0..u.total_chunks)
+            .map(|n| objects::chunk_key(&u.id, n))
+            .collect();
         let source = objects::source_key(&u.video_id);
         let size = self.objects.concat(&parts, &source).await?;
         if size != u.file_size {
@@ -348,7 +392,9 @@ impl App {
                 self.catalog
                     .call(move |c| cat::set_upload_status(c, &id, "rejected"))
                     .await?;
-                self.objects.delete_prefix(&objects::video_prefix(&u.video_id)).await?;
+                self.objects
+                    .delete_prefix(&objects::video_prefix(&u.video_id))
+                    .await?;
                 self.drop_chunks(&u.id).await;
             }
             return Err(e);
@@ -375,7 +421,9 @@ impl App {
         let max_attempts = self.config.jobs.max_attempts;
         self.catalog
             .call(move |c| {
-                let tx = c.transaction().map_err(Error::catalog("completing an upload"))?;
+                let tx = c
+                    .transaction()
+                    .map_err(Error::catalog("completing an upload"))?;
                 cat::insert_video(&tx, &video)?;
                 cat::enqueue(&tx, &video.id, max_attempts)?;
                 cat::set_upload_status(&tx, &upload_id, "completed")?;
@@ -393,7 +441,8 @@ impl App {
     /// Probes the assembled source so a file the engine would refuse is
     /// refused now, with its reason, instead of failing later in a job.
     async fn check_source(&self, video_id: &str, key: &str) -> Result<()> {
-        std::fs::create_dir_all(&self.work_dir).map_err(Error::io("creating", self.work_dir.display()))?;
+        std::fs::create_dir_all(&self.work_dir)
+            .map_err(Error::io("creating", self.work_dir.display()))?;
         let scratch = self.work_dir.join(format!("probe-{video_id}"));
         let path = self.objects.local_copy(key, &scratch).await?;
         let limits = media::Limits {
@@ -408,13 +457,20 @@ impl App {
     /// Chunks are not needed once an upload is finished; a failure here is
     /// retried by the janitor.
     async fn drop_chunks(&self, upload_id: &str) {
-        if let Err(e) = self.objects.delete_prefix(&objects::upload_prefix(upload_id)).await {
+        if let Err(e) = self
+            .objects
+            .delete_prefix(&objects::upload_prefix(upload_id))
+            .await
+        {
             tracing::warn!(upload = upload_id, "keeping chunks for the janitor: {e}");
             return;
         }
         let id = upload_id.to_owned();
         if let Err(e) = self.catalog.call(move |c| cat::forget_chunks(c, &id)).await {
-            tracing::warn!(upload = upload_id, "chunk records stay for the janitor: {e}");
+            tracing::warn!(
+                upload = upload_id,
+                "chunk records stay for the janitor: {e}"
+            );
         }
     }
 
@@ -441,14 +497,20 @@ impl App {
     /// progress from the hub.
     pub async fn status_of(&self, v: &VideoRow) -> Result<VideoStatus> {
         let vid = v.id.clone();
-        let job = self.catalog.call(move |c| cat::job_for_video(c, &vid)).await?;
+        let job = self
+            .catalog
+            .call(move |c| cat::job_for_video(c, &vid))
+            .await?;
         let live = self.hub.live(&v.id);
         Ok(status_wire(v, job.as_ref(), live.as_ref()))
     }
 
     pub async fn delete_now(&self, video_id: &str) -> Result<()> {
         let id = video_id.to_owned();
-        let existed = self.catalog.call(move |c| cat::begin_delete(c, &id)).await?;
+        let existed = self
+            .catalog
+            .call(move |c| cat::begin_delete(c, &id))
+            .await?;
         if existed {
             self.hub.publish(StatusEvent {
                 name: "transcode.failed",
@@ -470,13 +532,19 @@ impl App {
     /// Removes a `deleting` video's objects, then its row (the janitor
     /// re-runs this for deletions a crash interrupted).
     pub async fn finish_delete(&self, video_id: &str) -> Result<()> {
-        self.objects.delete_prefix(&objects::video_prefix(video_id)).await?;
+        self.objects
+            .delete_prefix(&objects::video_prefix(video_id))
+            .await?;
         let id = video_id.to_owned();
         self.catalog.call(move |c| cat::finish_delete(c, &id)).await
     }
 
     fn ladder_wire(v: &VideoRow) -> (Option<LadderInfo>, Vec<Rendition>) {
-        let Some(info) = v.ladder.as_deref().and_then(|l| serde_json::from_str::<LadderInfo>(l).ok()) else {
+        let Some(info) = v
+            .ladder
+            .as_deref()
+            .and_then(|l| serde_json::from_str::<LadderInfo>(l).ok())
+        else {
             return (None, Vec::new());
         };
         let renditions = info
@@ -550,14 +618,20 @@ pub fn video_state(s: &str) -> VideoState {
     }
 }
 
-pub fn status_wire(v: &VideoRow, job: Option<&cat::JobRow>, live: Option<&crate::hub::Live>) -> VideoStatus {
+pub fn status_wire(
+    v: &VideoRow,
+    job: Option<&cat::JobRow>,
+    live: Option<&crate::hub::Live>,
+) -> VideoStatus {
     let state = video_state(&v.state);
     let (stage, rungs, percent) = match (state, live) {
         (VideoState::Processing, Some(l)) if !l.stage.is_empty() => {
             (l.stage.clone(), l.rungs.clone(), l.percent())
         }
         (VideoState::Ready, _) => (v.stage.clone(), Default::default(), 100.0),
-        (VideoState::Processing | VideoState::Failed, _) => (v.stage.clone(), Default::default(), 0.0),
+        (VideoState::Processing | VideoState::Failed, _) => {
+            (v.stage.clone(), Default::default(), 0.0)
+        }
     };
     VideoStatus {
         video_id: v.id.clone(),
@@ -604,9 +678,11 @@ fn validate_username(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::validation("usernames are 3–32 characters: letters, digits, `_`, `.`, `-`")
-            .with_details(serde_json::json!({"field": "username"}))
-            .into())
+        Err(
+            ApiError::validation("usernames are 3–32 characters: letters, digits, `_`, `.`, `-`")
+                .with_details(serde_json::json!({"field": "username"}))
+                .into(),
+        )
     }
 }
 
@@ -621,7 +697,10 @@ fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
         return Err(field("title", "title must be 1–150 characters"));
     }
     if meta.description.chars().count() > 5000 {
-        return Err(field("description", "description is at most 5000 characters"));
+        return Err(field(
+            "description",
+            "description is at most 5000 characters",
+        ));
     }
     if meta.hashtags.len() > 30 {
         return Err(field("hashtags", "at most 30 hashtags"));
@@ -629,15 +708,25 @@ fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
     let mut tags = Vec::with_capacity(meta.hashtags.len());
     for tag in &meta.hashtags {
         let t = tag.trim().trim_start_matches('#').to_lowercase();
-        if t.is_empty() || t.chars().count() > 64 || !t.chars().all(|c| c.is_alphanumeric() || c == '_') {
-            return Err(field("hashtags", &format!("`{tag}` is not a hashtag (letters, digits, `_`)")));
+        if t.is_empty()
+            || t.chars().count() > 64
+            || !t.chars().all(|c| c.is_alphanumeric() || c == '_')
+        {
+            return Err(field(
+                "hashtags",
+                &format!("`{tag}` is not a hashtag (letters, digits, `_`)"),
+            ));
         }
         if !tags.contains(&t) {
             tags.push(t);
         }
     }
     meta.hashtags = tags;
-    if meta.sound_id.as_ref().is_some_and(|s| s.is_empty() || s.len() > 64) {
+    if meta
+        .sound_id
+        .as_ref()
+        .is_some_and(|s| s.is_empty() || s.len() > 64)
+    {
         return Err(field("soundId", "soundId must be 1–64 characters"));
     }
     Ok(meta)
@@ -688,7 +777,10 @@ impl Service for Handle {
 
     async fn login(&self, req: LoginRequest) -> ApiResult<AuthResponse> {
         let name = req.username.clone();
-        let user = self.catalog.call(move |c| cat::user_by_name(c, &name)).await?;
+        let user = self
+            .catalog
+            .call(move |c| cat::user_by_name(c, &name))
+            .await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = req.password;
         let ok = tokio::task::spawn_blocking(move || {
@@ -702,7 +794,8 @@ impl Service for Handle {
                     .unwrap_or_default()
             });
             let stored = hash.as_deref().unwrap_or(dummy);
-            let parsed = PasswordHash::new(stored).map_err(|e| Error::Task(format!("stored hash: {e}")))?;
+            let parsed =
+                PasswordHash::new(stored).map_err(|e| Error::Task(format!("stored hash: {e}")))?;
             Ok::<_, Error>(
                 hash.is_some()
                     && Argon2::default()
@@ -720,13 +813,18 @@ impl Service for Handle {
 
     async fn authenticate(&self, token: &str) -> ApiResult<Principal> {
         let hash = sha256_hex(token.as_bytes());
-        let user = self.catalog.call(move |c| cat::user_by_token(c, &hash)).await?;
+        let user = self
+            .catalog
+            .call(move |c| cat::user_by_token(c, &hash))
+            .await?;
         match user {
             Some(u) => Ok(Principal {
                 user_id: u.id,
                 role: Role::parse(&u.role).unwrap_or(Role::Viewer),
             }),
-            None => Err(ApiError::unauthorized("the bearer token is unknown or expired")),
+            None => Err(ApiError::unauthorized(
+                "the bearer token is unknown or expired",
+            )),
         }
     }
 
@@ -738,7 +836,12 @@ impl Service for Handle {
         }
     }
 
-    async fn user_videos(&self, caller: Option<&Principal>, user_id: &str, page: PageQuery) -> ApiResult<Page<Video>> {
+    async fn user_videos(
+        &self,
+        caller: Option<&Principal>,
+        user_id: &str,
+        page: PageQuery,
+    ) -> ApiResult<Page<Video>> {
         let limit = page.limit.unwrap_or(20);
         if !(1..=100).contains(&limit) {
             return Err(ApiError::validation("limit must be 1–100"));
@@ -752,7 +855,11 @@ impl Service for Handle {
             .call(move |c| cat::videos_of(c, &owner, public_only, after, limit + 1))
             .await?;
         let more = rows.len() > limit as usize;
-        let items: Vec<Video> = rows.iter().take(limit as usize).map(App::video_wire).collect();
+        let items: Vec<Video> = rows
+            .iter()
+            .take(limit as usize)
+            .map(App::video_wire)
+            .collect();
         let next_cursor = more
             .then(|| rows.get(limit as usize - 1))
             .flatten()
@@ -761,11 +868,20 @@ impl Service for Handle {
     }
 
     async fn init_upload(&self, caller: &Principal, req: UploadInit) -> ApiResult<UploadSession> {
-        let u = self.new_upload(caller, req, self.config.uploads.chunk_size).await?;
+        let u = self
+            .new_upload(caller, req, self.config.uploads.chunk_size)
+            .await?;
         Ok(App::session_wire(&u, &[]))
     }
 
-    async fn put_chunk(&self, caller: &Principal, upload_id: &str, chunk: u32, body: Bytes, sha256: Option<String>) -> ApiResult<ChunkReceipt> {
+    async fn put_chunk(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+        chunk: u32,
+        body: Bytes,
+        sha256: Option<String>,
+    ) -> ApiResult<ChunkReceipt> {
         let (u, _) = self.upload_of(caller, upload_id).await?;
         self.ensure_open(&u).await?;
         Ok(self.store_chunk(&u, chunk, body, sha256).await?)
@@ -779,7 +895,12 @@ impl Service for Handle {
         Ok(App::session_wire(&u, &chunks))
     }
 
-    async fn complete_upload(&self, caller: &Principal, upload_id: &str, meta: VideoMeta) -> ApiResult<Accepted> {
+    async fn complete_upload(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+        meta: VideoMeta,
+    ) -> ApiResult<Accepted> {
         Ok(self.complete(caller, upload_id, meta).await?)
     }
 
@@ -803,7 +924,13 @@ impl Service for Handle {
         Ok(())
     }
 
-    async fn create_video(&self, caller: &Principal, filename: String, meta: VideoMeta, body: Bytes) -> ApiResult<Accepted> {
+    async fn create_video(
+        &self,
+        caller: &Principal,
+        filename: String,
+        meta: VideoMeta,
+        body: Bytes,
+    ) -> ApiResult<Accepted> {
         let meta = validate_meta(meta)?;
         let size = body.len() as u64;
         if size > self.config.uploads.single_shot_max {
@@ -835,7 +962,11 @@ impl Service for Handle {
         Ok(self.status_of(&v).await?)
     }
 
-    async fn video_events(&self, caller: Option<&Principal>, id: &str) -> ApiResult<BoxStream<'static, StatusEvent>> {
+    async fn video_events(
+        &self,
+        caller: Option<&Principal>,
+        id: &str,
+    ) -> ApiResult<BoxStream<'static, StatusEvent>> {
         self.visible_video(caller, id).await?;
         let rx = self.hub.subscribe(id);
         // Re-read after subscribing: the snapshot is at least as new as
@@ -876,9 +1007,13 @@ impl Service for Handle {
             Some(meta) => OriginLookup::Found(OriginMeta {
                 size: meta.size,
                 last_modified: meta.last_modified.into(),
-                etag: meta
-                    .e_tag
-                    .unwrap_or_else(|| format!("{:x}-{:x}", meta.size, meta.last_modified.timestamp_millis())),
+                etag: meta.e_tag.unwrap_or_else(|| {
+                    format!(
+                        "{:x}-{:x}",
+                        meta.size,
+                        meta.last_modified.timestamp_millis()
+                    )
+                }),
             }),
             None => OriginLookup::Missing,
         })
@@ -889,8 +1024,17 @@ impl Service for Handle {
         Ok(self.objects.get_range(&key, range).await?)
     }
 
-    async fn idempotency_begin(&self, scope: &str, key: &str, fingerprint: &str) -> ApiResult<IdempotencyBegin> {
-        let (s, k, f) = (scope.to_owned(), key.to_owned(), sha256_hex(fingerprint.as_bytes()));
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> ApiResult<IdempotencyBegin> {
+        let (s, k, f) = (
+            scope.to_owned(),
+            key.to_owned(),
+            sha256_hex(fingerprint.as_bytes()),
+        );
         let state = self
             .catalog
             .call(move |c| cat::claim_key(c, &s, &k, &f, Duration::from_secs(300)))
@@ -945,7 +1089,10 @@ impl Service for Handle {
     }
 
     async fn jobs(&self, limit: u32) -> ApiResult<Vec<Job>> {
-        let rows = self.catalog.call(move |c| cat::recent_jobs(c, limit)).await?;
+        let rows = self
+            .catalog
+            .call(move |c| cat::recent_jobs(c, limit))
+            .await?;
         Ok(rows
             .into_iter()
             .map(|j| Job {
@@ -966,7 +1113,10 @@ impl Service for Handle {
 
     async fn reprocess(&self, video_id: &str) -> ApiResult<Accepted> {
         let (id, max) = (video_id.to_owned(), self.config.jobs.max_attempts);
-        let ok = self.catalog.call(move |c| cat::requeue_video(c, &id, max)).await?;
+        let ok = self
+            .catalog
+            .call(move |c| cat::requeue_video(c, &id, max))
+            .await?;
         if !ok {
             return Err(ApiError::conflict(
                 "only a ready or failed video can be reprocessed",
@@ -1000,7 +1150,12 @@ impl Service for Handle {
             problems.push(format!("object store: {e}"));
         }
         Health {
-            status: if problems.is_empty() { "ready" } else { "degraded" }.into(),
+            status: if problems.is_empty() {
+                "ready"
+            } else {
+                "degraded"
+            }
+            .into(),
             problems,
         }
     }
@@ -1011,7 +1166,9 @@ impl Service for Handle {
 }
 
 fn mime_for(filename: &str) -> &'static str {
-    let ext = filename.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("mp4" | "m4v") => "video/mp4",
         Some("mov") => "video/quicktime",
@@ -1047,9 +1204,20 @@ mod tests {
         assert_eq!(meta.title, "Hi");
         assert_eq!(meta.hashtags, vec!["cats", "dogs_2"]);
         for bad in [
-            VideoMeta { title: " ".into(), ..Default::default() },
-            VideoMeta { title: "x".into(), hashtags: vec!["no spaces".into()], ..Default::default() },
-            VideoMeta { title: "x".into(), sound_id: Some(String::new()), ..Default::default() },
+            VideoMeta {
+                title: " ".into(),
+                ..Default::default()
+            },
+            VideoMeta {
+                title: "x".into(),
+                hashtags: vec!["no spaces".into()],
+                ..Default::default()
+            },
+            VideoMeta {
+                title: "x".into(),
+                sound_id: Some(String::new()),
+                ..Default::default()
+            },
         ] {
             assert!(validate_meta(bad).is_err());
         }

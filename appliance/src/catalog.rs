@@ -388,8 +388,11 @@ pub fn finished_uploads(c: &Connection, limit: u32) -> Result<Vec<String>> {
 }
 
 pub fn forget_chunks(c: &Connection, upload_id: &str) -> Result<()> {
-    c.execute("DELETE FROM upload_chunks WHERE upload_id = ?1", [upload_id])
-        .map_err(Error::catalog("forgetting chunks"))?;
+    c.execute(
+        "DELETE FROM upload_chunks WHERE upload_id = ?1",
+        [upload_id],
+    )
+    .map_err(Error::catalog("forgetting chunks"))?;
     Ok(())
 }
 
@@ -414,7 +417,8 @@ pub struct VideoRow {
     pub updated_at: i64,
 }
 
-const VIDEO_COLS: &str = "id, owner_id, title, description, hashtags, sound_id, visibility, state, \
+const VIDEO_COLS: &str =
+    "id, owner_id, title, description, hashtags, sound_id, visibility, state, \
                           stage, failure, source_key, source_name, ladder, created_at, updated_at";
 
 fn video_row(r: &Row<'_>) -> rusqlite::Result<VideoRow> {
@@ -527,7 +531,9 @@ pub fn fail_video(c: &Connection, id: &str, reason: &str) -> Result<()> {
 /// Marks a video `deleting` and cancels its jobs, atomically: from here on
 /// no worker can publish it. Returns false if there was no such video.
 pub fn begin_delete(c: &mut Connection, id: &str) -> Result<bool> {
-    let tx = c.transaction().map_err(Error::catalog("deleting a video"))?;
+    let tx = c
+        .transaction()
+        .map_err(Error::catalog("deleting a video"))?;
     let n = tx
         .execute(
             "UPDATE videos SET state = 'deleting', updated_at = ?2 WHERE id = ?1 AND state <> 'deleting'",
@@ -545,8 +551,11 @@ pub fn begin_delete(c: &mut Connection, id: &str) -> Result<bool> {
 }
 
 pub fn finish_delete(c: &Connection, id: &str) -> Result<()> {
-    c.execute("DELETE FROM videos WHERE id = ?1 AND state = 'deleting'", [id])
-        .map_err(Error::catalog("deleting a video"))?;
+    c.execute(
+        "DELETE FROM videos WHERE id = ?1 AND state = 'deleting'",
+        [id],
+    )
+    .map_err(Error::catalog("deleting a video"))?;
     Ok(())
 }
 
@@ -645,12 +654,7 @@ pub fn renew(c: &Connection, id: i64, owner: &str, lease: Duration) -> Result<bo
 
 /// Ends a job we hold: `failed` (also fails the video) or back to `queued`
 /// for a retry at `run_after`. No-op if the job is no longer ours.
-pub fn settle(
-    c: &mut Connection,
-    id: i64,
-    owner: &str,
-    outcome: Settle<'_>,
-) -> Result<bool> {
+pub fn settle(c: &mut Connection, id: i64, owner: &str, outcome: Settle<'_>) -> Result<bool> {
     let now = now_ms();
     let tx = c.transaction().map_err(Error::catalog("settling a job"))?;
     let video_id: Option<String> = tx
@@ -708,7 +712,13 @@ pub enum Settle<'a> {
 /// The commit point of a transcode: if (and only if) we still hold the job
 /// and the video is still wanted, the video becomes `ready` with its ladder
 /// and the job `succeeded`, in one transaction.
-pub fn publish(c: &mut Connection, job_id: i64, owner: &str, video_id: &str, ladder: &str) -> Result<bool> {
+pub fn publish(
+    c: &mut Connection,
+    job_id: i64,
+    owner: &str,
+    video_id: &str,
+    ladder: &str,
+) -> Result<bool> {
     let now = now_ms();
     let tx = c.transaction().map_err(Error::catalog("publishing"))?;
     let held = tx
@@ -745,7 +755,9 @@ pub fn job_for_video(c: &Connection, video_id: &str) -> Result<Option<JobRow>> {
 
 pub fn recent_jobs(c: &Connection, limit: u32) -> Result<Vec<JobRow>> {
     let mut st = c
-        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs ORDER BY id DESC LIMIT ?1"))
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLS} FROM jobs ORDER BY id DESC LIMIT ?1"
+        ))
         .map_err(Error::catalog("listing jobs"))?;
     let rows = st
         .query_map([limit], job_row)
@@ -796,7 +808,13 @@ pub enum KeyState {
 
 /// Claims `(scope, key)` for a request with `fingerprint`. A claim left
 /// in flight longer than `stale` (its process died) may be taken over.
-pub fn claim_key(c: &mut Connection, scope: &str, key: &str, fingerprint: &str, stale: Duration) -> Result<KeyState> {
+pub fn claim_key(
+    c: &mut Connection,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+    stale: Duration,
+) -> Result<KeyState> {
     let now = now_ms();
     let tx = c.transaction().map_err(Error::catalog("idempotency"))?;
     let existing: Option<(String, Option<u16>, Option<Vec<u8>>, i64)> = tx
@@ -813,7 +831,9 @@ pub fn claim_key(c: &mut Connection, scope: &str, key: &str, fingerprint: &str, 
             status,
             body: body.unwrap_or_default(),
         },
-        Some((_, None, _, created)) if now - created < stale.as_millis() as i64 => KeyState::InFlight,
+        Some((_, None, _, created)) if now - created < stale.as_millis() as i64 => {
+            KeyState::InFlight
+        }
         Some(_) | None => {
             tx.execute(
                 "INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at)
@@ -848,8 +868,11 @@ pub fn drop_key(c: &Connection, scope: &str, key: &str) -> Result<()> {
 }
 
 pub fn expire_keys(c: &Connection, older_than: i64) -> Result<usize> {
-    c.execute("DELETE FROM idempotency WHERE created_at < ?1", [older_than])
-        .map_err(Error::catalog("idempotency"))
+    c.execute(
+        "DELETE FROM idempotency WHERE created_at < ?1",
+        [older_than],
+    )
+    .map_err(Error::catalog("idempotency"))
 }
 
 #[cfg(test)]
@@ -859,7 +882,11 @@ mod tests {
     fn catalog_conn() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&dir.path().join("c.db")).unwrap();
-        let conn = Arc::try_unwrap(cat.conn).ok().unwrap().into_inner().unwrap();
+        let conn = Arc::try_unwrap(cat.conn)
+            .ok()
+            .unwrap()
+            .into_inner()
+            .unwrap();
         (dir, conn)
     }
 
@@ -935,28 +962,57 @@ mod tests {
         let id = enqueue(&c, "v1", 3).unwrap();
         claim(&c, "a", Duration::from_secs(60)).unwrap().unwrap();
         let later = now_ms() + 60_000;
-        assert!(settle(&mut c, id, "a", Settle::Retry { at: later, error: "disk" }).unwrap());
-        assert!(claim(&c, "a", Duration::from_secs(60)).unwrap().is_none(), "not due yet");
+        assert!(settle(
+            &mut c,
+            id,
+            "a",
+            Settle::Retry {
+                at: later,
+                error: "disk"
+            }
+        )
+        .unwrap());
+        assert!(
+            claim(&c, "a", Duration::from_secs(60)).unwrap().is_none(),
+            "not due yet"
+        );
         c.execute("UPDATE jobs SET run_after = 0", []).unwrap();
         claim(&c, "a", Duration::from_secs(60)).unwrap().unwrap();
         assert!(settle(&mut c, id, "a", Settle::Failed("bad input")).unwrap());
         let v = video(&c, "v1").unwrap().unwrap();
-        assert_eq!((v.state.as_str(), v.failure.as_deref()), ("failed", Some("bad input")));
+        assert_eq!(
+            (v.state.as_str(), v.failure.as_deref()),
+            ("failed", Some("bad input"))
+        );
     }
 
     #[test]
     fn idempotency_keys() {
         let (_d, mut c) = catalog_conn();
         let stale = Duration::from_secs(300);
-        assert!(matches!(claim_key(&mut c, "s", "k", "f", stale).unwrap(), KeyState::New));
-        assert!(matches!(claim_key(&mut c, "s", "k", "f", stale).unwrap(), KeyState::InFlight));
-        assert!(matches!(claim_key(&mut c, "s", "k", "g", stale).unwrap(), KeyState::OtherRequest));
+        assert!(matches!(
+            claim_key(&mut c, "s", "k", "f", stale).unwrap(),
+            KeyState::New
+        ));
+        assert!(matches!(
+            claim_key(&mut c, "s", "k", "f", stale).unwrap(),
+            KeyState::InFlight
+        ));
+        assert!(matches!(
+            claim_key(&mut c, "s", "k", "g", stale).unwrap(),
+            KeyState::OtherRequest
+        ));
         finish_key(&c, "s", "k", 201, b"{}").unwrap();
         match claim_key(&mut c, "s", "k", "f", stale).unwrap() {
-            KeyState::Done { status, body, .. } => assert_eq!((status, body), (201, b"{}".to_vec())),
+            KeyState::Done { status, body, .. } => {
+                assert_eq!((status, body), (201, b"{}".to_vec()))
+            }
             KeyState::New | KeyState::InFlight | KeyState::OtherRequest => panic!("not replayed"),
         }
-        assert!(matches!(claim_key(&mut c, "other", "k", "g", stale).unwrap(), KeyState::New));
+        assert!(matches!(
+            claim_key(&mut c, "other", "k", "g", stale).unwrap(),
+            KeyState::New
+        ));
     }
 
     #[test]
@@ -966,6 +1022,8 @@ mod tests {
         let page = videos_of(&c, "u1", false, None, 10).unwrap();
         assert_eq!(page.len(), 1);
         assert!(videos_of(&c, "u1", true, None, 10).unwrap().is_empty());
-        assert!(videos_of(&c, "u1", false, Some((1, "v1".into())), 10).unwrap().is_empty());
+        assert!(videos_of(&c, "u1", false, Some((1, "v1".into())), 10)
+            .unwrap()
+            .is_empty());
     }
 }

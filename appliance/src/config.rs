@@ -106,7 +106,7 @@ impl Default for Objects {
 #[serde(deny_unknown_fields, default)]
 pub struct Uploads {
     /// Bytes per chunk of a resumable upload (the last one may be shorter).
-    /// At least 5 MiB, because S3 multipart parts must be.
+    /// 64 KiB–256 MiB; at least 5 MiB on S3, whose multipart parts must be.
     pub chunk_size: u64,
     /// Largest accepted file, bytes.
     pub max_file_size: u64,
@@ -257,9 +257,15 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.uploads.chunk_size < 5 << 20 || self.uploads.chunk_size > 256 << 20 {
+        // S3 multipart parts are at least 5 MiB (but the last).
+        let min_chunk = match self.objects.kind {
+            ObjectsKind::S3 => 5 << 20,
+            ObjectsKind::Local => 64 << 10,
+        };
+        if self.uploads.chunk_size < min_chunk || self.uploads.chunk_size > 256 << 20 {
             return bad(format!(
-                "uploads.chunk_size must be 5 MiB–256 MiB (got {})",
+                "uploads.chunk_size must be {} KiB–256 MiB with this object store (got {})",
+                min_chunk >> 10,
                 self.uploads.chunk_size
             ));
         }
@@ -304,6 +310,21 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.objects.kind, ObjectsKind::Local);
         assert_eq!(c.objects_dir(), PathBuf::from("data/objects"));
+    }
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../appliance.example.toml");
+        let loaded = Config::load(Some(&example)).unwrap();
+        assert_eq!(
+            toml_of(&loaded),
+            toml_of(&Config::default()),
+            "appliance.example.toml and Config::default() disagree"
+        );
+    }
+
+    fn toml_of(c: &Config) -> String {
+        serde_json::to_string(c).unwrap()
     }
 
     #[test]

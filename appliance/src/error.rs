@@ -53,12 +53,18 @@ impl Error {
         move |source| Self::Catalog { op, source }
     }
 
-    pub fn objects(op: &'static str, key: impl Into<String>) -> impl FnOnce(object_store::Error) -> Self {
+    pub fn objects(
+        op: &'static str,
+        key: impl Into<String>,
+    ) -> impl FnOnce(object_store::Error) -> Self {
         let key = key.into();
         move |source| Self::Objects { op, key, source }
     }
 
-    pub fn io(op: &'static str, path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(
+        op: &'static str,
+        path: impl std::fmt::Display,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_string();
         move |source| Self::Io { op, path, source }
     }

@@ -86,7 +86,12 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "host".into())
 }
 
-async fn run(app: &Arc<App>, owner: &str, job: JobRow, shutdown: &watch::Receiver<bool>) -> Result<()> {
+async fn run(
+    app: &Arc<App>,
+    owner: &str,
+    job: JobRow,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<()> {
     let vid = job.video_id.clone();
     let video = app.catalog.call(move |c| cat::video(c, &vid)).await?;
     let Some(video) = video.filter(|v| v.state == "processing") else {
@@ -116,23 +121,36 @@ async fn run(app: &Arc<App>, owner: &str, job: JobRow, shutdown: &watch::Receive
     });
 
     let cancel = Arc::new(AtomicBool::new(false));
-    let heartbeat = tokio::spawn(heartbeat(app.clone(), owner.to_owned(), job.id, cancel.clone(), shutdown.clone()));
+    let heartbeat = tokio::spawn(heartbeat(
+        app.clone(),
+        owner.to_owned(),
+        job.id,
+        cancel.clone(),
+        shutdown.clone(),
+    ));
     let scratch = app.work_dir.join(format!("job-{}", job.id));
     let started_at = Instant::now();
-    let outcome = transcode_and_upload(app, &job, &video.source_key, &scratch, cancel.clone()).await;
+    let outcome =
+        transcode_and_upload(app, &job, &video.source_key, &scratch, cancel.clone()).await;
     heartbeat.abort();
     let _ = std::fs::remove_dir_all(&scratch);
 
     match outcome {
         Ok(ladder) => {
-            let (vid, o, info) = (job.video_id.clone(), owner.to_owned(), serde_json::to_string(&ladder).unwrap_or_default());
+            let (vid, o, info) = (
+                job.video_id.clone(),
+                owner.to_owned(),
+                serde_json::to_string(&ladder).unwrap_or_default(),
+            );
             let published = app
                 .catalog
                 .call(move |c| cat::publish(c, job.id, &o, &vid, &info))
                 .await?;
             if published {
                 app.counters.succeeded.fetch_add(1, Ordering::Relaxed);
-                app.counters.frames.fetch_add(ladder.frames, Ordering::Relaxed);
+                app.counters
+                    .frames
+                    .fetch_add(ladder.frames, Ordering::Relaxed);
                 app.counters
                     .transcode_ms
                     .fetch_add(started_at.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -154,12 +172,27 @@ async fn run(app: &Arc<App>, owner: &str, job: JobRow, shutdown: &watch::Receive
             }
         }
         Err(e) if e.is_transient() && job.attempts < job.max_attempts => {
-            let backoff = app.config.jobs.backoff_secs.saturating_mul(1 << (job.attempts - 1).min(16)).min(600);
+            let backoff = app
+                .config
+                .jobs
+                .backoff_secs
+                .saturating_mul(1 << (job.attempts - 1).min(16))
+                .min(600);
             let message = e.to_string();
             tracing::warn!(job = job.id, video = %job.video_id, retry_in = backoff, "transient failure: {message}");
             app.counters.retried.fetch_add(1, Ordering::Relaxed);
-            settle(app, owner, &job, Settle::Retry { at: now_ms() + backoff as i64 * 1000, error: &message }).await?;
-            app.hub.update(&job.video_id, |l| l.stage = "retrying".into());
+            settle(
+                app,
+                owner,
+                &job,
+                Settle::Retry {
+                    at: now_ms() + backoff as i64 * 1000,
+                    error: &message,
+                },
+            )
+            .await?;
+            app.hub
+                .update(&job.video_id, |l| l.stage = "retrying".into());
             announce(app, &job.video_id).await;
         }
         Err(e) => {
@@ -180,7 +213,11 @@ fn failure_reason(e: &Error) -> String {
         Error::Media(media::MediaError::Rejected { code, reason, .. }) => {
             format!("{}: {reason}", code.as_str())
         }
-        Error::Media(_) | Error::Io { .. } | Error::Objects { .. } | Error::Catalog { .. } | Error::Task(_) => {
+        Error::Media(_)
+        | Error::Io { .. }
+        | Error::Objects { .. }
+        | Error::Catalog { .. }
+        | Error::Task(_) => {
             "the transcode failed on this box; an operator can see why in its log".into()
         }
         Error::Config(_) | Error::Hardware(_) | Error::Api(_) => e.to_string(),
@@ -215,7 +252,9 @@ enum OwnedSettle {
 
 async fn set_stage(app: &App, video_id: &str, stage: &'static str) -> Result<()> {
     let vid = video_id.to_owned();
-    app.catalog.call(move |c| cat::set_video_stage(c, &vid, stage)).await
+    app.catalog
+        .call(move |c| cat::set_video_stage(c, &vid, stage))
+        .await
 }
 
 /// Publishes the video's current state to its subscribers.
@@ -227,7 +266,11 @@ async fn announce(app: &App, video_id: &str) {
         .await;
     if let Ok((Some(v), job)) = state {
         let live = app.hub.live(video_id);
-        app.hub.publish(StatusEvent::snapshot(status_wire(&v, job.as_ref(), live.as_ref())));
+        app.hub.publish(StatusEvent::snapshot(status_wire(
+            &v,
+            job.as_ref(),
+            live.as_ref(),
+        )));
     }
 }
 
@@ -257,12 +300,20 @@ async fn remove_if_unwanted(app: &App, video_id: &str) -> Result<()> {
     let vid = video_id.to_owned();
     let v = app.catalog.call(move |c| cat::video(c, &vid)).await?;
     if v.is_none_or(|v| v.state == "deleting") {
-        app.objects.delete_prefix(&objects::video_prefix(video_id)).await?;
+        app.objects
+            .delete_prefix(&objects::video_prefix(video_id))
+            .await?;
     }
     Ok(())
 }
 
-async fn heartbeat(app: Arc<App>, owner: String, job_id: i64, cancel: Arc<AtomicBool>, mut shutdown: watch::Receiver<bool>) {
+async fn heartbeat(
+    app: Arc<App>,
+    owner: String,
+    job_id: i64,
+    cancel: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let lease = Duration::from_secs(app.config.jobs.lease_secs);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     let mut shutdown_at: Option<Instant> = None;
@@ -278,7 +329,11 @@ async fn heartbeat(app: Arc<App>, owner: String, job_id: i64, cancel: Arc<Atomic
             }
         }
         let o = owner.clone();
-        match app.catalog.call(move |c| cat::renew(c, job_id, &o, lease)).await {
+        match app
+            .catalog
+            .call(move |c| cat::renew(c, job_id, &o, lease))
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 // Cancelled (video deleted) or taken over: stop now.
@@ -298,7 +353,10 @@ async fn transcode_and_upload(
     cancel: Arc<AtomicBool>,
 ) -> Result<LadderInfo> {
     std::fs::create_dir_all(scratch).map_err(Error::io("creating", scratch.display()))?;
-    let input = app.objects.local_copy(source_key, &scratch.join("source")).await?;
+    let input = app
+        .objects
+        .local_copy(source_key, &scratch.join("source"))
+        .await?;
     let out_dir = scratch.join("ladder");
     let opts = media::TranscodeOptions {
         backend: app
@@ -317,16 +375,17 @@ async fn transcode_and_upload(
         },
         cancel: Some(cancel.clone()),
     };
-    let (app2, vid) = (app.clone(), job.video_id.clone());
+    let (app2, vid, attempt) = (app.clone(), job.video_id.clone(), job.attempts);
     let out = out_dir.clone();
     let ladder = tokio::task::spawn_blocking(move || {
-        let progress = |ev: media::ProgressEvent| on_progress(&app2, &vid, ev);
+        let progress = |ev: media::ProgressEvent| on_progress(&app2, &vid, attempt, ev);
         media::transcode(&input, &out, &opts, &app2.inventory, &progress)
     })
     .await??;
 
     set_stage(app, &job.video_id, "publishing").await?;
-    app.hub.update(&job.video_id, |l| l.stage = "publishing".into());
+    app.hub
+        .update(&job.video_id, |l| l.stage = "publishing".into());
     announce(app, &job.video_id).await;
     // Leftovers of an attempt that died mid-upload go first; nothing under
     // this prefix is served until `publish` commits.
@@ -358,7 +417,7 @@ async fn transcode_and_upload(
     })
 }
 
-fn on_progress(app: &App, video_id: &str, ev: media::ProgressEvent) {
+fn on_progress(app: &App, video_id: &str, attempt: u32, ev: media::ProgressEvent) {
     let live = match ev {
         media::ProgressEvent::Started { rungs, .. } => app.hub.update(video_id, |l| {
             l.stage = "transcoding".into();
@@ -367,7 +426,9 @@ fn on_progress(app: &App, video_id: &str, ev: media::ProgressEvent) {
         media::ProgressEvent::Rung { rung, percent } => app.hub.update(video_id, |l| {
             l.rungs.insert(rung, percent);
         }),
-        media::ProgressEvent::Packaging => app.hub.update(video_id, |l| l.stage = "packaging".into()),
+        media::ProgressEvent::Packaging => {
+            app.hub.update(video_id, |l| l.stage = "packaging".into())
+        }
         media::ProgressEvent::Completed => return,
     };
     app.hub.publish(StatusEvent {
@@ -378,7 +439,7 @@ fn on_progress(app: &App, video_id: &str, ev: media::ProgressEvent) {
             percent: live.percent(),
             stage: live.stage,
             rungs: live.rungs,
-            attempts: 0,
+            attempts: attempt,
             error: None,
             updated_at: rfc3339(now_ms()),
         },
@@ -408,7 +469,11 @@ pub async fn sweep(app: &App) -> Result<()> {
         app.finish_delete(&id).await?;
     }
     let now = now_ms();
-    for id in app.catalog.call(move |c| cat::expired_uploads(c, now, 100)).await? {
+    for id in app
+        .catalog
+        .call(move |c| cat::expired_uploads(c, now, 100))
+        .await?
+    {
         let uid = id.clone();
         let upload = app
             .catalog
@@ -420,17 +485,30 @@ pub async fn sweep(app: &App) -> Result<()> {
         // A source assembled just before a crash, never turned into a video.
         if let Some(u) = upload {
             let vid = u.video_id.clone();
-            if app.catalog.call(move |c| cat::video(c, &vid)).await?.is_none() {
-                app.objects.delete_prefix(&objects::video_prefix(&u.video_id)).await?;
+            if app
+                .catalog
+                .call(move |c| cat::video(c, &vid))
+                .await?
+                .is_none()
+            {
+                app.objects
+                    .delete_prefix(&objects::video_prefix(&u.video_id))
+                    .await?;
             }
         }
     }
     for id in app.catalog.call(|c| cat::finished_uploads(c, 100)).await? {
-        app.objects.delete_prefix(&objects::upload_prefix(&id)).await?;
-        app.catalog.call(move |c| cat::forget_chunks(c, &id)).await?;
+        app.objects
+            .delete_prefix(&objects::upload_prefix(&id))
+            .await?;
+        app.catalog
+            .call(move |c| cat::forget_chunks(c, &id))
+            .await?;
     }
     let day_ago = now - 86_400_000;
-    app.catalog.call(move |c| cat::expire_keys(c, day_ago)).await?;
+    app.catalog
+        .call(move |c| cat::expire_keys(c, day_ago))
+        .await?;
     Ok(())
 }
 
@@ -438,15 +516,28 @@ pub async fn sweep(app: &App) -> Result<()> {
 pub async fn render_metrics(app: &App) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let counts = app.catalog.call(|c| cat::job_counts(c)).await.unwrap_or_default();
-    let _ = writeln!(out, "# HELP appliance_jobs Transcode jobs in the catalog, by state.");
+    let counts = app
+        .catalog
+        .call(|c| cat::job_counts(c))
+        .await
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "# HELP appliance_jobs Transcode jobs in the catalog, by state."
+    );
     let _ = writeln!(out, "# TYPE appliance_jobs gauge");
     for state in ["queued", "running", "succeeded", "failed", "cancelled"] {
-        let n = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "appliance_jobs{{state=\"{state}\"}} {n}");
     }
     let c = &app.counters;
-    let _ = writeln!(out, "# HELP appliance_job_outcomes_total Job attempts ended by this process, by outcome.");
+    let _ = writeln!(
+        out,
+        "# HELP appliance_job_outcomes_total Job attempts ended by this process, by outcome."
+    );
     let _ = writeln!(out, "# TYPE appliance_job_outcomes_total counter");
     for (name, v) in [
         ("succeeded", &c.succeeded),
@@ -454,15 +545,29 @@ pub async fn render_metrics(app: &App) -> String {
         ("retried", &c.retried),
         ("cancelled", &c.cancelled),
     ] {
-        let _ = writeln!(out, "appliance_job_outcomes_total{{outcome=\"{name}\"}} {}", v.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "appliance_job_outcomes_total{{outcome=\"{name}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
     }
     let frames = c.frames.load(Ordering::Relaxed);
     let ms = c.transcode_ms.load(Ordering::Relaxed);
-    let _ = writeln!(out, "# HELP appliance_transcode_frames_total Source frames transcoded.");
+    let _ = writeln!(
+        out,
+        "# HELP appliance_transcode_frames_total Source frames transcoded."
+    );
     let _ = writeln!(out, "# TYPE appliance_transcode_frames_total counter");
     let _ = writeln!(out, "appliance_transcode_frames_total {frames}");
-    let _ = writeln!(out, "# HELP appliance_transcode_seconds_total Wall time of successful transcodes.");
+    let _ = writeln!(
+        out,
+        "# HELP appliance_transcode_seconds_total Wall time of successful transcodes."
+    );
     let _ = writeln!(out, "# TYPE appliance_transcode_seconds_total counter");
-    let _ = writeln!(out, "appliance_transcode_seconds_total {:.3}", ms as f64 / 1000.0);
+    let _ = writeln!(
+        out,
+        "appliance_transcode_seconds_total {:.3}",
+        ms as f64 / 1000.0
+    );
     out
 }

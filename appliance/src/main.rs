@@ -75,7 +75,7 @@ enum Command {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create an account (the only way to create an admin). The password is
-    /// read from $APPLIANCE_PASSWORD, else from the first line of stdin.
+    /// the first line of stdin.
     Add {
         username: String,
         #[arg(long, value_enum, default_value_t = RoleArg::Creator)]
@@ -183,7 +183,9 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn report(e: &dyn std::error::Error) -> ExitCode {
@@ -223,16 +225,13 @@ fn add_user(config: Option<PathBuf>, username: &str, role: RoleArg) -> ExitCode 
         Ok(c) => c,
         Err(e) => return report(&e),
     };
-    let password = match std::env::var("APPLIANCE_PASSWORD") {
-        Ok(p) => p,
-        Err(_) => {
-            let mut line = String::new();
-            if let Err(e) = std::io::stdin().read_line(&mut line) {
-                return report(&e);
-            }
-            line.trim_end_matches(['\r', '\n']).to_owned()
-        }
-    };
+    // From stdin only: a password in argv or the environment leaks into
+    // process listings and shell history.
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        return report(&e);
+    }
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
     let role = match role {
         RoleArg::Viewer => api::wire::Role::Viewer,
         RoleArg::Creator => api::wire::Role::Creator,

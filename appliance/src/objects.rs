@@ -77,11 +77,14 @@ impl Objects {
                     b = b.with_region(region);
                 }
                 if let Some(endpoint) = &o.endpoint {
-                    b = b.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+                    b = b
+                        .with_endpoint(endpoint)
+                        .with_virtual_hosted_style_request(false);
                 }
-                let s3 = b
-                    .build()
-                    .map_err(Error::objects("configuring S3", o.bucket.clone().unwrap_or_default()))?;
+                let s3 = b.build().map_err(Error::objects(
+                    "configuring S3",
+                    o.bucket.clone().unwrap_or_default(),
+                ))?;
                 Ok(Self {
                     store: Arc::new(s3),
                     local: None,
@@ -251,9 +254,9 @@ impl Objects {
         let files = walk(dir)?;
         let mut n = 0;
         for file in files {
-            let rel = file
-                .strip_prefix(dir)
-                .map_err(|_| Error::Task(format!("{} escaped {}", file.display(), dir.display())))?;
+            let rel = file.strip_prefix(dir).map_err(|_| {
+                Error::Task(format!("{} escaped {}", file.display(), dir.display()))
+            })?;
             let rel = rel
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -262,7 +265,8 @@ impl Objects {
             let bytes = tokio::fs::read(&file)
                 .await
                 .map_err(Error::io("reading", file.display()))?;
-            self.put(&format!("{prefix}/{rel}"), Bytes::from(bytes)).await?;
+            self.put(&format!("{prefix}/{rel}"), Bytes::from(bytes))
+                .await?;
             n += 1;
         }
         Ok(n)
@@ -276,7 +280,9 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
         for entry in std::fs::read_dir(&d).map_err(Error::io("listing", d.display()))? {
             let entry = entry.map_err(Error::io("listing", d.display()))?;
             let path = entry.path();
-            let kind = entry.file_type().map_err(Error::io("listing", path.display()))?;
+            let kind = entry
+                .file_type()
+                .map_err(Error::io("listing", path.display()))?;
             if kind.is_dir() {
                 stack.push(path);
             } else if kind.is_file() {
@@ -302,11 +308,18 @@ mod tests {
     async fn concat_ranges_and_prefix_delete() {
         let dir = tempfile::tempdir().unwrap();
         let o = local(dir.path());
-        o.put(&chunk_key("u", 1), Bytes::from_static(b"world")).await.unwrap();
-        o.put(&chunk_key("u", 0), Bytes::from_static(b"hello ")).await.unwrap();
+        o.put(&chunk_key("u", 1), Bytes::from_static(b"world"))
+            .await
+            .unwrap();
+        o.put(&chunk_key("u", 0), Bytes::from_static(b"hello "))
+            .await
+            .unwrap();
         let parts = vec![chunk_key("u", 0), chunk_key("u", 1)];
         assert_eq!(o.concat(&parts, &source_key("v")).await.unwrap(), 11);
-        assert_eq!(&o.get_range(&source_key("v"), 6..11).await.unwrap()[..], b"world");
+        assert_eq!(
+            &o.get_range(&source_key("v"), 6..11).await.unwrap()[..],
+            b"world"
+        );
         let meta = o.head(&source_key("v")).await.unwrap().unwrap();
         assert_eq!(meta.size, 11);
         assert!(o.head("videos/v/nothing").await.unwrap().is_none());
@@ -314,6 +327,9 @@ mod tests {
         assert_eq!(std::fs::read(path).unwrap(), b"hello world");
         assert_eq!(o.delete_prefix(&upload_prefix("u")).await.unwrap(), 2);
         assert!(o.list("uploads").await.unwrap().is_empty());
-        assert_eq!(o.list("videos").await.unwrap(), vec!["videos/v/source".to_string()]);
+        assert_eq!(
+            o.list("videos").await.unwrap(),
+            vec!["videos/v/source".to_string()]
+        );
     }
 }

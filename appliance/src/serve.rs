@@ -47,9 +47,11 @@ pub fn open(config: Config) -> Result<Opened> {
     let app = open_shared(config)?;
     // Scratch of jobs that died with the previous process.
     if app.work_dir.exists() {
-        std::fs::remove_dir_all(&app.work_dir).map_err(Error::io("clearing", app.work_dir.display()))?;
+        std::fs::remove_dir_all(&app.work_dir)
+            .map_err(Error::io("clearing", app.work_dir.display()))?;
     }
-    std::fs::create_dir_all(&app.work_dir).map_err(Error::io("creating", app.work_dir.display()))?;
+    std::fs::create_dir_all(&app.work_dir)
+        .map_err(Error::io("creating", app.work_dir.display()))?;
     Ok(Opened { app, _lock: lock })
 }
 
@@ -71,8 +73,11 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
     // process that died: make it claimable now rather than after its lease.
     app.catalog
         .call(|c| {
-            c.execute("UPDATE jobs SET lease_expires = 0 WHERE state = 'running'", [])
-                .map_err(Error::catalog("reclaiming jobs"))
+            c.execute(
+                "UPDATE jobs SET lease_expires = 0 WHERE state = 'running'",
+                [],
+            )
+            .map_err(Error::catalog("reclaiming jobs"))
         })
         .await?;
 
@@ -104,7 +109,9 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(Error::io("listening on", listen))?;
-    let addr = listener.local_addr().map_err(Error::io("listening on", listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("listening on", listen))?;
     // On stdout, for scripts and tests that start the server.
     println!("listening on http://{addr}");
 
@@ -128,7 +135,10 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
     });
     shutdown_signal().await;
     tracing::info!("shutting down");
-    eprintln!("shutting down (up to {} s)", app.config.server.shutdown_grace_secs);
+    eprintln!(
+        "shutting down (up to {} s)",
+        app.config.server.shutdown_grace_secs
+    );
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     // Open SSE streams would hold the server forever: give requests the
@@ -148,13 +158,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -170,9 +181,16 @@ const DEMO_PASSWORD: &str = "demo-password";
 /// Makes sure a `demo` creator owns a ready video made from `file`, then
 /// prints where to watch it.
 async fn seed_demo(app: &Arc<App>, file: &Path, addr: SocketAddr) -> Result<()> {
-    let user = match app.catalog.call(|c| cat::user_by_name(c, DEMO_USER)).await? {
+    let user = match app
+        .catalog
+        .call(|c| cat::user_by_name(c, DEMO_USER))
+        .await?
+    {
         Some(u) => u,
-        None => app.create_user(DEMO_USER, DEMO_PASSWORD, Role::Creator).await?,
+        None => {
+            app.create_user(DEMO_USER, DEMO_PASSWORD, Role::Creator)
+                .await?
+        }
     };
     let owner = user.id.clone();
     let existing = app
@@ -232,7 +250,12 @@ async fn seed_demo(app: &Arc<App>, file: &Path, addr: SocketAddr) -> Result<()> 
 
 /// `appliance user add`: creates an account directly in the catalog
 /// (the only way to make an admin).
-pub async fn add_user(config: Config, username: &str, password: &str, role: Role) -> Result<String> {
+pub async fn add_user(
+    config: Config,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<String> {
     let app = open_shared(config)?;
     let user = app.create_user(username, password, role).await?;
     Ok(user.id)

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use wait_timeout::ChildExt;
 
+pub mod server;
+
 pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,

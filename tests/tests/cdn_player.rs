@@ -1,0 +1,317 @@
+//! The origin with real clients in front of it: nginx as a caching CDN
+//! (`proxy_cache`), and hls.js in headless Chromium. Both programs come
+//! from Debian/npm and are installed by `scripts/setup`; outside CI a
+//! missing one skips its test with a message.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::server::{have, register, upload_small, wait_final, Client, Server};
+use e2e::{manifest_dir, run, shared_media};
+use serde_json::json;
+
+fn available(program: &str, what: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{program} is required in CI (scripts/setup installs it) for {what}"
+    );
+    eprintln!("SKIPPED: {program} is not installed ({what}); run scripts/setup");
+    false
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Nginx {
+    child: Child,
+    prefix: PathBuf,
+    base: String,
+}
+
+impl Nginx {
+    fn start(prefix: &Path, upstream: &str) -> Self {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let template = std::fs::read_to_string(manifest_dir().join("nginx/cdn.conf")).unwrap();
+        let conf = template
+            .replace("__LISTEN__", &listen)
+            .replace("__UPSTREAM__", upstream)
+            .replace("__PREFIX__", &prefix.display().to_string());
+        std::fs::write(prefix.join("cdn.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(prefix.join("cdn.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            prefix: prefix.to_path_buf(),
+            base: format!("http://{listen}"),
+        }
+    }
+
+    fn access_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.prefix.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Nginx {
+    /// nginx logs a request after the client has its response: poll briefly.
+    fn wait_log(&self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.access_log();
+            if done(&log) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nginx_proxy_cache_in_front_of_the_origin() {
+    if !available("nginx", "the CDN test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let (ann, _) = register(&server, "ann", "creator");
+    let public = upload_small(
+        &server,
+        &ann,
+        &shared_media("prog_640x360_h264_aac_8s.mp4"),
+        &json!({"title": "public"}),
+    );
+    let private = upload_small(
+        &server,
+        &ann,
+        &shared_media("h264_1080p50_1s.mp4"),
+        &json!({"title": "private", "visibility": "private"}),
+    );
+    for v in [&public, &private] {
+        assert_eq!(
+            wait_final(&server, &ann, v, Duration::from_secs(240))["status"],
+            "ready"
+        );
+    }
+    let prefix = dir.path().join("cdn");
+    std::fs::create_dir_all(&prefix).unwrap();
+    let upstream = server.base.trim_start_matches("http://").to_owned();
+    let cdn = Nginx::start(&prefix, &upstream);
+    let client = Client::new();
+    let url = |p: &str| format!("{}{p}", cdn.base);
+
+    // Segments: fetched once from the origin, then served from the cache.
+    let seg = format!("/hls/{public}/360p/0.m4s");
+    let first = client.get(&url(&seg));
+    assert_eq!(
+        (first.status, first.header("x-cache-status")),
+        (200, Some("MISS"))
+    );
+    let second = client.get(&url(&seg));
+    assert_eq!(
+        (second.status, second.header("x-cache-status")),
+        (200, Some("HIT"))
+    );
+    assert_eq!(first.body, second.body);
+    assert_eq!(
+        first.body,
+        client.get(&server.url(&seg)).body,
+        "the CDN serves the origin's bytes"
+    );
+    let part = client.request("GET", &url(&seg), &[("range", "bytes=0-99")], None);
+    assert_eq!(
+        (part.status, part.header("x-cache-status")),
+        (206, Some("HIT"))
+    );
+    assert_eq!(part.body, first.body[..100]);
+
+    // Playlists: cached for their max-age (1 s here), then revalidated
+    // with a conditional request that the origin answers 304.
+    let playlist = format!("/hls/{public}/master.m3u8");
+    let p1 = client.get(&url(&playlist));
+    assert_eq!(p1.status, 200);
+    assert_eq!(
+        client.get(&url(&playlist)).header("x-cache-status"),
+        Some("HIT")
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let p2 = client.get(&url(&playlist));
+    assert_eq!(
+        (p2.status, p2.header("x-cache-status")),
+        (200, Some("REVALIDATED"))
+    );
+    assert_eq!(p1.body, p2.body);
+    let log = cdn.wait_log(|log| {
+        log.iter()
+            .any(|l| l.contains("master.m3u8 200 upstream=304 cache=REVALIDATED"))
+    });
+    assert!(
+        log.iter()
+            .any(|l| l.contains("master.m3u8 200 upstream=304 cache=REVALIDATED")),
+        "no 304 revalidation upstream in {log:#?}"
+    );
+
+    // A private video: never cached, the origin is asked every time.
+    let secret = format!("/hls/{private}/master.m3u8");
+    for _ in 0..2 {
+        let r = client.get(&url(&secret));
+        assert_eq!(r.status, 404);
+        assert_ne!(r.header("x-cache-status"), Some("HIT"));
+    }
+    let asked_twice = |log: &[String]| {
+        log.iter()
+            .filter(|l| l.contains(&secret) && l.contains("upstream=404"))
+            .count()
+            >= 2
+    };
+    let log = cdn.wait_log(asked_twice);
+    let asked = log
+        .iter()
+        .filter(|l| l.contains(&secret) && l.contains("upstream=404"))
+        .count();
+    assert_eq!(
+        asked, 2,
+        "each request for a private video must reach the origin: {log:#?}"
+    );
+    let cached: Vec<_> = walk(&prefix.join("cache"))
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(f)
+                .is_ok_and(|b| b.windows(private.len()).any(|w| w == private.as_bytes()))
+        })
+        .collect();
+    assert!(
+        cached.is_empty(),
+        "the CDN stored something of the private video: {cached:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn hls_js_plays_the_stream_in_headless_chromium() {
+    let player = manifest_dir().join("../player");
+    if !available("chromium", "the browser playback test")
+        || !available("node", "the browser playback test")
+    {
+        return;
+    }
+    if !player.join("node_modules/hls.js").is_dir()
+        || !player.join("node_modules/playwright-core").is_dir()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "player/node_modules missing in CI (scripts/setup runs npm ci)"
+        );
+        eprintln!("SKIPPED: run `npm ci --prefix player` first");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let (ann, _) = register(&server, "ann", "creator");
+    let video = upload_small(
+        &server,
+        &ann,
+        &shared_media("prog_640x360_h264_aac_8s.mp4"),
+        &json!({"title": "play me"}),
+    );
+    assert_eq!(
+        wait_final(&server, &ann, &video, Duration::from_secs(240))["status"],
+        "ready"
+    );
+    let js = Client::new().get(&server.url("/assets/hls.min.js"));
+    assert_eq!(js.status, 200, "the server serves hls.js");
+
+    let shots = e2e::appliance_bin().parent().unwrap().join("e2e-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("hlsjs-playback.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = run(
+        Command::new("node")
+            .arg(player.join("play.mjs"))
+            .args([
+                "--url",
+                &server.url(&format!("/play/{video}")),
+                "--seconds",
+                "2",
+                "--timeout",
+                "90",
+                "--screenshot",
+            ])
+            .arg(&shot),
+        Duration::from_secs(150),
+    );
+    let line = out.stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "play.mjs printed no JSON ({e}): {}\n{}",
+            out.stdout, out.stderr
+        )
+    });
+    assert_eq!(out.code, Some(0), "{report:#}\n{}", out.stderr);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert!(report["fatal"].is_null(), "{report:#}");
+    assert!(report["currentTime"].as_f64().unwrap() >= 2.0, "{report:#}");
+    assert_eq!(report["engine"], "hls.js");
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 10_000,
+        "screenshot suspiciously small ({} bytes)",
+        png.len()
+    );
+    eprintln!("screenshot: {}", shot.display());
+}

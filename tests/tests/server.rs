@@ -1,0 +1,767 @@
+//! `appliance serve` end to end: resumable uploads, jobs, SSE, the HLS
+//! origin's HTTP semantics, errors, auth, idempotency, crash recovery.
+
+use std::time::Duration;
+
+use e2e::server::{register, upload_small, wait_event, wait_final, Client, Server};
+use e2e::{run, shared_media};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// The main scenario: chunks out of order, one twice, one corrupt,
+/// an interruption and a resume from `GET /uploads/{id}`, completion with
+/// an idempotency key, SSE to `completed`, then the ladder over HTTP.
+#[test]
+fn resumable_upload_to_playable_ladder() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let (creator, _) = register(&server, "ann", "creator");
+    let file = shared_media("bbb_320x240_h264_aac_10s.mp4");
+    let bytes = std::fs::read(&file).unwrap();
+
+    let init = creator.post_json(
+        &server.url("/api/v1/uploads/init"),
+        &json!({"filename": "bbb.mp4", "fileSize": bytes.len(), "mimeType": "video/mp4"}),
+    );
+    assert_eq!(init.status, 201, "{}", init.text());
+    let init = init.json();
+    let upload = init["uploadId"].as_str().unwrap().to_owned();
+    let chunk_size = init["chunkSize"].as_u64().unwrap() as usize;
+    let total = init["totalChunks"].as_u64().unwrap() as u32;
+    assert!(
+        total >= 5,
+        "the clip should span several chunks, got {total}"
+    );
+    let chunk =
+        |n: u32| &bytes[n as usize * chunk_size..((n as usize + 1) * chunk_size).min(bytes.len())];
+    let put = |n: u32, body: &[u8], digest: Option<&str>| {
+        let url = server.url(&format!("/api/v1/uploads/{upload}/chunks/{n}"));
+        let mut headers = vec![("content-type", "application/octet-stream")];
+        if let Some(d) = digest {
+            headers.push(("x-chunk-sha256", d));
+        }
+        creator.request("PUT", &url, &headers, Some(body))
+    };
+
+    // Out of order, the last chunk first; chunks 1 and 2 are "lost".
+    let mut order: Vec<u32> = (0..total).rev().filter(|n| *n != 1 && *n != 2).collect();
+    order.push(total - 1); // sent twice: harmless
+    for n in &order {
+        let digest = sha256_hex(chunk(*n));
+        let r = put(*n, chunk(*n), Some(&digest));
+        assert_eq!(r.status, 200, "chunk {n}: {}", r.text());
+        assert_eq!(r.json()["sha256"], digest);
+    }
+    let again = put(total - 1, chunk(total - 1), None);
+    assert_eq!(
+        again.json()["created"],
+        false,
+        "a repeated chunk is not stored twice"
+    );
+    // Corrupted in transit: refused, nothing stored.
+    let mut corrupt = chunk(1).to_vec();
+    corrupt[10] ^= 0xff;
+    let r = put(1, &corrupt, Some(&sha256_hex(chunk(1))));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "VALIDATION_ERROR")
+    );
+    // Wrong size and out-of-range chunk numbers.
+    assert_eq!(put(1, &chunk(1)[..100], None).status, 400);
+    assert_eq!(put(total, chunk(0), None).status, 400);
+
+    // Completing now is refused, and says what is missing.
+    let complete_url = server.url(&format!("/api/v1/uploads/{upload}/complete"));
+    let r = creator.post_json(&complete_url, &json!({"title": "Big Buck Bunny"}));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (409, "UPLOAD_INCOMPLETE")
+    );
+    assert_eq!(r.json()["error"]["details"]["missingChunks"], json!([1, 2]));
+
+    // "Reconnect": ask the server what it has, send only what is missing.
+    let state = creator
+        .get(&server.url(&format!("/api/v1/uploads/{upload}")))
+        .json();
+    assert_eq!(state["missingChunks"], json!([1, 2]));
+    assert_eq!(
+        state["receivedChunks"].as_array().unwrap().len() as u32,
+        total - 2
+    );
+    for n in state["missingChunks"].as_array().unwrap() {
+        let n = n.as_u64().unwrap() as u32;
+        assert_eq!(put(n, chunk(n), None).status, 200);
+    }
+    let state = creator
+        .get(&server.url(&format!("/api/v1/uploads/{upload}")))
+        .json();
+    assert_eq!(
+        state["bytesReceived"].as_u64().unwrap() as usize,
+        bytes.len()
+    );
+
+    let meta = json!({"title": "Big Buck Bunny", "hashtags": ["#Bunny", "open_movie"], "visibility": "public"});
+    let key_headers = [
+        ("content-type", "application/json"),
+        ("x-idempotency-key", "complete-1"),
+    ];
+    let body = serde_json::to_vec(&meta).unwrap();
+    let first = creator.request("POST", &complete_url, &key_headers, Some(&body));
+    assert_eq!(first.status, 202, "{}", first.text());
+    let video = first.json()["videoId"].as_str().unwrap().to_owned();
+    assert_eq!(first.json()["status"], "processing");
+    let replay = creator.request("POST", &complete_url, &key_headers, Some(&body));
+    assert_eq!((replay.status, replay.json()), (202, first.json()));
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    let other = creator.request(
+        "POST",
+        &complete_url,
+        &key_headers,
+        Some(b"{\"title\":\"other\"}"),
+    );
+    assert_eq!(
+        (other.status, other.error_code().as_str()),
+        (409, "CONFLICT")
+    );
+
+    // SSE: progress per rung, then completed; the stream then ends.
+    let events = creator.sse(&server.url(&format!("/api/v1/videos/{video}/events")));
+    let (done, seen) = wait_event(&events, "transcode.completed", Duration::from_secs(240));
+    assert_eq!(done["status"], "ready");
+    assert_eq!(done["percent"], 100.0);
+    let progress: Vec<_> = seen
+        .iter()
+        .filter(|(e, _)| e == "transcode.progress")
+        .collect();
+    assert!(
+        progress
+            .iter()
+            .any(|(_, v)| v["rungs"]["240p"].as_u64().is_some_and(|p| p > 0)),
+        "per-rung progress expected, saw {seen:?}"
+    );
+    assert!(
+        events.recv_timeout(Duration::from_secs(10)).is_err(),
+        "stream ends after completion"
+    );
+    // A client that (re)connects after the end gets the final state at once.
+    let late = creator.sse(&server.url(&format!("/api/v1/videos/{video}/events")));
+    let (v, _) = wait_event(&late, "transcode.completed", Duration::from_secs(5));
+    assert_eq!(v["status"], "ready");
+
+    let v = Client::new()
+        .get(&server.url(&format!("/api/v1/videos/{video}")))
+        .json();
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["hashtags"], json!(["bunny", "open_movie"]));
+    assert_eq!(v["renditions"][0]["name"], "240p");
+    let master = server.url(v["masterUrl"].as_str().unwrap());
+    let out = run(
+        std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i", &master, "-f", "null", "-"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.trim().is_empty(),
+        "ffmpeg reported errors over HTTP:\n{}",
+        out.stderr
+    );
+    let poster = Client::new().get(&server.url(v["posterUrl"].as_str().unwrap()));
+    assert_eq!(poster.header("content-type"), Some("image/jpeg"));
+    assert_eq!(&poster.body[..2], &[0xff, 0xd8]);
+
+    // The chunks are gone once the upload is complete; only the source
+    // and the ladder remain.
+    let objects = server.objects();
+    assert!(
+        objects
+            .iter()
+            .all(|o| o.starts_with(&format!("videos/{video}/"))),
+        "{objects:?}"
+    );
+    assert!(objects.contains(&format!("videos/{video}/source")));
+    assert!(objects.contains(&format!("videos/{video}/hls/master.m3u8")));
+
+    origin_semantics(&server, &video);
+}
+
+/// The spec's origin rules, on a published ladder.
+fn origin_semantics(server: &Server, video: &str) {
+    let anon = Client::new();
+    let url = |p: &str| server.url(&format!("/hls/{video}/{p}"));
+    let master = anon.get(&url("master.m3u8"));
+    assert_eq!(master.status, 200);
+    assert_eq!(
+        master.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(
+        master.header("cache-control"),
+        Some("public, max-age=1, must-revalidate")
+    );
+    assert_eq!(master.header("access-control-allow-origin"), Some("*"));
+    assert!(master.header("set-cookie").is_none());
+    assert!(master.header("vary").is_none(), "no per-request variation");
+    let init = anon.get(&url("240p/init.mp4"));
+    assert_eq!(init.header("content-type"), Some("video/mp4"));
+    let seg_url = url("240p/0.m4s");
+    let seg = anon.get(&seg_url);
+    assert_eq!(seg.status, 200);
+    assert_eq!(seg.header("content-type"), Some("video/iso.segment"));
+    assert_eq!(
+        seg.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let etag = seg.header("etag").unwrap().to_owned();
+    let modified = seg.header("last-modified").unwrap().to_owned();
+    assert_eq!(
+        anon.request("GET", &seg_url, &[("if-none-match", &etag)], None)
+            .status,
+        304
+    );
+    assert_eq!(
+        anon.request("GET", &seg_url, &[("if-modified-since", &modified)], None)
+            .status,
+        304
+    );
+    let other_tag = anon.request("GET", &seg_url, &[("if-none-match", "\"nope\"")], None);
+    assert_eq!(other_tag.status, 200);
+    let part = anon.request("GET", &seg_url, &[("range", "bytes=100-199")], None);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, seg.body[100..200]);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 100-199/{}", seg.body.len()).as_str())
+    );
+    let tail = anon.request("GET", &seg_url, &[("range", "bytes=-50")], None);
+    assert_eq!(tail.body, seg.body[seg.body.len() - 50..]);
+    let past = anon.request(
+        "GET",
+        &seg_url,
+        &[("range", &format!("bytes={}-", seg.body.len()))],
+        None,
+    );
+    assert_eq!(past.status, 416);
+    assert_eq!(
+        past.header("content-range"),
+        Some(format!("bytes */{}", seg.body.len()).as_str())
+    );
+    let head = anon.request("HEAD", &seg_url, &[], None);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(seg.body.len().to_string().as_str())
+    );
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    let pre = anon.request(
+        "OPTIONS",
+        &seg_url,
+        &[
+            ("origin", "https://player.example"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "range"),
+        ],
+        None,
+    );
+    assert!(pre.status == 204 || pre.status == 200, "{pre:?}");
+    assert!(pre
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_lowercase()
+        .contains("range"));
+
+    for bad in [
+        "../source",
+        "..%2fsource",
+        "240p/../../source",
+        "240p/%2e%2e/master.m3u8",
+        "source",
+        "240p/0.m4s.tmp",
+        "240p//0.m4s",
+        "240p/99.m4s",
+    ] {
+        let r = anon.get(&url(bad));
+        assert_eq!(r.status, 404, "{bad}: {}", r.text());
+        assert_eq!(r.error_code(), "NOT_FOUND");
+        assert!(
+            !r.body.windows(4).any(|w| w == b"ftyp"),
+            "{bad} leaked a file"
+        );
+    }
+    let missing = anon.get(&server.url("/hls/nosuchvideo/master.m3u8"));
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("cache-control"), Some("public, max-age=5"));
+}
+
+#[test]
+fn private_videos_are_not_served_and_others_cannot_touch_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let (ann, ann_id) = register(&server, "ann", "creator");
+    let (bob, _) = register(&server, "bob", "creator");
+    let file = shared_media("prog_640x360_h264_aac_8s.mp4");
+    let video = upload_small(
+        &server,
+        &ann,
+        &file,
+        &json!({"title": "mine", "visibility": "private"}),
+    );
+    assert_eq!(
+        wait_final(&server, &ann, &video, Duration::from_secs(180))["status"],
+        "ready"
+    );
+
+    let r = Client::new().get(&server.url(&format!("/hls/{video}/master.m3u8")));
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    // The owner sees it through the API; nobody else does.
+    assert_eq!(
+        ann.get(&server.url(&format!("/api/v1/videos/{video}")))
+            .status,
+        200
+    );
+    assert_eq!(
+        bob.get(&server.url(&format!("/api/v1/videos/{video}")))
+            .status,
+        404
+    );
+    assert_eq!(
+        Client::new()
+            .get(&server.url(&format!("/api/v1/videos/{video}")))
+            .status,
+        404
+    );
+    assert_eq!(
+        bob.request(
+            "DELETE",
+            &server.url(&format!("/api/v1/videos/{video}")),
+            &[],
+            None
+        )
+        .status,
+        404
+    );
+    let mine = ann
+        .get(&server.url(&format!("/api/v1/users/{ann_id}/videos")))
+        .json();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    let theirs = bob
+        .get(&server.url(&format!("/api/v1/users/{ann_id}/videos")))
+        .json();
+    assert!(theirs["items"].as_array().unwrap().is_empty());
+
+    assert_eq!(
+        ann.request(
+            "DELETE",
+            &server.url(&format!("/api/v1/videos/{video}")),
+            &[],
+            None
+        )
+        .status,
+        204
+    );
+    assert_eq!(
+        ann.get(&server.url(&format!("/api/v1/videos/{video}")))
+            .status,
+        404
+    );
+    assert!(server.objects().is_empty(), "{:?}", server.objects());
+}
+
+#[test]
+fn errors_auth_and_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let anon = Client::new();
+    let (creator, _) = register(&server, "carol", "creator");
+    let (viewer, _) = register(&server, "vic", "viewer");
+
+    let r = anon.get(&server.url("/api/v1/nope"));
+    assert_eq!((r.status, r.error_code().as_str()), (404, "NOT_FOUND"));
+    let r = anon.request("PATCH", &server.url("/api/v1/uploads/init"), &[], None);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (405, "METHOD_NOT_ALLOWED")
+    );
+    let r = anon.post_json(&server.url("/api/v1/uploads/init"), &json!({}));
+    assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+    let r = Client::with_token("forged").get(&server.url("/api/v1/videos/x"));
+    assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+    let init = json!({"filename": "a.mp4", "fileSize": 1000, "mimeType": "video/mp4"});
+    let r = viewer.post_json(&server.url("/api/v1/uploads/init"), &init);
+    assert_eq!((r.status, r.error_code().as_str()), (403, "FORBIDDEN"));
+    let r = creator.request(
+        "POST",
+        &server.url("/api/v1/uploads/init"),
+        &[("content-type", "application/json")],
+        Some(b"{not json"),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "VALIDATION_ERROR")
+    );
+    let r = creator.post_json(
+        &server.url("/api/v1/uploads/init"),
+        &json!({"filename": "a.mp4", "fileSize": 1000, "mimeType": "video/mp4", "extra": 1}),
+    );
+    assert_eq!(r.status, 400, "unknown fields are refused");
+    let r = creator.post_json(
+        &server.url("/api/v1/uploads/init"),
+        &json!({"filename": "a.txt", "fileSize": 10, "mimeType": "text/plain"}),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (415, "UNSUPPORTED_FORMAT")
+    );
+    let r = creator.post_json(
+        &server.url("/api/v1/uploads/init"),
+        &json!({"filename": "a.mp4", "fileSize": 6_000_000_000u64, "mimeType": "video/mp4"}),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (413, "PAYLOAD_TOO_LARGE")
+    );
+    let big = vec![b' '; 100 << 10];
+    let r = creator.request(
+        "POST",
+        &server.url("/api/v1/uploads/init"),
+        &[("content-type", "application/json")],
+        Some(&big),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (413, "PAYLOAD_TOO_LARGE")
+    );
+
+    // A chunk bigger than the session's chunk size never reaches the handler.
+    let s = creator
+        .post_json(
+            &server.url("/api/v1/uploads/init"),
+            &json!({"filename": "a.mp4", "fileSize": 300_000, "mimeType": "video/mp4"}),
+        )
+        .json();
+    let id = s["uploadId"].as_str().unwrap();
+    let r = creator.request(
+        "PUT",
+        &server.url(&format!("/api/v1/uploads/{id}/chunks/0")),
+        &[],
+        Some(&vec![0u8; 200_000]),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (413, "PAYLOAD_TOO_LARGE")
+    );
+    let r = creator.request(
+        "PUT",
+        &server.url(&format!("/api/v1/uploads/{id}/chunks/x")),
+        &[],
+        Some(b"1"),
+    );
+    assert_eq!(r.status, 400);
+    // Someone else's upload does not exist for you.
+    let (other, _) = register(&server, "dave", "creator");
+    assert_eq!(
+        other
+            .get(&server.url(&format!("/api/v1/uploads/{id}")))
+            .status,
+        404
+    );
+    assert_eq!(
+        creator
+            .request(
+                "DELETE",
+                &server.url(&format!("/api/v1/uploads/{id}")),
+                &[],
+                None
+            )
+            .status,
+        204
+    );
+    assert_eq!(
+        creator
+            .get(&server.url(&format!("/api/v1/uploads/{id}")))
+            .json()["status"],
+        "cancelled"
+    );
+
+    // Content the engine refuses is refused at completion, with its reason.
+    let trunc = std::fs::read(shared_media("truncated_100b.mp4")).unwrap();
+    let s = creator
+        .post_json(
+            &server.url("/api/v1/uploads/init"),
+            &json!({"filename": "t.mp4", "fileSize": trunc.len(), "mimeType": "video/mp4"}),
+        )
+        .json();
+    let id = s["uploadId"].as_str().unwrap();
+    assert_eq!(
+        creator
+            .request(
+                "PUT",
+                &server.url(&format!("/api/v1/uploads/{id}/chunks/0")),
+                &[],
+                Some(&trunc)
+            )
+            .status,
+        200
+    );
+    let r = creator.post_json(
+        &server.url(&format!("/api/v1/uploads/{id}/complete")),
+        &json!({"title": "t"}),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (415, "UNSUPPORTED_FORMAT")
+    );
+    assert_eq!(r.json()["error"]["details"]["reason"], "CORRUPT_MEDIA");
+    let r = creator.post_json(
+        &server.url(&format!("/api/v1/uploads/{id}/complete")),
+        &json!({}),
+    );
+    assert_eq!(r.status, 400, "title is required: {}", r.text());
+
+    // Accounts.
+    let r = anon.post_json(
+        &server.url("/api/v1/auth/register"),
+        &json!({"username": "carol", "password": "another password"}),
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (409, "CONFLICT"));
+    let r = anon.post_json(
+        &server.url("/api/v1/auth/register"),
+        &json!({"username": "eve", "password": "short"}),
+    );
+    assert_eq!(r.status, 400);
+    let r = anon.post_json(
+        &server.url("/api/v1/auth/register"),
+        &json!({"username": "mallory", "password": "0123456789ab", "role": "admin"}),
+    );
+    assert_eq!(r.status, 403);
+    let r = anon.post_json(
+        &server.url("/api/v1/auth/login"),
+        &json!({"username": "carol", "password": "wrong password"}),
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+    let r = anon.post_json(
+        &server.url("/api/v1/auth/login"),
+        &json!({"username": "carol", "password": "correct horse battery"}),
+    );
+    assert_eq!(r.status, 200);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        Client::with_token(&token)
+            .get(&server.url("/api/v1/ops/jobs"))
+            .status,
+        403
+    );
+
+    // An admin made by the operator sees the jobs.
+    let out = run(
+        std::process::Command::new("sh").arg("-c").arg(format!(
+            "echo 'operator password' | '{}' user add root --role admin --config '{}'",
+            e2e::appliance_bin().display(),
+            server.config.display()
+        )),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let admin = anon
+        .post_json(
+            &server.url("/api/v1/auth/login"),
+            &json!({"username": "root", "password": "operator password"}),
+        )
+        .json();
+    let admin = Client::with_token(admin["token"].as_str().unwrap());
+    assert_eq!(admin.get(&server.url("/api/v1/ops/jobs")).status, 200);
+    let inv = admin.get(&server.url("/api/v1/ops/inventory")).json();
+    assert!(
+        inv["hardware"]["cpu"]["logical_cores"].as_u64().unwrap() >= 1,
+        "{inv}"
+    );
+
+    // Health, metrics and the API description.
+    assert_eq!(anon.get(&server.url("/healthz")).status, 200);
+    assert_eq!(anon.get(&server.url("/readyz")).json()["status"], "ready");
+    assert!(anon
+        .get(&server.url("/metrics"))
+        .text()
+        .contains("appliance_jobs{state=\"queued\"}"));
+    let doc = anon.get(&server.url("/openapi.json")).json();
+    for path in [
+        "/api/v1/uploads/init",
+        "/api/v1/uploads/{id}/chunks/{n}",
+        "/api/v1/videos/{id}/events",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from openapi.json"
+        );
+    }
+    assert!(doc["components"]["schemas"]["UploadSession"].is_object());
+}
+
+/// Config errors are caught before anything starts.
+#[test]
+fn unknown_config_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("appliance.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\nlisten_adress = 1\n",
+    )
+    .unwrap();
+    let out = e2e::appliance(
+        &["serve", "--config", config.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("listen_adress"), "{}", out.stderr);
+    let out = run(
+        std::process::Command::new(e2e::appliance_bin())
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("APPLIANCE_SERVER__LISTEN", "127.0.0.1:0")
+            .env("APPLIANCE_JOBS__WROKERS", "2"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(1));
+}
+
+/// `kill -9` in the middle of a transcode: after a restart the same video
+/// becomes ready, and nothing is left behind. A video deleted while it
+/// transcodes never appears.
+#[test]
+fn crash_mid_transcode_and_delete_mid_transcode() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough at 1080p to be caught mid-transcode on a fast box.
+    let src = dir.path().join("long.mp4");
+    e2e::lavfi(
+        &src,
+        &[
+            "testsrc2=size=1920x1080:rate=30:duration=12",
+            "sine=frequency=440:duration=12",
+        ],
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let extra = "";
+    let mut server = Server::start(dir.path(), extra);
+    let config = server.config.clone();
+    let data = server.data.clone();
+    let (ann, _) = register(&server, "ann", "creator");
+    let video = upload_small(&server, &ann, &src, &json!({"title": "crash me"}));
+    let events = ann.sse(&server.url(&format!("/api/v1/videos/{video}/events")));
+    let (_, _) = wait_event(&events, "transcode.progress", Duration::from_secs(60));
+    // Some real progress, then the plug is pulled.
+    loop {
+        let (v, _) = wait_event(&events, "transcode.progress", Duration::from_secs(60));
+        if v["percent"].as_f64().unwrap_or(0.0) > 5.0 {
+            break;
+        }
+    }
+    server.kill9();
+    let server = Server::start_with(&config, &data, dir.path().join("server2.log"));
+    let status = wait_final(&server, &ann, &video, Duration::from_secs(300));
+    assert_eq!(status["status"], "ready", "{status}");
+    assert!(
+        status["attempts"].as_u64().unwrap() >= 2,
+        "the job ran again: {status}"
+    );
+    let master = server.url(&format!("/hls/{video}/master.m3u8"));
+    let out = run(
+        std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i", &master, "-f", "null", "-"]),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.code == Some(0) && out.stderr.trim().is_empty(),
+        "{}",
+        out.stderr
+    );
+    let objects = server.objects();
+    let expected_prefix = format!("videos/{video}/");
+    assert!(
+        objects.iter().all(|o| o.starts_with(&expected_prefix)),
+        "orphans: {objects:?}"
+    );
+    let work: Vec<_> = std::fs::read_dir(data.join("work")).unwrap().collect();
+    assert!(work.is_empty(), "scratch left behind: {work:?}");
+
+    // Delete while transcoding: never published, nothing left.
+    let doomed = upload_small(&server, &ann, &src, &json!({"title": "doomed"}));
+    let events = ann.sse(&server.url(&format!("/api/v1/videos/{doomed}/events")));
+    wait_event(&events, "transcode.progress", Duration::from_secs(60));
+    let r = ann.request(
+        "DELETE",
+        &server.url(&format!("/api/v1/videos/{doomed}")),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 204);
+    let (v, _) = wait_event(&events, "transcode.failed", Duration::from_secs(30));
+    assert_eq!(v["stage"], "deleted");
+    // Give a zombie worker every chance to publish.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        ann.get(&server.url(&format!("/api/v1/videos/{doomed}")))
+            .status,
+        404
+    );
+    assert_eq!(
+        Client::new()
+            .get(&server.url(&format!("/hls/{doomed}/master.m3u8")))
+            .status,
+        404
+    );
+    let objects = server.objects();
+    assert!(
+        !objects.iter().any(|o| o.contains(&doomed)),
+        "deleted video left {objects:?}"
+    );
+    let jobs_idle = server.log();
+    assert!(!jobs_idle.contains("panicked"), "{jobs_idle}");
+}
+
+/// SIGTERM mid-transcode: the job is released, not failed, and the next
+/// start finishes it.
+#[test]
+fn graceful_shutdown_releases_running_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("long.mp4");
+    e2e::lavfi(
+        &src,
+        &["testsrc2=size=1920x1080:rate=30:duration=12"],
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
+    let mut server = Server::start(dir.path(), "[server]\nshutdown_grace_secs = 0\n");
+    let (config, data) = (server.config.clone(), server.data.clone());
+    let (ann, _) = register(&server, "ann", "creator");
+    let video = upload_small(&server, &ann, &src, &json!({"title": "t"}));
+    let events = ann.sse(&server.url(&format!("/api/v1/videos/{video}/events")));
+    wait_event(&events, "transcode.progress", Duration::from_secs(60));
+    assert_eq!(server.terminate(), Some(0), "{}", server.log());
+    assert!(
+        server.log().contains("released for the next start"),
+        "{}",
+        server.log()
+    );
+    let server = Server::start_with(&config, &data, dir.path().join("server2.log"));
+    let status = wait_final(&server, &ann, &video, Duration::from_secs(300));
+    assert_eq!(status["status"], "ready", "{status}");
+}
