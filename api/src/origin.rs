@@ -201,7 +201,7 @@ async fn serve<S: Service>(
     };
     let plan = match plan_response(&meta, headers) {
         Ok(plan) => plan,
-        Err(unsatisfiable) => return unsatisfiable,
+        Err(unsatisfiable) => return unsatisfiable.into_response(),
     };
     let mut response = match &plan {
         Plan::NotModified => StatusCode::NOT_MODIFIED.into_response(),
@@ -276,7 +276,7 @@ impl Plan {
 
 /// RFC 9110 §13.2.2 order: If-None-Match, else If-Modified-Since; then
 /// Range, honoured only if If-Range (when sent) still matches.
-fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Response> {
+fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Unsatisfiable> {
     let etag = etag(meta);
     if let Some(inm) = headers.typed_get::<IfNoneMatch>() {
         let passes = etag.as_ref().is_none_or(|e| inm.precondition_passes(e));
@@ -311,21 +311,35 @@ fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Respons
             // Multipart/byteranges buys a CDN nothing for HLS: send it all.
             _ => Ok(Plan::Full),
         },
-        Err(_) => {
-            let mut r = ApiError::new(
-                ErrorCode::RangeNotSatisfiable,
-                format!(
-                    "range `{text}` lies outside the {} bytes of the file",
-                    meta.size
-                ),
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::CONTENT_RANGE,
-                header_value(&format!("bytes */{}", meta.size)),
-            );
-            Err(r)
-        }
+        Err(_) => Err(Unsatisfiable {
+            size: meta.size,
+            range: text.to_owned(),
+        }),
+    }
+}
+
+/// A parseable Range that lies outside the file: 416 with `bytes */size`.
+#[derive(Debug)]
+struct Unsatisfiable {
+    size: u64,
+    range: String,
+}
+
+impl IntoResponse for Unsatisfiable {
+    fn into_response(self) -> Response {
+        let mut r = ApiError::new(
+            ErrorCode::RangeNotSatisfiable,
+            format!(
+                "range `{}` lies outside the {} bytes of the file",
+                self.range, self.size
+            ),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes */{}", self.size)),
+        );
+        r
     }
 }
 
@@ -458,7 +472,9 @@ mod tests {
             plan_response(&m, &req(&[("range", "bytes=990-5000")])).unwrap(),
             Plan::Partial(990..1000)
         );
-        let r = plan_response(&m, &req(&[("range", "bytes=1000-")])).unwrap_err();
+        let r = plan_response(&m, &req(&[("range", "bytes=1000-")]))
+            .unwrap_err()
+            .into_response();
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
         assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */1000");
         // Garbage is ignored, not an error.

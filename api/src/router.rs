@@ -110,7 +110,7 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
     Router::new()
         .nest(PREFIX, api)
         .merge(origin)
-        .route("/play/{video_id}", get(player_page::<S>))
+        .route("/play/{video_id}", get(player_page))
         .route("/assets/hls.min.js", get(hls_js::<S>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
@@ -649,7 +649,7 @@ async fn metrics<S: Service>(State(ctx): St<S>) -> Response {
 
 const PLAYER_HTML: &str = include_str!("../assets/player.html");
 
-async fn player_page<S: Service>(Path(video_id): Path<String>) -> Response {
+async fn player_page(Path(video_id): Path<String>) -> Response {
     if !origin::valid_id(&video_id) {
         return ApiError::not_found("video").into_response();
     }

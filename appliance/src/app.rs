@@ -256,7 +256,7 @@ impl App {
                 .map_err(|_| ApiError::validation("too many chunks"))?,
             status: "open".into(),
             created_at: now,
-            expires_at: now + (self.config.uploads.session_ttl_hours as i64) * 3_600_000,
+            expires_at: now + (self.config.uploads.session_ttl_secs as i64) * 1000,
         };
         let r = row.clone();
         self.catalog
@@ -889,7 +889,7 @@ impl Service for Handle {
 
     async fn get_upload(&self, caller: &Principal, upload_id: &str) -> ApiResult<UploadSession> {
         let (u, chunks) = self.upload_of(caller, upload_id).await?;
-        if u.status == "open" && u.expires_at <= now_ms() {
+        if u.status == "expired" || (u.status == "open" && u.expires_at <= now_ms()) {
             return Err(upload_expired(&u));
         }
         Ok(App::session_wire(&u, &chunks))

@@ -799,6 +799,9 @@ pub fn requeue_video(c: &mut Connection, video_id: &str, max_attempts: u32) -> R
 
 // ------------------------------------------------------------ idempotency
 
+/// fingerprint, status, body, created_at
+type KeyRow = (String, Option<u16>, Option<Vec<u8>>, i64);
+
 pub enum KeyState {
     New,
     InFlight,
@@ -817,7 +820,7 @@ pub fn claim_key(
 ) -> Result<KeyState> {
     let now = now_ms();
     let tx = c.transaction().map_err(Error::catalog("idempotency"))?;
-    let existing: Option<(String, Option<u16>, Option<Vec<u8>>, i64)> = tx
+    let existing: Option<KeyRow> = tx
         .query_row(
             "SELECT fingerprint, status, body, created_at FROM idempotency WHERE scope = ?1 AND key = ?2",
             params![scope, key],

@@ -110,8 +110,8 @@ pub struct Uploads {
     pub chunk_size: u64,
     /// Largest accepted file, bytes.
     pub max_file_size: u64,
-    /// Hours an unfinished upload session lives.
-    pub session_ttl_hours: u64,
+    /// Seconds an unfinished upload session lives.
+    pub session_ttl_secs: u64,
     /// Largest single-shot `POST /videos` body, bytes.
     pub single_shot_max: u64,
 }
@@ -121,7 +121,7 @@ impl Default for Uploads {
         Self {
             chunk_size: 8 << 20,
             max_file_size: 5_000_000_000,
-            session_ttl_hours: 24,
+            session_ttl_secs: 86_400,
             single_shot_max: 64 << 20,
         }
     }

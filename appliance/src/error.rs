@@ -93,21 +93,22 @@ impl From<Error> for ApiError {
                         | RejectCode::DurationLimit
                         | RejectCode::ResolutionLimit => ErrorCode::UnsupportedFormat,
                     };
-                    let reason = match &m {
-                        media::MediaError::Rejected { reason, .. } => reason.clone(),
-                        other => other.to_string(),
+                    let reason = if let media::MediaError::Rejected { reason, .. } = &m {
+                        reason.clone()
+                    } else {
+                        m.to_string()
                     };
                     ApiError::new(api_code, reason)
                         .with_details(serde_json::json!({ "reason": code.as_str() }))
                 }
                 None => ApiError::internal(m),
             },
-            Error::Objects {
-                source: object_store::Error::NotFound { .. },
-                key,
-                ..
-            } => ApiError::internal(format!("object {key} is missing")),
-            other => ApiError::internal(other),
+            other @ (Error::Config(_)
+            | Error::Catalog { .. }
+            | Error::Objects { .. }
+            | Error::Io { .. }
+            | Error::Hardware(_)
+            | Error::Task(_)) => ApiError::internal(other),
         }
     }
 }

@@ -47,7 +47,8 @@ impl PosterPicker {
         // Frame 0 is taken too, as the fallback for clips shorter than a second.
         !self.done
             && (index == 0
-                || (index >= self.start_frame && (index - self.start_frame) % self.stride == 0))
+                || (index >= self.start_frame
+                    && (index - self.start_frame).is_multiple_of(self.stride)))
     }
 
     pub fn offer(&mut self, index: u64, frame: &ff::frame::Video) -> Result<()> {

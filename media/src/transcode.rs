@@ -301,7 +301,7 @@ fn run(
                     ));
                 }
                 frame.set_pts(Some(index as i64));
-                frame.set_kind(if index % u64::from(plan.gop_frames) == 0 {
+                frame.set_kind(if index.is_multiple_of(u64::from(plan.gop_frames)) {
                     ff::picture::Type::I
                 } else {
                     ff::picture::Type::None

@@ -56,14 +56,23 @@ hls_js = "{hls}"
 impl Server {
     /// Starts a server on `dir/data` with `test_config` (+ `extra` TOML).
     pub fn start(dir: &Path, extra: &str) -> Self {
+        Self::start_env(dir, extra, &[])
+    }
+
+    /// Like `start`, with `APPLIANCE_*` overrides in the environment.
+    pub fn start_env(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Self {
         let data = dir.join("data");
         let config = dir.join("appliance.toml");
         std::fs::write(&config, test_config(&data, extra)).unwrap();
-        Self::start_with(&config, &data, dir.join("server.log"))
+        Self::spawn(&config, &data, dir.join("server.log"), env)
     }
 
     /// Starts (or restarts) a server on an existing config.
     pub fn start_with(config: &Path, data: &Path, stderr_log: PathBuf) -> Self {
+        Self::spawn(config, data, stderr_log, &[])
+    }
+
+    fn spawn(config: &Path, data: &Path, stderr_log: PathBuf, env: &[(&str, &str)]) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -73,6 +82,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,tower_http=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -765,3 +765,59 @@ fn graceful_shutdown_releases_running_jobs() {
     let status = wait_final(&server, &ann, &video, Duration::from_secs(300));
     assert_eq!(status["status"], "ready", "{status}");
 }
+
+/// Upload sessions expire: writes and completion are refused with
+/// `UPLOAD_EXPIRED`, and the chunks are cleaned up.
+#[test]
+fn upload_sessions_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_env(
+        dir.path(),
+        "",
+        &[("APPLIANCE_UPLOADS__SESSION_TTL_SECS", "2")],
+    );
+    let (ann, _) = register(&server, "ann", "creator");
+    let s = ann
+        .post_json(
+            &server.url("/api/v1/uploads/init"),
+            &json!({"filename": "a.mp4", "fileSize": 100_000, "mimeType": "video/mp4"}),
+        )
+        .json();
+    let id = s["uploadId"].as_str().unwrap().to_owned();
+    let chunk = vec![7u8; 65536];
+    let put = |n: u32, body: &[u8]| {
+        ann.request(
+            "PUT",
+            &server.url(&format!("/api/v1/uploads/{id}/chunks/{n}")),
+            &[],
+            Some(body),
+        )
+    };
+    assert_eq!(put(0, &chunk).status, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = put(1, &chunk[..100_000 - 65536]);
+    assert_eq!((r.status, r.error_code().as_str()), (410, "UPLOAD_EXPIRED"));
+    let r = ann.post_json(
+        &server.url(&format!("/api/v1/uploads/{id}/complete")),
+        &json!({"title": "late"}),
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (410, "UPLOAD_EXPIRED"));
+    assert_eq!(
+        ann.get(&server.url(&format!("/api/v1/uploads/{id}")))
+            .status,
+        410
+    );
+    // The janitor (it also runs at start) removes what the session held.
+    let (config, data) = (server.config.clone(), server.data.clone());
+    server.kill9();
+    let server = Server::start_with(&config, &data, dir.path().join("server2.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.objects().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired chunks kept: {:?}",
+            server.objects()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
