@@ -1007,13 +1007,18 @@ impl Service for Handle {
             Some(meta) => OriginLookup::Found(OriginMeta {
                 size: meta.size,
                 last_modified: meta.last_modified.into(),
-                etag: meta.e_tag.unwrap_or_else(|| {
-                    format!(
-                        "{:x}-{:x}",
-                        meta.size,
-                        meta.last_modified.timestamp_millis()
-                    )
-                }),
+                // S3 sends its ETag quoted; the origin adds the quotes itself.
+                etag: meta
+                    .e_tag
+                    .map(|t| t.trim_start_matches("W/").trim_matches('"').to_owned())
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{:x}-{:x}",
+                            meta.size,
+                            meta.last_modified.timestamp_millis()
+                        )
+                    }),
             }),
             None => OriginLookup::Missing,
         })
