@@ -145,43 +145,39 @@ pub(crate) async fn poster<S: Service>(
 /// CORS preflight for the origin. Anyone may read it (`*`), so responses
 /// need no `Vary: Origin` and stay one cache entry per URL.
 pub(crate) async fn preflight() -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Range, If-None-Match, If-Modified-Since, If-Range"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    r
+    headers_on(
+        StatusCode::NO_CONTENT.into_response(),
+        &[
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Range, If-None-Match, If-Modified-Since, If-Range",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+    )
 }
 
-fn with_cors(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(
-            "Content-Length, Content-Range, ETag, Last-Modified, Accept-Ranges",
-        ),
-    );
+fn with_cors(r: Response) -> Response {
+    headers_on(
+        r,
+        &[
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "Content-Length, Content-Range, ETag, Last-Modified, Accept-Ranges",
+            ),
+        ],
+    )
+}
+
+fn headers_on(mut r: Response, pairs: &[(header::HeaderName, &'static str)]) -> Response {
+    for (name, value) in pairs {
+        r.headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
     r
 }
 

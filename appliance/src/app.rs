@@ -512,19 +512,7 @@ impl App {
             .call(move |c| cat::begin_delete(c, &id))
             .await?;
         if existed {
-            self.hub.publish(StatusEvent {
-                name: "transcode.failed",
-                status: VideoStatus {
-                    video_id: video_id.to_owned(),
-                    status: VideoState::Failed,
-                    stage: "deleted".into(),
-                    percent: 0.0,
-                    rungs: Default::default(),
-                    attempts: 0,
-                    error: Some("the video was deleted".into()),
-                    updated_at: rfc3339(now_ms()),
-                },
-            });
+            self.hub.publish(deleted_event(video_id));
         }
         self.finish_delete(video_id).await
     }
@@ -642,6 +630,23 @@ pub fn status_wire(
         attempts: job.map_or(0, |j| j.attempts),
         error: v.failure.clone(),
         updated_at: rfc3339(v.updated_at),
+    }
+}
+
+/// The last event subscribers of a deleted video get.
+pub fn deleted_event(video_id: &str) -> StatusEvent {
+    StatusEvent {
+        name: "transcode.failed",
+        status: VideoStatus {
+            video_id: video_id.to_owned(),
+            status: VideoState::Failed,
+            stage: "deleted".into(),
+            percent: 0.0,
+            rungs: Default::default(),
+            attempts: 0,
+            error: Some("the video was deleted".into()),
+            updated_at: rfc3339(now_ms()),
+        },
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use api::wire::{StatusEvent, VideoState, VideoStatus};
 use tokio::sync::watch;
 
-use crate::app::{status_wire, App, LadderInfo, RenditionInfo};
+use crate::app::{deleted_event, status_wire, App, LadderInfo, RenditionInfo};
 use crate::catalog::{self as cat, now_ms, rfc3339, JobRow, Settle};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -278,19 +278,7 @@ async fn announce_final(app: &App, video_id: &str) {
     announce(app, video_id).await;
     // Deleted meanwhile (no row any more): subscribers still get an end.
     if app.hub.live(video_id).is_some() {
-        app.hub.publish(StatusEvent {
-            name: "transcode.failed",
-            status: VideoStatus {
-                video_id: video_id.to_owned(),
-                status: VideoState::Failed,
-                stage: "deleted".into(),
-                percent: 0.0,
-                rungs: Default::default(),
-                attempts: 0,
-                error: Some("the video was deleted".into()),
-                updated_at: rfc3339(now_ms()),
-            },
-        });
+        app.hub.publish(deleted_event(video_id));
     }
 }
 

@@ -151,23 +151,10 @@ impl Server {
 
     pub fn objects(&self) -> Vec<String> {
         let root = self.data.join("objects");
-        let mut out = Vec::new();
-        let mut stack = vec![root.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    out.push(p.strip_prefix(&root).unwrap().display().to_string());
-                }
-            }
-        }
-        out.sort();
-        out
+        crate::files_under(&root)
+            .iter()
+            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+            .collect()
     }
 }
 
@@ -411,4 +398,21 @@ pub fn have(program: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// `ffmpeg` reads the whole ladder at `master_url` over HTTP and prints no
+/// error.
+pub fn assert_decodes_over_http(master_url: &str) {
+    let out = crate::run(
+        Command::new("ffmpeg").args([
+            "-nostdin", "-v", "error", "-i", master_url, "-f", "null", "-",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.trim().is_empty(),
+        "ffmpeg reported errors over HTTP:\n{}",
+        out.stderr
+    );
 }

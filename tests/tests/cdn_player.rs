@@ -209,7 +209,7 @@ fn nginx_proxy_cache_in_front_of_the_origin() {
         asked, 2,
         "each request for a private video must reach the origin: {log:#?}"
     );
-    let cached: Vec<_> = walk(&prefix.join("cache"))
+    let cached: Vec<_> = e2e::files_under(&prefix.join("cache"))
         .into_iter()
         .filter(|f| {
             std::fs::read(f)
@@ -220,25 +220,6 @@ fn nginx_proxy_cache_in_front_of_the_origin() {
         cached.is_empty(),
         "the CDN stored something of the private video: {cached:?}"
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]
