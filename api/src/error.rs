@@ -155,18 +155,25 @@ pub struct ErrorDetail {
     pub details: Option<serde_json::Value>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let body = ErrorBody {
+impl ApiError {
+    /// The wire body of this error (without its HTTP status and headers).
+    pub fn into_body(self) -> ErrorBody {
+        ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
                 details: self.details,
             },
-        };
-        let mut response = (status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let retry_after = self.retry_after;
+        let mut response = (status, axum::Json(self.into_body())).into_response();
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

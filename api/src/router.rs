@@ -289,17 +289,7 @@ where
         Ok(IdempotencyBegin::Proceed) => {
             let (code, body) = match run().await {
                 Ok(v) => (status, serde_json::to_vec(&v)),
-                Err(e) => {
-                    let code = e.status();
-                    let body = ErrorBody {
-                        error: ErrorDetail {
-                            code: e.code,
-                            message: e.message,
-                            details: e.details,
-                        },
-                    };
-                    (code, serde_json::to_vec(&body))
-                }
+                Err(e) => (e.status(), serde_json::to_vec(&e.into_body())),
             };
             let body = Bytes::from(body.unwrap_or_default());
             if code.is_server_error() {
@@ -678,9 +668,13 @@ async fn hls_js<S: Service>(State(ctx): St<S>) -> Response {
 }
 
 async fn openapi_json() -> Response {
-    let mut doc = ApiDoc::openapi();
-    doc.info.title = "Regional video appliance API".into();
-    json_response(StatusCode::OK, &doc)
+    static DOC: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.info.title = "Regional video appliance API".into();
+        Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+    });
+    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
 }
 
 struct BearerAuth;

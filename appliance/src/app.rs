@@ -978,7 +978,7 @@ impl Service for Handle {
         // anything the subscription could have missed.
         let v = self.visible_video(caller, id).await?;
         let snapshot = self.status_of(&v).await?;
-        Ok(Hub::stream(rx, snapshot))
+        Ok(self.hub.stream(rx, snapshot))
     }
 
     async fn delete_video(&self, caller: &Principal, id: &str) -> ApiResult<()> {
@@ -1132,11 +1132,8 @@ impl Service for Handle {
                 "only a ready or failed video can be reprocessed",
             ));
         }
-        // Nothing of the old ladder may be served while it is rebuilt.
-        self.objects
-            .delete_prefix(&objects::ladder_prefix(video_id))
-            .await
-            .map_err(ApiError::from)?;
+        // The old ladder is not served while the video is `processing`; the
+        // worker replaces it before publishing.
         self.work_ready.notify_one();
         Ok(Accepted {
             video_id: video_id.to_owned(),

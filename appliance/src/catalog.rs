@@ -654,7 +654,7 @@ pub fn renew(c: &Connection, id: i64, owner: &str, lease: Duration) -> Result<bo
 
 /// Ends a job we hold: `failed` (also fails the video) or back to `queued`
 /// for a retry at `run_after`. No-op if the job is no longer ours.
-pub fn settle(c: &mut Connection, id: i64, owner: &str, outcome: Settle<'_>) -> Result<bool> {
+pub fn settle(c: &mut Connection, id: i64, owner: &str, outcome: Settle) -> Result<bool> {
     let now = now_ms();
     let tx = c.transaction().map_err(Error::catalog("settling a job"))?;
     let video_id: Option<String> = tx
@@ -675,7 +675,7 @@ pub fn settle(c: &mut Connection, id: i64, owner: &str, outcome: Settle<'_>) -> 
                 params![id, reason, now],
             )
             .map_err(Error::catalog("settling a job"))?;
-            fail_video(&tx, &video_id, reason)?;
+            fail_video(&tx, &video_id, &reason)?;
         }
         Settle::Retry { at, error } => {
             tx.execute(
@@ -703,9 +703,9 @@ pub fn settle(c: &mut Connection, id: i64, owner: &str, outcome: Settle<'_>) -> 
     Ok(true)
 }
 
-pub enum Settle<'a> {
-    Failed(&'a str),
-    Retry { at: i64, error: &'a str },
+pub enum Settle {
+    Failed(String),
+    Retry { at: i64, error: String },
     Release,
 }
 
@@ -971,7 +971,7 @@ mod tests {
             "a",
             Settle::Retry {
                 at: later,
-                error: "disk"
+                error: "disk".into()
             }
         )
         .unwrap());
@@ -981,7 +981,7 @@ mod tests {
         );
         c.execute("UPDATE jobs SET run_after = 0", []).unwrap();
         claim(&c, "a", Duration::from_secs(60)).unwrap().unwrap();
-        assert!(settle(&mut c, id, "a", Settle::Failed("bad input")).unwrap());
+        assert!(settle(&mut c, id, "a", Settle::Failed("bad input".into())).unwrap());
         let v = video(&c, "v1").unwrap().unwrap();
         assert_eq!(
             (v.state.as_str(), v.failure.as_deref()),

@@ -83,11 +83,22 @@ impl Hub {
 
     /// `snapshot` first, then live events, ending after a final state.
     pub fn stream(
+        &self,
         rx: broadcast::Receiver<StatusEvent>,
         snapshot: VideoStatus,
     ) -> BoxStream<'static, StatusEvent> {
         let first = StatusEvent::snapshot(snapshot);
         if first.status.is_final() {
+            // Nothing more will come: drop the entry `subscribe` made,
+            // unless a job or another subscriber still uses it.
+            drop(rx);
+            let mut map = self.videos.lock().unwrap_or_else(|p| p.into_inner());
+            let idle = map
+                .get(&first.status.video_id)
+                .is_some_and(|e| e.tx.receiver_count() == 0 && e.live.stage.is_empty());
+            if idle {
+                map.remove(&first.status.video_id);
+            }
             return stream::iter([first]).boxed();
         }
         // A slow client that lags skips events; each carries the full state.
@@ -102,5 +113,55 @@ impl Hub {
                 futures::future::ready(Some(ev))
             })
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::wire::VideoState;
+
+    fn status(id: &str, state: VideoState) -> VideoStatus {
+        VideoStatus {
+            video_id: id.into(),
+            status: state,
+            stage: String::new(),
+            percent: 0.0,
+            rungs: Default::default(),
+            attempts: 1,
+            error: None,
+            updated_at: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_video_leaves_no_entry_and_a_live_one_streams_to_its_end() {
+        let hub = Hub::default();
+        let rx = hub.subscribe("done");
+        let events: Vec<_> = hub
+            .stream(rx, status("done", VideoState::Ready))
+            .collect()
+            .await;
+        assert_eq!(events.len(), 1);
+        assert!(hub.videos.lock().unwrap().is_empty());
+
+        hub.update("live", |l| l.stage = "transcoding".into());
+        let rx = hub.subscribe("live");
+        let stream = hub.stream(rx, status("live", VideoState::Processing));
+        hub.publish(StatusEvent::snapshot(status(
+            "live",
+            VideoState::Processing,
+        )));
+        hub.publish(StatusEvent::snapshot(status("live", VideoState::Ready)));
+        let names: Vec<_> = stream.map(|e| e.name).collect().await;
+        assert_eq!(
+            names,
+            [
+                "transcode.progress",
+                "transcode.progress",
+                "transcode.completed"
+            ]
+        );
+        assert!(hub.videos.lock().unwrap().is_empty());
     }
 }

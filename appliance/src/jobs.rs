@@ -95,7 +95,7 @@ async fn run(
     let vid = job.video_id.clone();
     let video = app.catalog.call(move |c| cat::video(c, &vid)).await?;
     let Some(video) = video.filter(|v| v.state == "processing") else {
-        settle(app, owner, &job, Settle::Failed("the video is gone")).await?;
+        settle(app, owner, &job, Settle::Failed("the video is gone".into())).await?;
         return Ok(());
     };
     if job.attempts > job.max_attempts {
@@ -103,7 +103,7 @@ async fn run(
             "gave up after {} attempts (the process running the last one died)",
             job.max_attempts
         );
-        settle(app, owner, &job, Settle::Failed(&reason)).await?;
+        settle(app, owner, &job, Settle::Failed(reason)).await?;
         app.counters.failed.fetch_add(1, Ordering::Relaxed);
         announce_final(app, &job.video_id).await;
         return Ok(());
@@ -187,7 +187,7 @@ async fn run(
                 &job,
                 Settle::Retry {
                     at: now_ms() + backoff as i64 * 1000,
-                    error: &message,
+                    error: message,
                 },
             )
             .await?;
@@ -199,7 +199,7 @@ async fn run(
             let reason = failure_reason(&e);
             tracing::warn!(job = job.id, video = %job.video_id, "failed: {e}");
             app.counters.failed.fetch_add(1, Ordering::Relaxed);
-            settle(app, owner, &job, Settle::Failed(&reason)).await?;
+            settle(app, owner, &job, Settle::Failed(reason)).await?;
             announce_final(app, &job.video_id).await;
         }
     }
@@ -224,30 +224,12 @@ fn failure_reason(e: &Error) -> String {
     }
 }
 
-async fn settle(app: &App, owner: &str, job: &JobRow, outcome: Settle<'_>) -> Result<()> {
+async fn settle(app: &App, owner: &str, job: &JobRow, outcome: Settle) -> Result<()> {
     let (id, owner) = (job.id, owner.to_owned());
-    let outcome = match outcome {
-        Settle::Failed(r) => OwnedSettle::Failed(r.to_owned()),
-        Settle::Retry { at, error } => OwnedSettle::Retry(at, error.to_owned()),
-        Settle::Release => OwnedSettle::Release,
-    };
     app.catalog
-        .call(move |c| {
-            let s = match &outcome {
-                OwnedSettle::Failed(r) => Settle::Failed(r),
-                OwnedSettle::Retry(at, e) => Settle::Retry { at: *at, error: e },
-                OwnedSettle::Release => Settle::Release,
-            };
-            cat::settle(c, id, &owner, s)
-        })
+        .call(move |c| cat::settle(c, id, &owner, outcome))
         .await?;
     Ok(())
-}
-
-enum OwnedSettle {
-    Failed(String),
-    Retry(i64, String),
-    Release,
 }
 
 async fn set_stage(app: &App, video_id: &str, stage: &'static str) -> Result<()> {

@@ -273,6 +273,10 @@ impl Client {
         self.request("GET", url, &[], None)
     }
 
+    pub fn delete(&self, url: &str) -> Resp {
+        self.request("DELETE", url, &[], None)
+    }
+
     pub fn post_json(&self, url: &str, v: &Value) -> Resp {
         self.request(
             "POST",

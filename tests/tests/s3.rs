@@ -129,13 +129,8 @@ fn ladders_live_in_an_s3_bucket() {
     assert_eq!((part.status, &part.body[..]), (206, &seg.body[10..20]));
 
     assert_eq!(
-        ann.request(
-            "DELETE",
-            &server.url(&format!("/api/v1/videos/{video}")),
-            &[],
-            None
-        )
-        .status,
+        ann.delete(&server.url(&format!("/api/v1/videos/{video}")))
+            .status,
         204
     );
     assert!(

@@ -328,13 +328,8 @@ fn private_videos_are_not_served_and_others_cannot_touch_them() {
         404
     );
     assert_eq!(
-        bob.request(
-            "DELETE",
-            &server.url(&format!("/api/v1/videos/{video}")),
-            &[],
-            None
-        )
-        .status,
+        bob.delete(&server.url(&format!("/api/v1/videos/{video}")))
+            .status,
         404
     );
     let mine = ann
@@ -347,13 +342,8 @@ fn private_videos_are_not_served_and_others_cannot_touch_them() {
     assert!(theirs["items"].as_array().unwrap().is_empty());
 
     assert_eq!(
-        ann.request(
-            "DELETE",
-            &server.url(&format!("/api/v1/videos/{video}")),
-            &[],
-            None
-        )
-        .status,
+        ann.delete(&server.url(&format!("/api/v1/videos/{video}")))
+            .status,
         204
     );
     assert_eq!(
@@ -464,12 +454,7 @@ fn errors_auth_and_validation() {
     );
     assert_eq!(
         creator
-            .request(
-                "DELETE",
-                &server.url(&format!("/api/v1/uploads/{id}")),
-                &[],
-                None
-            )
+            .delete(&server.url(&format!("/api/v1/uploads/{id}")))
             .status,
         204
     );
@@ -683,12 +668,7 @@ fn crash_mid_transcode_and_delete_mid_transcode() {
     let doomed = upload_small(&server, &ann, &src, &json!({"title": "doomed"}));
     let events = ann.sse(&server.url(&format!("/api/v1/videos/{doomed}/events")));
     wait_event(&events, "transcode.progress", Duration::from_secs(60));
-    let r = ann.request(
-        "DELETE",
-        &server.url(&format!("/api/v1/videos/{doomed}")),
-        &[],
-        None,
-    );
+    let r = ann.delete(&server.url(&format!("/api/v1/videos/{doomed}")));
     assert_eq!(r.status, 204);
     let (v, _) = wait_event(&events, "transcode.failed", Duration::from_secs(30));
     assert_eq!(v["stage"], "deleted");
