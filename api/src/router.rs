@@ -93,6 +93,14 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
         )
         .route("/videos/{id}/status", get(video_status::<S>))
         .route("/videos/{id}/events", get(video_events::<S>))
+        .route("/feed/for-you", get(feed_for_you::<S>))
+        .route("/feed/following", get(feed_following::<S>))
+        .route("/feed/trending", get(feed_trending::<S>))
+        .route("/users/me/interests", post(set_interests::<S>))
+        .route("/users/{id}/follow", post(follow::<S>).delete(unfollow::<S>))
+        .route("/engagement/watch-batch", post(watch_batch::<S>))
+        .route("/search/videos", get(search_videos::<S>))
+        .route("/hashtags/{tag}/videos", get(hashtag_videos::<S>))
         .route("/ops/inventory", get(inventory::<S>))
         .route("/ops/jobs", get(jobs::<S>))
         .route("/ops/videos/{id}/reprocess", post(reprocess::<S>));
@@ -505,6 +513,94 @@ async fn create_video<S: Service>(
     .await
 }
 
+// ------------------------------------------------------------------- feed
+
+type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+#[utoipa::path(get, path = "/api/v1/feed/for-you", params(FeedQuery),
+    responses((status = 200, body = Feed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn feed_for_you<S: Service>(State(ctx): St<S>, Auth(p): Auth, query: QueryResult<FeedQuery>) -> ApiResult<Json<Feed>> {
+    let Query(q) = query?;
+    Ok(Json(ctx.svc.feed(Some(&p), FeedKind::ForYou, q).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/feed/following", params(FeedQuery),
+    responses((status = 200, body = Feed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn feed_following<S: Service>(State(ctx): St<S>, Auth(p): Auth, query: QueryResult<FeedQuery>) -> ApiResult<Json<Feed>> {
+    let Query(q) = query?;
+    Ok(Json(ctx.svc.feed(Some(&p), FeedKind::Following, q).await?))
+}
+
+/// Open to anonymous callers.
+#[utoipa::path(get, path = "/api/v1/feed/trending", params(FeedQuery),
+    responses((status = 200, body = Feed), (status = 400, body = ErrorBody)))]
+async fn feed_trending<S: Service>(
+    State(ctx): St<S>,
+    MaybeAuth(caller): MaybeAuth,
+    query: QueryResult<FeedQuery>,
+) -> ApiResult<Json<Feed>> {
+    let Query(q) = query?;
+    Ok(Json(ctx.svc.feed(caller.as_ref(), FeedKind::Trending, q).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/users/me/interests", request_body = Interests,
+    responses((status = 200, body = InterestsSet), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn set_interests<S: Service>(State(ctx): St<S>, Auth(p): Auth, body: Bytes) -> ApiResult<Json<InterestsSet>> {
+    let req: Interests = parse_json(&body)?;
+    Ok(Json(ctx.svc.set_interests(&p, req).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{id}/follow",
+    responses((status = 200, body = FollowState), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn follow<S: Service>(State(ctx): St<S>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<FollowState>> {
+    Ok(Json(ctx.svc.follow(&p, &id, true).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{id}/follow",
+    responses((status = 200, body = FollowState), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn unfollow<S: Service>(State(ctx): St<S>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<FollowState>> {
+    Ok(Json(ctx.svc.follow(&p, &id, false).await?))
+}
+
+/// Accepted events are durable before the 202; repeated `eventId`s are
+/// counted once.
+#[utoipa::path(post, path = "/api/v1/engagement/watch-batch", request_body = WatchBatch,
+    responses((status = 202, body = WatchAccepted), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn watch_batch<S: Service>(State(ctx): St<S>, Auth(p): Auth, body: Bytes) -> Response {
+    let run = async {
+        let req: WatchBatch = parse_json(&body)?;
+        ctx.svc.watch_batch(&p, req).await
+    };
+    match run.await {
+        Ok(v) => json_response(StatusCode::ACCEPTED, &v),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/search/videos", params(SearchQuery),
+    responses((status = 200, body = Page<Video>), (status = 400, body = ErrorBody)))]
+async fn search_videos<S: Service>(State(ctx): St<S>, query: QueryResult<SearchQuery>) -> ApiResult<Json<Page<Video>>> {
+    let Query(q) = query?;
+    Ok(Json(ctx.svc.search_videos(q).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/hashtags/{tag}/videos", params(PageQuery),
+    responses((status = 200, body = Page<Video>), (status = 400, body = ErrorBody)))]
+async fn hashtag_videos<S: Service>(
+    State(ctx): St<S>,
+    Path(tag): Path<String>,
+    query: QueryResult<PageQuery>,
+) -> ApiResult<Json<Page<Video>>> {
+    let Query(q) = query?;
+    Ok(Json(ctx.svc.hashtag_videos(&tag, q).await?))
+}
+
 // ---------------------------------------------------------------- videos
 
 #[utoipa::path(get, path = "/api/v1/videos/{id}", responses((status = 200, body = Video), (status = 404, body = ErrorBody)))]
@@ -695,7 +791,9 @@ impl utoipa::Modify for BearerAuth {
     paths(
         register, login, get_user, user_videos, init_upload, put_chunk, get_upload,
         complete_upload, cancel_upload, create_video, get_video, video_status,
-        video_events, delete_video, inventory, jobs, reprocess, healthz, readyz
+        video_events, delete_video, inventory, jobs, reprocess, healthz, readyz,
+        feed_for_you, feed_following, feed_trending, set_interests, follow, unfollow,
+        watch_batch, search_videos, hashtag_videos
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
     modifiers(&BearerAuth)

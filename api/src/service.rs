@@ -157,6 +157,35 @@ pub trait Service: Send + Sync + 'static {
     fn idempotency_abort(&self, scope: &str, key: &str) -> impl Future<Output = ()> + Send;
 
     // --- operations ---
+    fn feed(
+        &self,
+        caller: Option<&Principal>,
+        kind: FeedKind,
+        query: FeedQuery,
+    ) -> impl Future<Output = ApiResult<Feed>> + Send;
+    fn set_interests(
+        &self,
+        caller: &Principal,
+        req: Interests,
+    ) -> impl Future<Output = ApiResult<InterestsSet>> + Send;
+    fn watch_batch(
+        &self,
+        caller: &Principal,
+        req: WatchBatch,
+    ) -> impl Future<Output = ApiResult<WatchAccepted>> + Send;
+    fn follow(
+        &self,
+        caller: &Principal,
+        user_id: &str,
+        on: bool,
+    ) -> impl Future<Output = ApiResult<FollowState>> + Send;
+    fn search_videos(&self, query: SearchQuery) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+    fn hashtag_videos(
+        &self,
+        tag: &str,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+
     fn inventory(&self) -> impl Future<Output = ApiResult<serde_json::Value>> + Send;
     fn jobs(&self, limit: u32) -> impl Future<Output = ApiResult<Vec<Job>>> + Send;
     fn reprocess(&self, video_id: &str) -> impl Future<Output = ApiResult<Accepted>> + Send;

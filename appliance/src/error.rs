@@ -44,6 +44,9 @@ pub enum Error {
 
     #[error("background task failed: {0}")]
     Task(String),
+
+    #[error(transparent)]
+    Inference(#[from] inference::InferenceError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,7 +77,7 @@ impl Error {
         match self {
             Self::Catalog { .. } | Self::Objects { .. } | Self::Io { .. } | Self::Task(_) => true,
             Self::Media(e) => e.is_transient(),
-            Self::Config(_) | Self::Hardware(_) | Self::Api(_) => false,
+            Self::Config(_) | Self::Hardware(_) | Self::Api(_) | Self::Inference(_) => false,
         }
     }
 }
@@ -103,7 +106,11 @@ impl From<Error> for ApiError {
                 }
                 None => ApiError::internal(m),
             },
+            Error::Inference(
+                e @ (inference::InferenceError::BadCursor(_) | inference::InferenceError::Invalid(_)),
+            ) => ApiError::validation(e.to_string()),
             other @ (Error::Config(_)
+            | Error::Inference(_)
             | Error::Catalog { .. }
             | Error::Objects { .. }
             | Error::Io { .. }

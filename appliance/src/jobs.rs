@@ -155,6 +155,7 @@ async fn run(
                     .transcode_ms
                     .fetch_add(started_at.elapsed().as_millis() as u64, Ordering::Relaxed);
                 tracing::info!(job = job.id, video = %job.video_id, secs = started_at.elapsed().as_secs_f32(), "published");
+                app.feed.embed_wake.notify_one();
             } else {
                 app.counters.cancelled.fetch_add(1, Ordering::Relaxed);
                 remove_if_unwanted(app, &job.video_id).await?;
@@ -217,7 +218,8 @@ fn failure_reason(e: &Error) -> String {
         | Error::Io { .. }
         | Error::Objects { .. }
         | Error::Catalog { .. }
-        | Error::Task(_) => {
+        | Error::Task(_)
+        | Error::Inference(_) => {
             "the transcode failed on this box; an operator can see why in its log".into()
         }
         Error::Config(_) | Error::Hardware(_) | Error::Api(_) => e.to_string(),
@@ -486,6 +488,7 @@ pub async fn sweep(app: &App) -> Result<()> {
 pub async fn render_metrics(app: &App) -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    app.feed.render_metrics(&mut out);
     let counts = app
         .catalog
         .call(|c| cat::job_counts(c))

@@ -13,8 +13,11 @@ mod config;
 mod error;
 mod hub;
 mod jobs;
+mod feed_api;
+mod feedtools;
 mod objects;
 mod progress;
+mod recommend;
 mod serve;
 
 #[derive(Parser)]
@@ -65,6 +68,59 @@ enum Command {
         #[command(subcommand)]
         which: UserCommand,
     },
+    /// Generate a synthetic world (users with latent interests, topical
+    /// videos, a watch-behaviour model) and its interaction log.
+    Simulate {
+        /// Directory for videos.jsonl, events.csv and events.jsonl.
+        #[arg(long, default_value = "sim")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        users: usize,
+        #[arg(long, default_value_t = 2000)]
+        videos: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Offline evaluation of the feed against popularity and random
+    /// baselines (HR@10, NDCG@10, coverage, diversity) on a log split by
+    /// time; simulates a world when no log is given. Prints JSON.
+    EvalFeed {
+        /// videos.jsonl (as written by `simulate`).
+        #[arg(long)]
+        videos: Option<PathBuf>,
+        /// events.jsonl, or a CSV of user,video,completion,timestamp.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Rank with this trained model instead of the formula.
+        #[arg(long)]
+        ranker: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also write the report here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Train the ranking model from the box's watch events (or a simulated
+    /// log) and write it where the server hot-reloads it (feed.ranker).
+    TrainRanker {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Train from a simulated world instead of the catalog: its
+        /// videos.jsonl and events.jsonl.
+        #[arg(long, requires = "log")]
+        videos: Option<PathBuf>,
+        #[arg(long, requires = "videos")]
+        log: Option<PathBuf>,
+        /// Output file (default: feed.ranker).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Benchmarks, written as JSON (and a plot) for comparison across machines.
     Bench {
         #[command(subcommand)]
@@ -110,6 +166,39 @@ enum BenchCommand {
         #[arg(long, value_enum, default_value_t = Source::Synthetic)]
         source: Source,
     },
+    /// Candidates scored per second by batch size (formula and model).
+    Rank {
+        #[arg(long, default_value = "benches/results/rank-cpu.json")]
+        out: PathBuf,
+    },
+    /// Feed latency p50/p99 with concurrent clients at several catalog sizes.
+    Feed {
+        #[arg(long, default_value = "benches/results/feed-cpu.json")]
+        out: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<usize>,
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Pages per scrolling session.
+        #[arg(long, default_value_t = 5)]
+        pages: usize,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+    },
+    /// Recall@100 against exact search and queries/s, per index type and size.
+    Retrieval {
+        #[arg(long, default_value = "benches/results/retrieval-cpu.json")]
+        out: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<usize>,
+    },
+    /// Sentences embedded per second by batch size.
+    Embed {
+        #[arg(long, default_value = "benches/results/embed-cpu.json")]
+        out: PathBuf,
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        model_dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -149,6 +238,56 @@ fn main() -> ExitCode {
             json,
             quiet,
         } => transcode(input, out, &backend, rungs, preset, json, quiet),
+        Command::Simulate { out, users, videos, seed } => {
+            let cfg = inference::sim::WorldConfig {
+                users,
+                videos,
+                creators: (videos / 8).max(1),
+                seed,
+                ..Default::default()
+            };
+            match feedtools::simulate(&cfg, &out) {
+                Ok((v, e)) => {
+                    println!("wrote {v} videos and {e} watch events to {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(&e),
+            }
+        }
+        Command::EvalFeed { videos, log, ranker, config, out, seed, quiet } => {
+            let model_dir = match config::Config::load(config.as_deref()) {
+                Ok(c) => c.feed.model_dir,
+                Err(e) => return report(&e),
+            };
+            let args = feedtools::EvalArgs { videos, log, ranker, model_dir, out, seed, quiet };
+            match feedtools::eval_feed(&args) {
+                Ok(r) => {
+                    feedtools::print_json(&r);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(&e),
+            }
+        }
+        Command::TrainRanker { config, videos, log, out, quiet } => {
+            let cfg = match config::Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return report(&e),
+            };
+            match feedtools::train_ranker(&cfg, videos.zip(log), out, quiet) {
+                Ok((path, r)) => {
+                    feedtools::print_json(&r);
+                    eprintln!("wrote {} (a running server picks it up within seconds)", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(&e),
+            }
+        }
+        Command::Bench { which: BenchCommand::Rank { out } } => bench_done(benches::feed::rank(&out), &out),
+        Command::Bench { which: BenchCommand::Feed { out, sizes, clients, pages, secs } } => {
+            bench_done(benches::feed::feed(&sizes, clients, pages, secs, &out), &out)
+        }
+        Command::Bench { which: BenchCommand::Retrieval { out, sizes } } => bench_done(benches::feed::retrieval(&sizes, &out), &out),
+        Command::Bench { which: BenchCommand::Embed { out, model_dir } } => bench_done(benches::feed::embed(&model_dir, &out), &out),
         Command::Bench {
             which:
                 BenchCommand::Encode {
@@ -182,7 +321,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+fn bench_done<T: serde::Serialize>(r: benches::Result<T>, out: &std::path::Path) -> ExitCode {
+    match r {
+        Ok(report) => {
+            feedtools::print_json(&report);
+            eprintln!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

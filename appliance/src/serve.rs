@@ -81,6 +81,9 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
         })
         .await?;
 
+    // The feed learns from the catalog before the first request is taken.
+    app.feed.warm_up(&app.catalog).await?;
+
     let hls_js = read_optional(&app.config.player.hls_js);
     if hls_js.is_none() {
         tracing::warn!(
@@ -116,7 +119,8 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
     println!("listening on http://{addr}");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = crate::jobs::spawn(app.clone(), stop_rx.clone());
+    let mut workers = crate::jobs::spawn(app.clone(), stop_rx.clone());
+    workers.extend(app.feed.spawn(app.catalog.clone(), stop_rx.clone()));
     if let Some(file) = demo {
         let app = app.clone();
         tokio::spawn(async move {

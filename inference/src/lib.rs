@@ -1,6 +1,24 @@
-//! Recommendation: content embeddings (all-MiniLM-L6-v2 run by candle), user
-//! embeddings, the FAISS video and user indexes, candidate generation, the
-//! ranking model and its training, diversity re-ranking and cold start.
+//! Recommendation: content embeddings (all-MiniLM-L6-v2 run by candle),
+//! user embeddings, the FAISS video and user indexes, candidate generation,
+//! the ranking model and its training, diversity re-ranking, cold start,
+//! the world simulator and the offline evaluation.
 //!
-//! Its work arrives with the "For You" feed issue; until then this crate
-//! deliberately holds no code.
+//! Invariants: no HTTP, no database; state comes in through [`Engine`]
+//! calls and persistence is the caller's. FAISS and candle are the only
+//! native code, each behind its own module ([`index`], [`embed`], [`rank`]).
+
+pub mod embed;
+pub mod engine;
+pub mod error;
+pub mod eval;
+pub mod index;
+pub mod rank;
+pub mod rerank;
+pub mod session;
+pub mod sim;
+
+pub use embed::{Embedder, DIM};
+pub use engine::{Engine, EngineConfig, FeedItem, FeedKind, FeedPage, Reason, Source, VideoDoc, Watch};
+pub use error::{InferenceError, Result};
+pub use index::{IndexKind, VectorIndex};
+pub use rank::{RankModel, Ranker};

