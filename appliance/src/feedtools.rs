@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use inference::engine::{Engine, EngineConfig, VideoDoc, Watch};
+use inference::engine::{VideoDoc, Watch};
 use inference::eval::{evaluate, EvalConfig};
 use inference::sim::{World, WorldConfig, TOPICS};
-use inference::{Embedder, RankModel, Ranker};
+use inference::Embedder;
 
 use crate::catalog as cat;
 use crate::config::Config;
@@ -134,42 +134,12 @@ pub fn eval_feed(a: &EvalArgs) -> Result<inference::eval::Report> {
         _ => return Err(Error::Config("give both --videos and --log, or neither (to simulate)".into())),
     };
     let videos = embed_docs(&a.model_dir, docs, a.quiet)?;
-    let ranker_path = a.ranker.clone();
-    let load = move || -> Option<Ranker> { ranker_path.as_deref().and_then(|p| RankModel::load(p).ok()).map(Ranker::Model) };
-    if let Some(p) = &a.ranker {
-        RankModel::load(p)?;
-    }
-    let report = evaluate(&videos, &events, &EvalConfig { seed: a.seed, ..EvalConfig::default() }, load)?;
+    let report = evaluate(&videos, &events, &EvalConfig { seed: a.seed, ..EvalConfig::default() }, a.ranker.as_deref())?;
     if let Some(out) = &a.out {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
         std::fs::write(out, json).map_err(io("writing", out))?;
     }
     Ok(report)
-}
-
-/// Replays events chronologically through a fresh engine, taking each
-/// event's features as they stood just before it, and trains the ranker.
-pub fn train_from(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], out: &Path, epochs: usize) -> Result<inference::rank::TrainReport> {
-    let engine = Engine::new(EngineConfig::default());
-    for (doc, emb) in videos {
-        engine.load_video(doc.clone(), emb.clone())?;
-    }
-    engine.rebuild_video_index(None)?;
-    let mut examples = Vec::with_capacity(events.len());
-    let mut last_refresh = i64::MIN;
-    for w in events {
-        if w.ts - last_refresh > 3600 {
-            engine.refresh(w.ts)?;
-            last_refresh = w.ts;
-        }
-        if let (_, Some(ex)) = engine.record_watch(w, true) {
-            examples.push(ex);
-        }
-    }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    }
-    Ok(inference::rank::train(&examples, epochs, out)?)
 }
 
 /// `train-ranker`: from the box's catalog (default) or a simulated log.
@@ -203,7 +173,10 @@ pub fn train_ranker(config: &Config, from: Option<(PathBuf, PathBuf)>, out: Opti
             })?
         }
     };
-    let report = train_from(&videos, &events, &target, 300)?;
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    }
+    let report = inference::eval::train_ranker(&videos, &events, &target, 300)?;
     Ok((target, report))
 }
 

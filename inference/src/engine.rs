@@ -630,6 +630,19 @@ impl Engine {
         (true, ex)
     }
 
+    /// Ranking features for `user` and `video` as the engine stands now,
+    /// without recording anything (training negatives).
+    pub fn features_for(&self, user: &str, video: &str, now: i64) -> Option<Features> {
+        let cat = self.catalog.read();
+        let v = cat.by_id.get(video).and_then(|&s| cat.live(s))?;
+        let handle = self.users.read().get(user).cloned()?;
+        let u = handle.lock();
+        if u.watched.contains(&cat.by_id[video]) {
+            return None;
+        }
+        Some(self.features(&cat, &u, v, now))
+    }
+
     fn features(&self, cat: &Catalog, u: &User, v: &Video, now: i64) -> Features {
         let s = *v.stats.lock();
         let cs = cat.creator_stats.lock().get(&v.creator).copied().unwrap_or_default();

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use crate::embed::dot;
 use crate::engine::{Engine, EngineConfig, FeedKind, VideoDoc, Watch};
 use crate::error::Result;
-use crate::rank::Ranker;
+use crate::rank::{Example, RankModel, Ranker, TrainReport};
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Metrics {
@@ -36,8 +36,13 @@ pub struct Report {
     pub train_events: usize,
     pub test_events: usize,
     pub split_ts: i64,
+    /// `model`: trained on the training split (sampled negatives), as
+    /// `train-ranker` does on the box; or the model file given.
     pub ranker: &'static str,
+    pub training: Option<TrainReport>,
     pub feed: Metrics,
+    /// The same feed ranked by the hand formula, for comparison.
+    pub feed_formula: Metrics,
     pub popularity: Metrics,
     pub random: Metrics,
     pub hr_lift_over_popularity: f64,
@@ -82,8 +87,46 @@ pub fn build_engine(videos: &[(VideoDoc, Vec<f32>)], train: &[Watch], ranker: Op
     Ok(engine)
 }
 
+/// Replays events chronologically through a fresh engine and takes, for
+/// each, the features as they stood just before it (label: completed) plus
+/// one sampled unwatched video as a negative, so the model learns what a
+/// user picks and finishes, not only how long they watch what they picked.
+pub fn training_examples(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], seed: u64) -> Result<Vec<Example>> {
+    use rand::Rng;
+    let engine = Engine::new(EngineConfig::default());
+    for (doc, emb) in videos {
+        engine.load_video(doc.clone(), emb.clone())?;
+    }
+    engine.rebuild_video_index(None)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut examples = Vec::with_capacity(events.len() * 2);
+    let mut last_refresh = i64::MIN;
+    for w in events {
+        if w.ts - last_refresh > 3600 {
+            engine.refresh(w.ts)?;
+            last_refresh = w.ts;
+        }
+        if !videos.is_empty() {
+            let other = &videos[rng.random_range(0..videos.len())].0.id;
+            if let Some(features) = engine.features_for(&w.user, other, w.ts) {
+                examples.push(Example { features, completed: false, weight: 1.0 });
+            }
+        }
+        if let (_, Some(ex)) = engine.record_watch(w, true) {
+            examples.push(ex);
+        }
+    }
+    Ok(examples)
+}
+
+/// Trains a ranker on `events` and writes it to `out`.
+pub fn train_ranker(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], out: &std::path::Path, epochs: usize) -> Result<TrainReport> {
+    let examples = training_examples(videos, events, 7)?;
+    crate::rank::train(&examples, epochs, out)
+}
+
 /// Runs the evaluation. `events` must be sorted by time.
-pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalConfig, ranker: impl Fn() -> Option<Ranker>) -> Result<Report> {
+pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalConfig, model: Option<&std::path::Path>) -> Result<Report> {
     let split = ((events.len() as f64) * cfg.train_share) as usize;
     let (train, test) = events.split_at(split);
     let split_ts = test.first().map_or(0, |w| w.ts);
@@ -104,14 +147,27 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
     users.shuffle(&mut rng);
     users.truncate(cfg.max_users);
 
-    let engine = build_engine(videos, train, ranker())?;
+    let scratch = tempfile::tempdir().map_err(|e| crate::error::InferenceError::io("temp dir", e))?;
+    let (model_path, training) = match model {
+        Some(p) => (p.to_path_buf(), None),
+        None => {
+            let p = scratch.path().join("ranker.safetensors");
+            let report = train_ranker(videos, train, &p, 300)?;
+            (p, Some(report))
+        }
+    };
+    let ranker = || -> Result<Option<Ranker>> { Ok(Some(Ranker::Model(RankModel::load(&model_path)?))) };
+    let engine = build_engine(videos, train, ranker()?)?;
+    let formula_engine = build_engine(videos, train, None)?;
     let embs: HashMap<&str, &[f32]> = videos.iter().map(|(d, e)| (d.id.as_str(), e.as_slice())).collect();
     let now = split_ts;
     let mut feed_lists = Vec::new();
+    let mut formula_lists = Vec::new();
     let mut pop_lists = Vec::new();
     let mut rand_lists = Vec::new();
     for &u in &users {
         feed_lists.push(first_page(&engine, u, now)?);
+        formula_lists.push(first_page(&formula_engine, u, now)?);
         pop_lists.push(engine.popular_for(u, 10));
         let mut pool = engine.unwatched_ids(u);
         pool.shuffle(&mut rng);
@@ -120,6 +176,7 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
     }
     let score = |lists: &[Vec<String>], users: &[&str]| metrics(lists, users, &positives, &embs, videos.len());
     let feed = score(&feed_lists, &users);
+    let feed_formula = score(&formula_lists, &users);
     let popularity = score(&pop_lists, &users);
     let random = score(&rand_lists, &users);
 
@@ -147,7 +204,7 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
             })
             .cloned()
             .collect();
-        let engine = build_engine(videos, &truncated, ranker())?;
+        let engine = build_engine(videos, &truncated, ranker()?)?;
         let lists = rich.iter().map(|u| first_page(&engine, u, now)).collect::<Result<Vec<_>>>()?;
         history.push(HistoryPoint {
             train_events_per_user: step,
@@ -162,6 +219,8 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
         test_events: test.len(),
         split_ts,
         ranker: engine.ranker_name(),
+        training,
+        feed_formula,
         hr_lift_over_popularity: lift(feed.hr_at_10, popularity.hr_at_10),
         ndcg_lift_over_popularity: lift(feed.ndcg_at_10, popularity.ndcg_at_10),
         feed,

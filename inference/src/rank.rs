@@ -134,7 +134,7 @@ pub struct Example {
     pub weight: f32,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainReport {
     pub examples: usize,
     pub positives: usize,
