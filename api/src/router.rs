@@ -97,7 +97,10 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
         .route("/feed/following", get(feed_following::<S>))
         .route("/feed/trending", get(feed_trending::<S>))
         .route("/users/me/interests", post(set_interests::<S>))
-        .route("/users/{id}/follow", post(follow::<S>).delete(unfollow::<S>))
+        .route(
+            "/users/{id}/follow",
+            post(follow::<S>).delete(unfollow::<S>),
+        )
         .route("/engagement/watch-batch", post(watch_batch::<S>))
         .route("/search/videos", get(search_videos::<S>))
         .route("/hashtags/{tag}/videos", get(hashtag_videos::<S>))
@@ -520,7 +523,11 @@ type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>
 #[utoipa::path(get, path = "/api/v1/feed/for-you", params(FeedQuery),
     responses((status = 200, body = Feed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn feed_for_you<S: Service>(State(ctx): St<S>, Auth(p): Auth, query: QueryResult<FeedQuery>) -> ApiResult<Json<Feed>> {
+async fn feed_for_you<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    query: QueryResult<FeedQuery>,
+) -> ApiResult<Json<Feed>> {
     let Query(q) = query?;
     Ok(Json(ctx.svc.feed(Some(&p), FeedKind::ForYou, q).await?))
 }
@@ -528,7 +535,11 @@ async fn feed_for_you<S: Service>(State(ctx): St<S>, Auth(p): Auth, query: Query
 #[utoipa::path(get, path = "/api/v1/feed/following", params(FeedQuery),
     responses((status = 200, body = Feed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn feed_following<S: Service>(State(ctx): St<S>, Auth(p): Auth, query: QueryResult<FeedQuery>) -> ApiResult<Json<Feed>> {
+async fn feed_following<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    query: QueryResult<FeedQuery>,
+) -> ApiResult<Json<Feed>> {
     let Query(q) = query?;
     Ok(Json(ctx.svc.feed(Some(&p), FeedKind::Following, q).await?))
 }
@@ -542,13 +553,19 @@ async fn feed_trending<S: Service>(
     query: QueryResult<FeedQuery>,
 ) -> ApiResult<Json<Feed>> {
     let Query(q) = query?;
-    Ok(Json(ctx.svc.feed(caller.as_ref(), FeedKind::Trending, q).await?))
+    Ok(Json(
+        ctx.svc.feed(caller.as_ref(), FeedKind::Trending, q).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/users/me/interests", request_body = Interests,
     responses((status = 200, body = InterestsSet), (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn set_interests<S: Service>(State(ctx): St<S>, Auth(p): Auth, body: Bytes) -> ApiResult<Json<InterestsSet>> {
+async fn set_interests<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    body: Bytes,
+) -> ApiResult<Json<InterestsSet>> {
     let req: Interests = parse_json(&body)?;
     Ok(Json(ctx.svc.set_interests(&p, req).await?))
 }
@@ -556,14 +573,22 @@ async fn set_interests<S: Service>(State(ctx): St<S>, Auth(p): Auth, body: Bytes
 #[utoipa::path(post, path = "/api/v1/users/{id}/follow",
     responses((status = 200, body = FollowState), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn follow<S: Service>(State(ctx): St<S>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<FollowState>> {
+async fn follow<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FollowState>> {
     Ok(Json(ctx.svc.follow(&p, &id, true).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}/follow",
     responses((status = 200, body = FollowState), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn unfollow<S: Service>(State(ctx): St<S>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<FollowState>> {
+async fn unfollow<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FollowState>> {
     Ok(Json(ctx.svc.follow(&p, &id, false).await?))
 }
 
@@ -585,7 +610,10 @@ async fn watch_batch<S: Service>(State(ctx): St<S>, Auth(p): Auth, body: Bytes) 
 
 #[utoipa::path(get, path = "/api/v1/search/videos", params(SearchQuery),
     responses((status = 200, body = Page<Video>), (status = 400, body = ErrorBody)))]
-async fn search_videos<S: Service>(State(ctx): St<S>, query: QueryResult<SearchQuery>) -> ApiResult<Json<Page<Video>>> {
+async fn search_videos<S: Service>(
+    State(ctx): St<S>,
+    query: QueryResult<SearchQuery>,
+) -> ApiResult<Json<Page<Video>>> {
     let Query(q) = query?;
     Ok(Json(ctx.svc.search_videos(q).await?))
 }

@@ -179,7 +179,10 @@ pub trait Service: Send + Sync + 'static {
         user_id: &str,
         on: bool,
     ) -> impl Future<Output = ApiResult<FollowState>> + Send;
-    fn search_videos(&self, query: SearchQuery) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+    fn search_videos(
+        &self,
+        query: SearchQuery,
+    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
     fn hashtag_videos(
         &self,
         tag: &str,

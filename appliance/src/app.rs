@@ -1086,7 +1086,12 @@ impl Service for Handle {
         }
     }
 
-    async fn feed(&self, caller: Option<&Principal>, kind: FeedKind, query: FeedQuery) -> ApiResult<Feed> {
+    async fn feed(
+        &self,
+        caller: Option<&Principal>,
+        kind: FeedKind,
+        query: FeedQuery,
+    ) -> ApiResult<Feed> {
         Ok(self.0.feed_page(caller, kind, query).await?)
     }
 

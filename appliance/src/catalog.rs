@@ -169,7 +169,9 @@ impl Catalog {
                 ))
                 .map_err(Error::catalog("creating the schema"))?,
             1 => conn
-                .execute_batch(&format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+                ))
                 .map_err(Error::catalog("migrating the schema to version 2"))?,
             SCHEMA_VERSION => {}
             newer => {
@@ -826,8 +828,11 @@ pub fn requeue_video(c: &mut Connection, video_id: &str, max_attempts: u32) -> R
             params![video_id, now],
         )
         .map_err(Error::catalog("requeueing"))?;
-    tx.execute("DELETE FROM video_embeddings WHERE video_id = ?1", [video_id])
-        .map_err(Error::catalog("requeueing"))?;
+    tx.execute(
+        "DELETE FROM video_embeddings WHERE video_id = ?1",
+        [video_id],
+    )
+    .map_err(Error::catalog("requeueing"))?;
     if n == 0 {
         return Ok(false);
     }
@@ -1101,7 +1106,11 @@ pub fn store_embedding(c: &Connection, video_id: &str, model: &str, vector: &[f3
 
 /// Every ready public video with its embedding, in embedding order.
 pub fn embedded_videos(c: &Connection) -> Result<Vec<(VideoRow, Vec<f32>)>> {
-    let cols: String = VIDEO_COLS.split(", ").map(|c| format!("v.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let cols: String = VIDEO_COLS
+        .split(", ")
+        .map(|c| format!("v.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut st = c
         .prepare(&format!(
             "SELECT {cols}, e.vector FROM video_embeddings e JOIN videos v ON v.id = e.video_id
@@ -1140,7 +1149,9 @@ pub struct WatchRow {
 /// (a repeated `event_id` is ignored).
 pub fn insert_watches(c: &mut Connection, rows: Vec<WatchRow>) -> Result<Vec<WatchRow>> {
     let now = now_ms();
-    let tx = c.transaction().map_err(Error::catalog("storing watch events"))?;
+    let tx = c
+        .transaction()
+        .map_err(Error::catalog("storing watch events"))?;
     let mut fresh = Vec::with_capacity(rows.len());
     {
         let mut st = tx
@@ -1153,8 +1164,17 @@ pub fn insert_watches(c: &mut Connection, rows: Vec<WatchRow>) -> Result<Vec<Wat
         for w in rows {
             let n = st
                 .execute(params![
-                    w.event_id, w.user_id, w.video_id, w.watch_ms, w.duration_ms, w.completed, w.liked, w.shared,
-                    w.source, w.ts, now
+                    w.event_id,
+                    w.user_id,
+                    w.video_id,
+                    w.watch_ms,
+                    w.duration_ms,
+                    w.completed,
+                    w.liked,
+                    w.shared,
+                    w.source,
+                    w.ts,
+                    now
                 ])
                 .map_err(Error::catalog("storing watch events"))?;
             if n == 1 {
@@ -1162,7 +1182,8 @@ pub fn insert_watches(c: &mut Connection, rows: Vec<WatchRow>) -> Result<Vec<Wat
             }
         }
     }
-    tx.commit().map_err(Error::catalog("storing watch events"))?;
+    tx.commit()
+        .map_err(Error::catalog("storing watch events"))?;
     Ok(fresh)
 }
 
@@ -1258,7 +1279,11 @@ pub fn public_videos(c: &Connection, ids: &[String]) -> Result<Vec<VideoRow>> {
         ))
         .map_err(Error::catalog("reading videos"))?;
     for id in ids {
-        if let Some(v) = st.query_row([id], video_row).optional().map_err(Error::catalog("reading videos"))? {
+        if let Some(v) = st
+            .query_row([id], video_row)
+            .optional()
+            .map_err(Error::catalog("reading videos"))?
+        {
             out.push(v);
         }
     }

@@ -107,7 +107,8 @@ impl From<Error> for ApiError {
                 None => ApiError::internal(m),
             },
             Error::Inference(
-                e @ (inference::InferenceError::BadCursor(_) | inference::InferenceError::Invalid(_)),
+                e @ (inference::InferenceError::BadCursor(_)
+                | inference::InferenceError::Invalid(_)),
             ) => ApiError::validation(e.to_string()),
             other @ (Error::Config(_)
             | Error::Inference(_)

@@ -30,7 +30,8 @@ fn reason_str(r: inference::Reason) -> String {
 /// `#Cooking ` → `cooking`; refuses what cannot be a hashtag.
 pub fn normalize_tag(raw: &str) -> std::result::Result<String, ApiError> {
     let t = raw.trim().trim_start_matches('#').to_lowercase();
-    if t.is_empty() || t.chars().count() > 50 || !t.chars().all(|c| c.is_alphanumeric() || c == '_') {
+    if t.is_empty() || t.chars().count() > 50 || !t.chars().all(|c| c.is_alphanumeric() || c == '_')
+    {
         return Err(ApiError::validation(format!(
             "{raw:?} is not a hashtag: 1–50 letters, digits or underscores"
         )));
@@ -40,11 +41,19 @@ pub fn normalize_tag(raw: &str) -> std::result::Result<String, ApiError> {
 
 impl App {
     async fn hydrate(&self, ids: Vec<String>) -> Result<Vec<Video>> {
-        let rows = self.catalog.call(move |c| cat::public_videos(c, &ids)).await?;
+        let rows = self
+            .catalog
+            .call(move |c| cat::public_videos(c, &ids))
+            .await?;
         Ok(rows.iter().map(App::video_wire).collect())
     }
 
-    pub async fn feed_page(&self, caller: Option<&Principal>, kind: FeedKind, q: FeedQuery) -> Result<Feed> {
+    pub async fn feed_page(
+        &self,
+        caller: Option<&Principal>,
+        kind: FeedKind,
+        q: FeedQuery,
+    ) -> Result<Feed> {
         let limit = q.limit.unwrap_or(10);
         if !(1..=50).contains(&limit) {
             return Err(ApiError::validation(format!("limit must be 1–50, got {limit}")).into());
@@ -54,15 +63,27 @@ impl App {
             .feed
             .feed(engine_kind(kind), user, limit as usize, q.cursor.as_deref())
             .await?;
-        let reasons: HashMap<String, inference::Reason> =
-            served.page.items.iter().map(|i| (i.video_id.clone(), i.reason)).collect();
-        let ids: Vec<String> = served.page.items.iter().map(|i| i.video_id.clone()).collect();
+        let reasons: HashMap<String, inference::Reason> = served
+            .page
+            .items
+            .iter()
+            .map(|i| (i.video_id.clone(), i.reason))
+            .collect();
+        let ids: Vec<String> = served
+            .page
+            .items
+            .iter()
+            .map(|i| i.video_id.clone())
+            .collect();
         let videos = self
             .hydrate(ids)
             .await?
             .into_iter()
             .map(|video| FeedVideo {
-                reason: reasons.get(&video.id).map(|r| reason_str(*r)).unwrap_or_default(),
+                reason: reasons
+                    .get(&video.id)
+                    .map(|r| reason_str(*r))
+                    .unwrap_or_default(),
                 video,
             })
             .collect();
@@ -84,17 +105,27 @@ impl App {
             }
         }
         if !(3..=20).contains(&tags.len()) {
-            return Err(ApiError::validation(format!("pick 3–20 distinct interests, got {}", tags.len())).into());
+            return Err(ApiError::validation(format!(
+                "pick 3–20 distinct interests, got {}",
+                tags.len()
+            ))
+            .into());
         }
         let (user, t) = (caller.user_id.clone(), tags.clone());
-        self.catalog.call(move |c| cat::set_interests(c, &user, &t)).await?;
+        self.catalog
+            .call(move |c| cat::set_interests(c, &user, &t))
+            .await?;
         self.feed.apply_interests(&caller.user_id, &tags).await;
         Ok(InterestsSet { interests: tags })
     }
 
     pub async fn watch_batch(&self, caller: &Principal, req: WatchBatch) -> Result<WatchAccepted> {
         if req.events.is_empty() || req.events.len() > MAX_BATCH {
-            return Err(ApiError::validation(format!("a batch holds 1–{MAX_BATCH} events, got {}", req.events.len())).into());
+            return Err(ApiError::validation(format!(
+                "a batch holds 1–{MAX_BATCH} events, got {}",
+                req.events.len()
+            ))
+            .into());
         }
         let mut rows = Vec::with_capacity(req.events.len());
         for (i, e) in req.events.into_iter().enumerate() {
@@ -111,8 +142,11 @@ impl App {
             if e.watch_ms > e.duration_ms.saturating_mul(100) {
                 return Err(bad("watchMs is more than 100 loops of the video".into()).into());
             }
-            let ts = time::OffsetDateTime::parse(&e.timestamp, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| bad(format!("timestamp {:?} is not RFC 3339", e.timestamp)))?;
+            let ts = time::OffsetDateTime::parse(
+                &e.timestamp,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| bad(format!("timestamp {:?} is not RFC 3339", e.timestamp)))?;
             rows.push(WatchRow {
                 // Scoped per user: one client cannot suppress another's events.
                 event_id: format!("{}:{}", caller.user_id, e.event_id),
@@ -128,7 +162,10 @@ impl App {
             });
         }
         let total = rows.len() as u32;
-        let fresh = self.catalog.call(move |c| cat::insert_watches(c, rows)).await?;
+        let fresh = self
+            .catalog
+            .call(move |c| cat::insert_watches(c, rows))
+            .await?;
         // Durable first, then learned from: the user's embedding moves now,
         // and the user index picks it up within a second.
         self.feed.record(&fresh);
@@ -143,11 +180,18 @@ impl App {
             return Err(ApiError::validation("you cannot follow yourself").into());
         }
         let id = user_id.to_string();
-        if self.catalog.call(move |c| cat::user_by_id(c, &id)).await?.is_none() {
+        if self
+            .catalog
+            .call(move |c| cat::user_by_id(c, &id))
+            .await?
+            .is_none()
+        {
             return Err(ApiError::not_found("user").into());
         }
         let (a, b) = (caller.user_id.clone(), user_id.to_string());
-        self.catalog.call(move |c| cat::set_follow(c, &a, &b, on)).await?;
+        self.catalog
+            .call(move |c| cat::set_follow(c, &a, &b, on))
+            .await?;
         self.feed.engine.set_follow(&caller.user_id, user_id, on);
         Ok(FollowState {
             user_id: user_id.to_string(),
@@ -165,14 +209,25 @@ impl App {
             return Err(ApiError::validation(format!("limit must be 1–50, got {limit}")).into());
         }
         let emb = self.feed.embed_query(text).await;
-        let hits = match self.feed.engine.search(text, emb.as_deref(), limit as usize) {
+        let hits = match self
+            .feed
+            .engine
+            .search(text, emb.as_deref(), limit as usize)
+        {
             Ok(h) => h,
             // Without the index, search is keyword-only rather than down.
-            Err(inference::InferenceError::IndexUnavailable(_)) => self.feed.engine.search(text, None, limit as usize)?,
+            Err(inference::InferenceError::IndexUnavailable(_)) => {
+                self.feed.engine.search(text, None, limit as usize)?
+            }
             Err(e) => return Err(e.into()),
         };
-        let items = self.hydrate(hits.into_iter().map(|(id, _)| id).collect()).await?;
-        Ok(Page { items, next_cursor: None })
+        let items = self
+            .hydrate(hits.into_iter().map(|(id, _)| id).collect())
+            .await?;
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
     }
 
     pub async fn hashtag_videos(&self, tag: &str, page: PageQuery) -> Result<Page<Video>> {

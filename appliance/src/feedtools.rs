@@ -46,7 +46,13 @@ pub fn simulate(cfg: &WorldConfig, out: &Path) -> Result<(usize, usize)> {
     let mut csv = String::from("user,video,completion,timestamp\n");
     let mut jsonl = Vec::new();
     for w in &log {
-        csv.push_str(&format!("{},{},{:.4},{}\n", w.user, w.video, w.completion(), w.ts));
+        csv.push_str(&format!(
+            "{},{},{:.4},{}\n",
+            w.user,
+            w.video,
+            w.completion(),
+            w.ts
+        ));
         jsonl.extend(serde_json::to_vec(w).unwrap_or_default());
         jsonl.push(b'\n');
     }
@@ -65,7 +71,13 @@ pub fn read_videos(path: &Path) -> Result<Vec<VideoDoc>> {
         .map(|(n, l)| {
             serde_json::from_str::<VideoLine>(l)
                 .map(|v| v.doc)
-                .map_err(|e| Error::Config(format!("{}:{}: not a video line: {e}", path.display(), n + 1)))
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "{}:{}: not a video line: {e}",
+                        path.display(),
+                        n + 1
+                    ))
+                })
         })
         .collect()
 }
@@ -80,7 +92,13 @@ pub fn read_events(path: &Path) -> Result<Vec<Watch>> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(n, l)| {
-                serde_json::from_str(l).map_err(|e| Error::Config(format!("{}:{}: not a watch event: {e}", path.display(), n + 1)))
+                serde_json::from_str(l).map_err(|e| {
+                    Error::Config(format!(
+                        "{}:{}: not a watch event: {e}",
+                        path.display(),
+                        n + 1
+                    ))
+                })
             })
             .collect::<Result<_>>()?;
         v.sort_by_key(|w| w.ts);
@@ -90,7 +108,11 @@ pub fn read_events(path: &Path) -> Result<Vec<Watch>> {
 }
 
 /// Embeds every video's caption, hashtags and sound with the real model.
-pub fn embed_docs(model_dir: &Path, docs: Vec<VideoDoc>, quiet: bool) -> Result<Vec<(VideoDoc, Vec<f32>)>> {
+pub fn embed_docs(
+    model_dir: &Path,
+    docs: Vec<VideoDoc>,
+    quiet: bool,
+) -> Result<Vec<(VideoDoc, Vec<f32>)>> {
     let embedder = Embedder::load(model_dir)?;
     let bar = if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         indicatif::ProgressBar::hidden()
@@ -126,15 +148,30 @@ pub fn eval_feed(a: &EvalArgs) -> Result<inference::eval::Report> {
     let (docs, events) = match (&a.videos, &a.log) {
         (Some(v), Some(l)) => (read_videos(v)?, read_events(l)?),
         (None, None) => {
-            let cfg = WorldConfig { seed: a.seed, ..WorldConfig::default() };
+            let cfg = WorldConfig {
+                seed: a.seed,
+                ..WorldConfig::default()
+            };
             let mut world = World::generate(&cfg);
             let log = world.log(&cfg);
             (world.videos.into_iter().map(|v| v.doc).collect(), log)
         }
-        _ => return Err(Error::Config("give both --videos and --log, or neither (to simulate)".into())),
+        _ => {
+            return Err(Error::Config(
+                "give both --videos and --log, or neither (to simulate)".into(),
+            ))
+        }
     };
     let videos = embed_docs(&a.model_dir, docs, a.quiet)?;
-    let report = evaluate(&videos, &events, &EvalConfig { seed: a.seed, ..EvalConfig::default() }, a.ranker.as_deref())?;
+    let report = evaluate(
+        &videos,
+        &events,
+        &EvalConfig {
+            seed: a.seed,
+            ..EvalConfig::default()
+        },
+        a.ranker.as_deref(),
+    )?;
     if let Some(out) = &a.out {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
         std::fs::write(out, json).map_err(io("writing", out))?;
@@ -143,13 +180,25 @@ pub fn eval_feed(a: &EvalArgs) -> Result<inference::eval::Report> {
 }
 
 /// `train-ranker`: from the box's catalog (default) or a simulated log.
-pub fn train_ranker(config: &Config, from: Option<(PathBuf, PathBuf)>, out: Option<PathBuf>, quiet: bool) -> Result<(PathBuf, inference::rank::TrainReport)> {
+pub fn train_ranker(
+    config: &Config,
+    from: Option<(PathBuf, PathBuf)>,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> Result<(PathBuf, inference::rank::TrainReport)> {
     let target = out.unwrap_or_else(|| {
         let r = &config.feed.ranker;
-        if r.is_absolute() { r.clone() } else { config.storage.data_dir.join(r) }
+        if r.is_absolute() {
+            r.clone()
+        } else {
+            config.storage.data_dir.join(r)
+        }
     });
     let (videos, events) = match from {
-        Some((v, l)) => (embed_docs(&config.feed.model_dir, read_videos(&v)?, quiet)?, read_events(&l)?),
+        Some((v, l)) => (
+            embed_docs(&config.feed.model_dir, read_videos(&v)?, quiet)?,
+            read_events(&l)?,
+        ),
         None => {
             let app = crate::serve::open_shared(config.clone())?;
             let rt = crate::runtime().map_err(Error::io("starting", "runtime"))?;
@@ -164,7 +213,10 @@ pub fn train_ranker(config: &Config, from: Option<(PathBuf, PathBuf)>, out: Opti
                 let mut events = Vec::new();
                 let mut after = 0;
                 loop {
-                    let batch = app.catalog.call(move |c| cat::watches_after(c, after, 10_000)).await?;
+                    let batch = app
+                        .catalog
+                        .call(move |c| cat::watches_after(c, after, 10_000))
+                        .await?;
                     let Some(last) = batch.last() else { break };
                     after = last.0;
                     events.extend(batch.iter().map(|(_, w)| crate::recommend::watch_of(w)));

@@ -11,10 +11,10 @@ mod app;
 mod catalog;
 mod config;
 mod error;
-mod hub;
-mod jobs;
 mod feed_api;
 mod feedtools;
+mod hub;
+mod jobs;
 mod objects;
 mod progress;
 mod recommend;
@@ -238,7 +238,12 @@ fn main() -> ExitCode {
             json,
             quiet,
         } => transcode(input, out, &backend, rungs, preset, json, quiet),
-        Command::Simulate { out, users, videos, seed } => {
+        Command::Simulate {
+            out,
+            users,
+            videos,
+            seed,
+        } => {
             let cfg = inference::sim::WorldConfig {
                 users,
                 videos,
@@ -254,12 +259,28 @@ fn main() -> ExitCode {
                 Err(e) => report(&e),
             }
         }
-        Command::EvalFeed { videos, log, ranker, config, out, seed, quiet } => {
+        Command::EvalFeed {
+            videos,
+            log,
+            ranker,
+            config,
+            out,
+            seed,
+            quiet,
+        } => {
             let model_dir = match config::Config::load(config.as_deref()) {
                 Ok(c) => c.feed.model_dir,
                 Err(e) => return report(&e),
             };
-            let args = feedtools::EvalArgs { videos, log, ranker, model_dir, out, seed, quiet };
+            let args = feedtools::EvalArgs {
+                videos,
+                log,
+                ranker,
+                model_dir,
+                out,
+                seed,
+                quiet,
+            };
             match feedtools::eval_feed(&args) {
                 Ok(r) => {
                     feedtools::print_json(&r);
@@ -268,7 +289,13 @@ fn main() -> ExitCode {
                 Err(e) => report(&e),
             }
         }
-        Command::TrainRanker { config, videos, log, out, quiet } => {
+        Command::TrainRanker {
+            config,
+            videos,
+            log,
+            out,
+            quiet,
+        } => {
             let cfg = match config::Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => return report(&e),
@@ -276,18 +303,37 @@ fn main() -> ExitCode {
             match feedtools::train_ranker(&cfg, videos.zip(log), out, quiet) {
                 Ok((path, r)) => {
                     feedtools::print_json(&r);
-                    eprintln!("wrote {} (a running server picks it up within seconds)", path.display());
+                    eprintln!(
+                        "wrote {} (a running server picks it up within seconds)",
+                        path.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => report(&e),
             }
         }
-        Command::Bench { which: BenchCommand::Rank { out } } => bench_done(benches::feed::rank(&out), &out),
-        Command::Bench { which: BenchCommand::Feed { out, sizes, clients, pages, secs } } => {
-            bench_done(benches::feed::feed(&sizes, clients, pages, secs, &out), &out)
-        }
-        Command::Bench { which: BenchCommand::Retrieval { out, sizes } } => bench_done(benches::feed::retrieval(&sizes, &out), &out),
-        Command::Bench { which: BenchCommand::Embed { out, model_dir } } => bench_done(benches::feed::embed(&model_dir, &out), &out),
+        Command::Bench {
+            which: BenchCommand::Rank { out },
+        } => bench_done(benches::feed::rank(&out), &out),
+        Command::Bench {
+            which:
+                BenchCommand::Feed {
+                    out,
+                    sizes,
+                    clients,
+                    pages,
+                    secs,
+                },
+        } => bench_done(
+            benches::feed::feed(&sizes, clients, pages, secs, &out),
+            &out,
+        ),
+        Command::Bench {
+            which: BenchCommand::Retrieval { out, sizes },
+        } => bench_done(benches::feed::retrieval(&sizes, &out), &out),
+        Command::Bench {
+            which: BenchCommand::Embed { out, model_dir },
+        } => bench_done(benches::feed::embed(&model_dir, &out), &out),
         Command::Bench {
             which:
                 BenchCommand::Encode {

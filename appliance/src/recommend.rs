@@ -137,8 +137,15 @@ impl Recommender {
             engine: Arc::new(engine),
             embedder: OnceLock::new(),
             index_path: data.join("index").join("videos.faiss"),
-            ranker_path: if cfg.ranker.is_absolute() { cfg.ranker.clone() } else { data.join(&cfg.ranker) },
-            breaker: Breaker::new(cfg.breaker_failures, Duration::from_secs(cfg.breaker_open_secs)),
+            ranker_path: if cfg.ranker.is_absolute() {
+                cfg.ranker.clone()
+            } else {
+                data.join(&cfg.ranker)
+            },
+            breaker: Breaker::new(
+                cfg.breaker_failures,
+                Duration::from_secs(cfg.breaker_open_secs),
+            ),
             cfg,
             ranker_mtime: Mutex::new(None),
             ranker_broken: Mutex::new(None),
@@ -190,7 +197,9 @@ impl Recommender {
         let mut after = 0i64;
         let mut n_watches = 0usize;
         loop {
-            let batch = catalog.call(move |c| cat::watches_after(c, after, 10_000)).await?;
+            let batch = catalog
+                .call(move |c| cat::watches_after(c, after, 10_000))
+                .await?;
             let Some(last) = batch.last() else { break };
             after = last.0;
             n_watches += batch.len();
@@ -242,7 +251,8 @@ impl Recommender {
     }
 
     fn save_index(&self) -> Result<()> {
-        if !self.index_dirty.swap(false, Ordering::Relaxed) || !self.engine.videos_index.is_loaded() {
+        if !self.index_dirty.swap(false, Ordering::Relaxed) || !self.engine.videos_index.is_loaded()
+        {
             return Ok(());
         }
         let dir = self.index_path.parent().unwrap_or(Path::new("."));
@@ -262,7 +272,9 @@ impl Recommender {
     /// be used marks ranking broken (feeds fall back to trending and say
     /// why) until a good file replaces it; no file means the formula.
     pub fn reload_ranker(&self) {
-        let mtime = std::fs::metadata(&self.ranker_path).and_then(|m| m.modified()).ok();
+        let mtime = std::fs::metadata(&self.ranker_path)
+            .and_then(|m| m.modified())
+            .ok();
         let mut seen = self.ranker_mtime.lock();
         if *seen == mtime && (mtime.is_some() || self.engine.ranker_name() == "formula") {
             return;
@@ -288,7 +300,11 @@ impl Recommender {
 
     /// Background upkeep until shutdown: embeddings, the user index,
     /// trending and early checks, ranker reloads, index saves and rebuilds.
-    pub fn spawn(self: &Arc<Self>, catalog: Catalog, mut shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn spawn(
+        self: &Arc<Self>,
+        catalog: Catalog,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let embedder = {
             let me = self.clone();
             let catalog = catalog.clone();
@@ -317,8 +333,10 @@ impl Recommender {
                     _ = shutdown.changed() => break,
                 }
                 let m = me.clone();
-                let refresh = last_refresh.elapsed() >= Duration::from_secs(me.cfg.refresh_secs.max(1));
-                let save = last_save.elapsed() >= Duration::from_secs(me.cfg.save_index_secs.max(1));
+                let refresh =
+                    last_refresh.elapsed() >= Duration::from_secs(me.cfg.refresh_secs.max(1));
+                let save =
+                    last_save.elapsed() >= Duration::from_secs(me.cfg.save_index_secs.max(1));
                 if refresh {
                     last_refresh = Instant::now();
                 }
@@ -326,13 +344,22 @@ impl Recommender {
                     last_save = Instant::now();
                 }
                 let r = tokio::task::spawn_blocking(move || -> Result<()> {
-                    m.engine.flush_users()?;
+                    let flushed = m.engine.flush_users()?;
+                    if flushed > 0 {
+                        tracing::debug!(
+                            users = flushed,
+                            "user embeddings refreshed in the user index"
+                        );
+                    }
                     m.reload_ranker();
                     if refresh {
                         m.engine.refresh(now_secs())?;
                     }
                     if m.engine.videos_index.wants_rebuild() {
-                        tracing::info!(videos = m.engine.video_count(), "catalog outgrew the video index; rebuilding");
+                        tracing::info!(
+                            videos = m.engine.video_count(),
+                            "catalog outgrew the video index; rebuilding"
+                        );
                         m.engine.rebuild_video_index(None)?;
                         m.index_dirty.store(true, Ordering::Relaxed);
                     }
@@ -373,7 +400,13 @@ impl Recommender {
             };
             let texts: Vec<String> = rows
                 .iter()
-                .map(|v| inference::embed::video_text(&format!("{} {}", v.title, v.description), &v.hashtags, v.sound_id.as_deref()))
+                .map(|v| {
+                    inference::embed::video_text(
+                        &format!("{} {}", v.title, v.description),
+                        &v.hashtags,
+                        v.sound_id.as_deref(),
+                    )
+                })
                 .collect();
             let vectors = tokio::task::spawn_blocking(move || {
                 embedder.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>())
@@ -381,7 +414,9 @@ impl Recommender {
             .await??;
             for (row, vector) in rows.into_iter().zip(vectors) {
                 let (id, v) = (row.id.clone(), vector.clone());
-                catalog.call(move |c| cat::store_embedding(c, &id, MODEL_NAME, &v)).await?;
+                catalog
+                    .call(move |c| cat::store_embedding(c, &id, MODEL_NAME, &v))
+                    .await?;
                 let reached = self.engine.add_video(doc_of(&row), vector, now_secs())?;
                 self.index_dirty.store(true, Ordering::Relaxed);
                 self.stats.embedded.fetch_add(1, Ordering::Relaxed);
@@ -402,18 +437,22 @@ impl Recommender {
         for w in rows {
             self.engine.record_watch(&watch_of(w), false);
         }
-        self.stats.watches.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        self.stats
+            .watches
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
     }
 
     pub async fn apply_interests(&self, user: &str, tags: &[String]) {
         let vectors = match self.embedder() {
             Ok(e) => {
                 let texts: Vec<String> = tags.iter().map(|t| format!("#{t} {t}")).collect();
-                tokio::task::spawn_blocking(move || e.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>()))
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok())
-                    .unwrap_or_default()
+                tokio::task::spawn_blocking(move || {
+                    e.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+                })
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default()
             }
             Err(_) => Vec::new(),
         };
@@ -434,7 +473,13 @@ impl Recommender {
     /// A page of a feed, never an error except for a malformed cursor:
     /// personalisation that fails, is too slow, or is switched off by the
     /// breaker or a broken ranker is replaced by trending.
-    pub async fn feed(&self, kind: FeedKind, user: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Served> {
+    pub async fn feed(
+        &self,
+        kind: FeedKind,
+        user: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Served> {
         let started = Instant::now();
         if let Some(c) = cursor {
             inference::session::decode_cursor(c)?;
@@ -445,7 +490,9 @@ impl Recommender {
         } else if let Some(why) = self.ranker_broken.lock().clone() {
             Some(format!("ranking model unusable: {why}"))
         } else if self.breaker.is_open() {
-            Some("personalisation paused by the circuit breaker after repeated failures".to_string())
+            Some(
+                "personalisation paused by the circuit breaker after repeated failures".to_string(),
+            )
         } else {
             None
         };
@@ -454,7 +501,9 @@ impl Recommender {
             None => {
                 let engine = self.engine.clone();
                 let (u, c) = (user.map(str::to_string), cursor.map(str::to_string));
-                let task = tokio::task::spawn_blocking(move || engine.feed(kind, u.as_deref(), limit, c.as_deref(), now_secs()));
+                let task = tokio::task::spawn_blocking(move || {
+                    engine.feed(kind, u.as_deref(), limit, c.as_deref(), now_secs())
+                });
                 match tokio::time::timeout(Duration::from_millis(self.cfg.timeout_ms), task).await {
                     Ok(Ok(Ok(page))) => {
                         self.breaker.success();
@@ -464,7 +513,11 @@ impl Recommender {
                             Source::Following => "following",
                             Source::Trending => "trending",
                         };
-                        Served { page, source, degraded: None }
+                        Served {
+                            page,
+                            source,
+                            degraded: None,
+                        }
                     }
                     Ok(Ok(Err(e @ InferenceError::BadCursor(_)))) => return Err(e.into()),
                     Ok(Ok(Err(e))) => {
@@ -477,7 +530,11 @@ impl Recommender {
                     }
                     Err(_) => {
                         self.breaker.failure();
-                        self.fallback(user, limit, format!("personalisation exceeded {} ms", self.cfg.timeout_ms))
+                        self.fallback(
+                            user,
+                            limit,
+                            format!("personalisation exceeded {} ms", self.cfg.timeout_ms),
+                        )
                     }
                 }
             }
@@ -511,28 +568,64 @@ impl Recommender {
             self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
         let ms = took.as_secs_f64() * 1000.0;
-        let bucket = LATENCY_BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(LATENCY_BUCKETS_MS.len());
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
         self.stats.latency[bucket].fetch_add(1, Ordering::Relaxed);
-        self.stats.latency_sum_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.stats
+            .latency_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let s = &self.stats;
-        let _ = writeln!(out, "# TYPE appliance_feed_requests_total counter\nappliance_feed_requests_total {}", s.requests.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# TYPE appliance_feed_fallbacks_total counter\nappliance_feed_fallbacks_total {}", s.fallbacks.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# TYPE appliance_videos_embedded_total counter\nappliance_videos_embedded_total {}", s.embedded.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# TYPE appliance_watch_events_total counter\nappliance_watch_events_total {}", s.watches.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# TYPE appliance_feed_index_videos gauge\nappliance_feed_index_videos {}", self.engine.videos_index.len());
+        let _ = writeln!(
+            out,
+            "# TYPE appliance_feed_requests_total counter\nappliance_feed_requests_total {}",
+            s.requests.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE appliance_feed_fallbacks_total counter\nappliance_feed_fallbacks_total {}",
+            s.fallbacks.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE appliance_videos_embedded_total counter\nappliance_videos_embedded_total {}",
+            s.embedded.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE appliance_watch_events_total counter\nappliance_watch_events_total {}",
+            s.watches.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE appliance_feed_index_videos gauge\nappliance_feed_index_videos {}",
+            self.engine.videos_index.len()
+        );
         let _ = writeln!(out, "# TYPE appliance_feed_latency_seconds histogram");
         let mut cum = 0;
         for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
             cum += s.latency[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "appliance_feed_latency_seconds_bucket{{le=\"{}\"}} {cum}", b / 1000.0);
+            let _ = writeln!(
+                out,
+                "appliance_feed_latency_seconds_bucket{{le=\"{}\"}} {cum}",
+                b / 1000.0
+            );
         }
         cum += s.latency[LATENCY_BUCKETS_MS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "appliance_feed_latency_seconds_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(out, "appliance_feed_latency_seconds_sum {}", s.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "appliance_feed_latency_seconds_bucket{{le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(
+            out,
+            "appliance_feed_latency_seconds_sum {}",
+            s.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "appliance_feed_latency_seconds_count {cum}");
     }
 }

@@ -22,13 +22,19 @@ use crate::{BenchError, Machine, Result};
 pub fn clustered(n: usize, clusters: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let normal = Normal::new(0.0f32, 1.0).unwrap_or_else(|_| unreachable!());
-    let centres: Vec<f32> = (0..clusters * DIM).map(|_| normal.sample(&mut rng)).collect();
+    let centres: Vec<f32> = (0..clusters * DIM)
+        .map(|_| normal.sample(&mut rng))
+        .collect();
     let mut out = Vec::with_capacity(n * DIM);
     let mut labels = Vec::with_capacity(n);
     for _ in 0..n {
         let c = rng.random_range(0..clusters);
         let start = out.len();
-        out.extend(centres[c * DIM..(c + 1) * DIM].iter().map(|x| x + 0.9 * normal.sample(&mut rng)));
+        out.extend(
+            centres[c * DIM..(c + 1) * DIM]
+                .iter()
+                .map(|x| x + 0.9 * normal.sample(&mut rng)),
+        );
         inference::embed::normalize(&mut out[start..]);
         labels.push(c);
     }
@@ -44,10 +50,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn write<T: Serialize>(out: &Path, value: &T) -> Result<()> {
     if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| BenchError::Io { op: "creating", path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| BenchError::Io {
+            op: "creating",
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     let json = serde_json::to_vec_pretty(value).unwrap_or_default();
-    std::fs::write(out, json).map_err(|source| BenchError::Io { op: "writing", path: out.display().to_string(), source })
+    std::fs::write(out, json).map_err(|source| BenchError::Io {
+        op: "writing",
+        path: out.display().to_string(),
+        source,
+    })
 }
 
 // -------------------------------------------------------------- retrieval
@@ -82,7 +96,9 @@ pub fn retrieval(sizes: &[usize], out: &Path) -> Result<RetrievalReport> {
         let ids: Vec<u64> = (0..n as u64).collect();
         let (qv, _) = clustered(queries, (n / 500).clamp(20, 2000), 1);
         // Queries are perturbed catalog vectors (users near content).
-        let truth: Vec<Vec<u64>> = (0..queries).map(|q| exact_top_k(&vecs, DIM, &qv[q * DIM..(q + 1) * DIM], 100)).collect();
+        let truth: Vec<Vec<u64>> = (0..queries)
+            .map(|q| exact_top_k(&vecs, DIM, &qv[q * DIM..(q + 1) * DIM], 100))
+            .collect();
         let mut kinds = vec![IndexKind::Flat];
         let nlist = match IndexKind::for_size(n.max(inference::index::FLAT_LIMIT)) {
             IndexKind::Ivf { nlist, .. } => nlist,
@@ -152,7 +168,10 @@ pub fn retrieval(sizes: &[usize], out: &Path) -> Result<RetrievalReport> {
         machine: Machine::current(),
         dim: DIM,
         queries,
-        chosen: sizes.iter().map(|&n| (n, IndexKind::for_size(n).describe())).collect(),
+        chosen: sizes
+            .iter()
+            .map(|&n| (n, IndexKind::for_size(n).describe()))
+            .collect(),
         rows,
     };
     write(out, &report)?;
@@ -181,17 +200,33 @@ pub fn rank(out: &Path) -> Result<RankReport> {
         .map(|_| {
             let mut f = [0.0f32; FEATURES];
             f.iter_mut().for_each(|x| *x = rng.random());
-            inference::rank::Example { completed: f[0] + f[1] > 1.0, features: f, weight: 1.0 }
+            inference::rank::Example {
+                completed: f[0] + f[1] > 1.0,
+                features: f,
+                weight: 1.0,
+            }
         })
         .collect();
-    let dir = tempfile::tempdir().map_err(|source| BenchError::Io { op: "creating", path: "temp dir".into(), source })?;
+    let dir = tempfile::tempdir().map_err(|source| BenchError::Io {
+        op: "creating",
+        path: "temp dir".into(),
+        source,
+    })?;
     let path = dir.path().join("ranker.safetensors");
     inference::rank::train(&examples, 50, &path)?;
-    let rankers = [("formula", Ranker::Formula), ("model", Ranker::Model(inference::RankModel::load(&path)?))];
+    let rankers = [
+        ("formula", Ranker::Formula),
+        ("model", Ranker::Model(inference::RankModel::load(&path)?)),
+    ];
     let mut rows = Vec::new();
     for (name, ranker) in &rankers {
         for batch in [1usize, 10, 100, 1000, 5000] {
-            let feats: Vec<Features> = examples.iter().cycle().take(batch).map(|e| e.features).collect();
+            let feats: Vec<Features> = examples
+                .iter()
+                .cycle()
+                .take(batch)
+                .map(|e| e.features)
+                .collect();
             let target = Duration::from_millis(700);
             let t = Instant::now();
             let mut scored = 0usize;
@@ -206,7 +241,11 @@ pub fn rank(out: &Path) -> Result<RankReport> {
             eprintln!("  {:?}", rows.last());
         }
     }
-    let report = RankReport { machine: Machine::current(), features: FEATURES, rows };
+    let report = RankReport {
+        machine: Machine::current(),
+        features: FEATURES,
+        rows,
+    };
     write(out, &report)?;
     Ok(report)
 }
@@ -262,7 +301,11 @@ pub fn synthetic_engine(n: usize, users: usize, seed: u64) -> Result<Engine> {
     for u in 0..users {
         let home = rng.random_range(0..n);
         for k in 0..30 {
-            let v = if k % 3 == 0 { rng.random_range(0..n) } else { (home + rng.random_range(0..200)) % n };
+            let v = if k % 3 == 0 {
+                rng.random_range(0..n)
+            } else {
+                (home + rng.random_range(0..200)) % n
+            };
             engine.record_watch(
                 &Watch {
                     user: format!("u{u}"),
@@ -285,7 +328,13 @@ pub fn synthetic_engine(n: usize, users: usize, seed: u64) -> Result<Engine> {
 
 /// `clients` threads each scroll sessions of `pages` pages (the first page
 /// computes, the rest are cut from the session) for `secs` seconds.
-pub fn feed(sizes: &[usize], clients: usize, pages: usize, secs: u64, out: &Path) -> Result<FeedReport> {
+pub fn feed(
+    sizes: &[usize],
+    clients: usize,
+    pages: usize,
+    secs: u64,
+    out: &Path,
+) -> Result<FeedReport> {
     let mut rows = Vec::new();
     for &n in sizes {
         eprintln!("feed: building a {n}-video engine");
@@ -308,7 +357,13 @@ pub fn feed(sizes: &[usize], clients: usize, pages: usize, secs: u64, out: &Path
                             let mut cursor: Option<String> = None;
                             for p in 0..pages {
                                 let t = Instant::now();
-                                let page = engine.feed(FeedKind::ForYou, Some(&user), 10, cursor.as_deref(), now);
+                                let page = engine.feed(
+                                    FeedKind::ForYou,
+                                    Some(&user),
+                                    10,
+                                    cursor.as_deref(),
+                                    now,
+                                );
                                 let ms = t.elapsed().as_secs_f64() * 1000.0;
                                 all.push(ms);
                                 if p == 0 {
@@ -336,7 +391,11 @@ pub fn feed(sizes: &[usize], clients: usize, pages: usize, secs: u64, out: &Path
         rows.push(FeedRow {
             videos: n,
             users,
-            index: engine.videos_index.kind().map(|k| k.describe()).unwrap_or_default(),
+            index: engine
+                .videos_index
+                .kind()
+                .map(|k| k.describe())
+                .unwrap_or_default(),
             clients,
             requests: all.len(),
             requests_per_sec: all.len() as f64 / secs as f64,
@@ -381,22 +440,33 @@ pub fn embed(model_dir: &Path, out: &Path) -> Result<EmbedReport> {
     let texts: Vec<String> = world
         .videos
         .iter()
-        .map(|v| inference::embed::video_text(&v.doc.caption, &v.doc.hashtags, v.doc.sound.as_deref()))
+        .map(|v| {
+            inference::embed::video_text(&v.doc.caption, &v.doc.hashtags, v.doc.sound.as_deref())
+        })
         .collect();
     let mut rows = Vec::new();
     for batch in [1usize, 8, 32, 64] {
         let t = Instant::now();
         let mut n = 0;
         for chunk in texts.chunks(batch) {
-            n += e.embed(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?.len();
+            n += e
+                .embed(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?
+                .len();
             if t.elapsed() > Duration::from_secs(5) {
                 break;
             }
         }
-        rows.push(EmbedRow { batch, sentences_per_sec: n as f64 / t.elapsed().as_secs_f64() });
+        rows.push(EmbedRow {
+            batch,
+            sentences_per_sec: n as f64 / t.elapsed().as_secs_f64(),
+        });
         eprintln!("  {:?}", rows.last());
     }
-    let report = EmbedReport { machine: Machine::current(), model: "all-MiniLM-L6-v2 (candle, CPU, f32)".into(), rows };
+    let report = EmbedReport {
+        machine: Machine::current(),
+        model: "all-MiniLM-L6-v2 (candle, CPU, f32)".into(),
+        rows,
+    };
     write(out, &report)?;
     Ok(report)
 }

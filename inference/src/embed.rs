@@ -43,7 +43,8 @@ impl Embedder {
             }
         }
         let config: Config = serde_json::from_slice(
-            &std::fs::read(dir.join("config.json")).map_err(|e| InferenceError::io(dir.join("config.json"), e))?,
+            &std::fs::read(dir.join("config.json"))
+                .map_err(|e| InferenceError::io(dir.join("config.json"), e))?,
         )
         .map_err(|e| model_err(format!("config.json: {e}")))?;
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
@@ -141,7 +142,12 @@ pub fn normalize(v: &mut [f32]) {
 pub fn default_model_dir() -> PathBuf {
     std::env::var_os("APPLIANCE_MODEL_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/all-MiniLM-L6-v2")))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../models/all-MiniLM-L6-v2"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -193,8 +199,18 @@ mod tests {
             ])
             .unwrap();
         let sim = |i: usize, j: usize| dot(&s[i], &s[j]);
-        assert!(sim(0, 1) > sim(0, 2) + 0.2, "{} vs {}", sim(0, 1), sim(0, 2));
-        assert!(sim(3, 4) > sim(3, 5) + 0.2, "{} vs {}", sim(3, 4), sim(3, 5));
+        assert!(
+            sim(0, 1) > sim(0, 2) + 0.2,
+            "{} vs {}",
+            sim(0, 1),
+            sim(0, 2)
+        );
+        assert!(
+            sim(3, 4) > sim(3, 5) + 0.2,
+            "{} vs {}",
+            sim(3, 4),
+            sim(3, 5)
+        );
         // The published model scores this paraphrase pair around 0.75.
         assert!((0.6..0.9).contains(&sim(0, 1)), "{}", sim(0, 1));
     }

@@ -171,7 +171,8 @@ impl Stats {
         (count + prior * 5.0) / (self.views + 5.0)
     }
     fn velocity_at(&self, now: i64, half_life: f32) -> f32 {
-        self.velocity * (-(now - self.velocity_at).max(0) as f32 * std::f32::consts::LN_2 / half_life).exp()
+        self.velocity
+            * (-(now - self.velocity_at).max(0) as f32 * std::f32::consts::LN_2 / half_life).exp()
     }
 }
 
@@ -286,7 +287,12 @@ impl Engine {
     }
 
     pub fn video_count(&self) -> usize {
-        self.catalog.read().videos.iter().filter(|v| v.alive).count()
+        self.catalog
+            .read()
+            .videos
+            .iter()
+            .filter(|v| v.alive)
+            .count()
     }
 
     pub fn user_count(&self) -> usize {
@@ -302,7 +308,11 @@ impl Engine {
     /// indexes; used for bulk loads followed by [`Engine::rebuild_video_index`].
     pub fn load_video(&self, doc: VideoDoc, emb: Vec<f32>) -> Result<u32> {
         if emb.len() != DIM {
-            return Err(InferenceError::Invalid(format!("embedding of {} has {} dimensions", doc.id, emb.len())));
+            return Err(InferenceError::Invalid(format!(
+                "embedding of {} has {} dimensions",
+                doc.id,
+                emb.len()
+            )));
         }
         let mut cat = self.catalog.write();
         if let Some(&slot) = cat.by_id.get(&doc.id) {
@@ -352,6 +362,9 @@ impl Engine {
         if !self.users_index.is_loaded() || users == 0 {
             return Ok(0);
         }
+        // Users whose taste changed in the last second are not in the index
+        // yet; a new video must not miss them.
+        self.flush_users()?;
         let hits = self.users_index.search(emb, users)?;
         let handles = self.handles(hits.iter().map(|h| h.id as u32));
         let mut reached = 0;
@@ -363,7 +376,8 @@ impl Engine {
             if u.exploration.len() >= MAX_POOL {
                 u.exploration.remove(0);
             }
-            u.exploration.push((slot, now + self.cfg.exploration_ttl_secs));
+            u.exploration
+                .push((slot, now + self.cfg.exploration_ttl_secs));
             reached += 1;
         }
         Ok(reached)
@@ -388,7 +402,13 @@ impl Engine {
 
     /// Ids of live videos in slot order, the key saved beside the index.
     pub fn video_ids(&self) -> Vec<String> {
-        self.catalog.read().videos.iter().filter(|v| v.alive).map(|v| v.doc.id.clone()).collect()
+        self.catalog
+            .read()
+            .videos
+            .iter()
+            .filter(|v| v.alive)
+            .map(|v| v.doc.id.clone())
+            .collect()
     }
 
     /// Rebuilds the FAISS video index from the in-memory embeddings.
@@ -454,7 +474,9 @@ impl Engine {
         // Same order as `user()`: the map, then the names.
         let map = self.users.read();
         let names = self.user_names.read();
-        slots.filter_map(|s| names.get(s as usize).and_then(|n| map.get(n)).cloned()).collect()
+        slots
+            .filter_map(|s| names.get(s as usize).and_then(|n| map.get(n)).cloned())
+            .collect()
     }
 
     fn user(&self, id: &str) -> Arc<Mutex<User>> {
@@ -505,7 +527,12 @@ impl Engine {
     /// the chosen hashtags (plus the embedded interest words themselves, so
     /// an interest with no videos yet still steers) becomes the first
     /// embedding. A user with history keeps theirs.
-    pub fn set_interests(&self, user: &str, interests: &[String], interest_vectors: &[Vec<f32>]) -> Result<()> {
+    pub fn set_interests(
+        &self,
+        user: &str,
+        interests: &[String],
+        interest_vectors: &[Vec<f32>],
+    ) -> Result<()> {
         let mut acc = vec![0.0f32; DIM];
         let mut n = 0.0f32;
         {
@@ -514,7 +541,12 @@ impl Engine {
                 let mut slots: Vec<u32> = cat
                     .by_tag
                     .get(&tag.to_lowercase())
-                    .map(|v| v.iter().copied().filter(|&s| cat.live(s).is_some()).collect())
+                    .map(|v| {
+                        v.iter()
+                            .copied()
+                            .filter(|&s| cat.live(s).is_some())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 slots.sort_by(|&a, &b| {
                     let va = cat.videos[a as usize].stats.lock().views;
@@ -522,7 +554,9 @@ impl Engine {
                     vb.total_cmp(&va)
                 });
                 for &s in slots.iter().take(20) {
-                    acc.iter_mut().zip(cat.videos[s as usize].emb.iter()).for_each(|(a, b)| *a += b);
+                    acc.iter_mut()
+                        .zip(cat.videos[s as usize].emb.iter())
+                        .for_each(|(a, b)| *a += b);
                     n += 1.0;
                 }
             }
@@ -533,7 +567,9 @@ impl Engine {
             n += 3.0;
         }
         if n == 0.0 {
-            return Err(InferenceError::Invalid("none of the interests matches a hashtag or could be embedded".into()));
+            return Err(InferenceError::Invalid(
+                "none of the interests matches a hashtag or could be embedded".into(),
+            ));
         }
         normalize(&mut acc);
         let u = self.user(user);
@@ -568,7 +604,11 @@ impl Engine {
             Example {
                 features: self.features(&cat, &u, video, w.ts),
                 completed: c >= 0.8,
-                weight: if c >= 0.8 { 1.0 + w.duration_ms as f32 / 60_000.0 } else { 1.0 },
+                weight: if c >= 0.8 {
+                    1.0 + w.duration_ms as f32 / 60_000.0
+                } else {
+                    1.0
+                },
             }
         });
         let c = w.completion();
@@ -576,7 +616,10 @@ impl Engine {
         {
             let mut s = video.stats.lock();
             let half = self.cfg.trending_half_life_secs;
-            s.velocity = s.velocity_at(w.ts, half) + c + f32::from(u8::from(w.liked)) + 2.0 * f32::from(u8::from(w.shared));
+            s.velocity = s.velocity_at(w.ts, half)
+                + c
+                + f32::from(u8::from(w.liked))
+                + 2.0 * f32::from(u8::from(w.shared));
             s.velocity_at = s.velocity_at.max(w.ts);
             s.views += 1.0;
             s.completion_sum += c;
@@ -612,8 +655,14 @@ impl Engine {
             Some(e) => {
                 // Early watches move a fresh profile faster than the steady
                 // state, so ten events already say something.
-                let a = if had_history { alpha.max(1.0 / events) } else { 0.5 };
-                e.iter_mut().zip(video.emb.iter()).for_each(|(x, v)| *x = (1.0 - a) * *x + a * weight * v);
+                let a = if had_history {
+                    alpha.max(1.0 / events)
+                } else {
+                    0.5
+                };
+                e.iter_mut()
+                    .zip(video.emb.iter())
+                    .for_each(|(x, v)| *x = (1.0 - a) * *x + a * weight * v);
                 normalize(e);
             }
             None if weight > 0.0 => u.emb = Some(video.emb.to_vec()),
@@ -645,10 +694,20 @@ impl Engine {
 
     fn features(&self, cat: &Catalog, u: &User, v: &Video, now: i64) -> Features {
         let s = *v.stats.lock();
-        let cs = cat.creator_stats.lock().get(&v.creator).copied().unwrap_or_default();
+        let cs = cat
+            .creator_stats
+            .lock()
+            .get(&v.creator)
+            .copied()
+            .unwrap_or_default();
         let sim = u.emb.as_ref().map_or(0.0, |e| dot(e, &v.emb));
         let age_h = (now - v.doc.created_at).max(0) as f32 / 3600.0;
-        let aff: f32 = v.doc.hashtags.iter().filter_map(|t| u.tag_aff.get(&t.to_lowercase())).sum();
+        let aff: f32 = v
+            .doc
+            .hashtags
+            .iter()
+            .filter_map(|t| u.tag_aff.get(&t.to_lowercase()))
+            .sum();
         let hour = (now.rem_euclid(86_400)) as f32 / 3600.0;
         let angle = hour / 24.0 * std::f32::consts::TAU;
         let mut f = [0.0f32; FEATURES];
@@ -707,12 +766,23 @@ impl Engine {
     pub fn trending_ids(&self, limit: usize) -> Vec<String> {
         let t = self.trending.read().clone();
         let cat = self.catalog.read();
-        t.iter().filter_map(|&s| cat.live(s)).take(limit).map(|v| v.doc.id.clone()).collect()
+        t.iter()
+            .filter_map(|&s| cat.live(s))
+            .take(limit)
+            .map(|v| v.doc.id.clone())
+            .collect()
     }
 
     /// One page of a feed. With a cursor, the page continues that session;
     /// a cursor whose session has expired starts a new one.
-    pub fn feed(&self, kind: FeedKind, user: Option<&str>, limit: usize, cursor: Option<&str>, now: i64) -> Result<FeedPage> {
+    pub fn feed(
+        &self,
+        kind: FeedKind,
+        user: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+        now: i64,
+    ) -> Result<FeedPage> {
         let limit = limit.clamp(1, 50);
         let who = user.unwrap_or("");
         if let Some(c) = cursor {
@@ -741,7 +811,14 @@ impl Engine {
             .ok_or(InferenceError::Invalid("session vanished".into()))
     }
 
-    fn continue_session(&self, kind: FeedKind, sid: u64, who: &str, limit: usize, now: i64) -> Result<Option<FeedPage>> {
+    fn continue_session(
+        &self,
+        kind: FeedKind,
+        sid: u64,
+        who: &str,
+        limit: usize,
+        now: i64,
+    ) -> Result<Option<FeedPage>> {
         let needs_refill = {
             let mut sessions = self.sessions.lock();
             let Some(s) = sessions.get(sid, who, now) else {
@@ -752,7 +829,10 @@ impl Engine {
         // Ranking happens outside the session lock; only for-you refills
         // (following and trending lists are complete from the start).
         let refill = match (needs_refill, kind) {
-            (Some(served), FeedKind::ForYou) => Some(self.compute(kind, Some(who).filter(|w| !w.is_empty()), &served, now)?.0),
+            (Some(served), FeedKind::ForYou) => Some(
+                self.compute(kind, Some(who).filter(|w| !w.is_empty()), &served, now)?
+                    .0,
+            ),
             (Some(_), FeedKind::Following | FeedKind::Trending) | (None, _) => None,
         };
         let mut sessions = self.sessions.lock();
@@ -761,7 +841,10 @@ impl Engine {
         };
         if let Some(more) = refill {
             let served = &s.served;
-            let fresh: Vec<Entry> = more.into_iter().filter(|e| !served.contains(&e.slot)).collect();
+            let fresh: Vec<Entry> = more
+                .into_iter()
+                .filter(|e| !served.contains(&e.slot))
+                .collect();
             s.list.truncate(s.pos.min(s.list.len()));
             s.list.extend(fresh);
         }
@@ -802,11 +885,18 @@ impl Engine {
         }))
     }
 
-    fn compute(&self, kind: FeedKind, user: Option<&str>, exclude: &HashSet<u32>, now: i64) -> Result<(Vec<Entry>, Source)> {
+    fn compute(
+        &self,
+        kind: FeedKind,
+        user: Option<&str>,
+        exclude: &HashSet<u32>,
+        now: i64,
+    ) -> Result<(Vec<Entry>, Source)> {
         match (kind, user) {
-            (FeedKind::Trending, _) | (FeedKind::ForYou | FeedKind::Following, None) => {
-                Ok((self.trending_entries(exclude, Reason::Trending), Source::Trending))
-            }
+            (FeedKind::Trending, _) | (FeedKind::ForYou | FeedKind::Following, None) => Ok((
+                self.trending_entries(exclude, Reason::Trending),
+                Source::Trending,
+            )),
             (FeedKind::Following, Some(u)) => Ok((self.following_entries(u), Source::Following)),
             (FeedKind::ForYou, Some(u)) => self.for_you(u, exclude, now),
         }
@@ -833,7 +923,9 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .rev()
-                .filter(|(s, v)| v.alive && !have.contains(&(*s as u32)) && !exclude.contains(&(*s as u32)))
+                .filter(|(s, v)| {
+                    v.alive && !have.contains(&(*s as u32)) && !exclude.contains(&(*s as u32))
+                })
                 .take(self.cfg.list_len - out.len())
                 .map(|(s, _)| Entry {
                     slot: s as u32,
@@ -869,7 +961,12 @@ impl Engine {
             .collect()
     }
 
-    fn for_you(&self, user: &str, exclude: &HashSet<u32>, now: i64) -> Result<(Vec<Entry>, Source)> {
+    fn for_you(
+        &self,
+        user: &str,
+        exclude: &HashSet<u32>,
+        now: i64,
+    ) -> Result<(Vec<Entry>, Source)> {
         let handle = self.user(user);
         let mut u = handle.lock();
         u.exploration.retain(|(_, until)| *until > now);
@@ -884,7 +981,11 @@ impl Engine {
         // Pool entries first: a video pushed to this user by the new-video
         // boost keeps `exploration` as its reason even when ANN finds it too.
         cands.extend(u.exploration.iter().map(|&(s, _)| (s, Reason::Exploration)));
-        let ann_reason = if u.interest_only { Reason::ColdStart } else { Reason::SimilarToWatched };
+        let ann_reason = if u.interest_only {
+            Reason::ColdStart
+        } else {
+            Reason::SimilarToWatched
+        };
         for hit in self.videos_index.search(&emb, self.cfg.ann_k)? {
             cands.push((hit.id as u32, ann_reason));
         }
@@ -895,16 +996,38 @@ impl Engine {
             let near = self.users_index.search(&emb, self.cfg.neighbours)?;
             for other in self.handles(near.iter().map(|h| h.id as u32).filter(|&s| s != me)) {
                 if let Some(other) = other.try_lock() {
-                    cands.extend(other.positives.iter().rev().take(10).map(|&s| (s, Reason::SimilarUsers)));
+                    cands.extend(
+                        other
+                            .positives
+                            .iter()
+                            .rev()
+                            .take(10)
+                            .map(|&s| (s, Reason::SimilarUsers)),
+                    );
                 }
             }
             let mut co = Vec::new();
             for &p in u.positives.iter().rev().take(5) {
-                co.extend(cat.videos[p as usize].completers.lock().iter().copied().filter(|&c| c != me).take(10));
+                co.extend(
+                    cat.videos[p as usize]
+                        .completers
+                        .lock()
+                        .iter()
+                        .copied()
+                        .filter(|&c| c != me)
+                        .take(10),
+                );
             }
             for other in self.handles(co.into_iter()) {
                 if let Some(other) = other.try_lock() {
-                    cands.extend(other.positives.iter().rev().take(5).map(|&s| (s, Reason::CoWatched)));
+                    cands.extend(
+                        other
+                            .positives
+                            .iter()
+                            .rev()
+                            .take(5)
+                            .map(|&s| (s, Reason::CoWatched)),
+                    );
                 }
             }
         }
@@ -927,13 +1050,23 @@ impl Engine {
                 cands.extend(slots.iter().rev().take(20).map(|&s| (s, Reason::Sound)));
             }
         }
-        cands.extend(self.trending.read().iter().take(50).map(|&s| (s, Reason::Trending)));
+        cands.extend(
+            self.trending
+                .read()
+                .iter()
+                .take(50)
+                .map(|&s| (s, Reason::Trending)),
+        );
         // A few random recent videos keep the exploration share filled even
         // when pools are empty.
         let recent_from = cat.videos.len().saturating_sub(2000);
         let mut rng = rand::rng();
         let recent: Vec<u32> = (recent_from as u32..cat.videos.len() as u32).collect();
-        cands.extend(recent.choose_multiple(&mut rng, 20).map(|&s| (s, Reason::Exploration)));
+        cands.extend(
+            recent
+                .choose_multiple(&mut rng, 20)
+                .map(|&s| (s, Reason::Exploration)),
+        );
 
         let mut seen = HashSet::with_capacity(cands.len());
         let mut picked: Vec<(u32, Reason)> = Vec::with_capacity(cands.len());
@@ -986,7 +1119,11 @@ impl Engine {
         let mut by_topic: HashMap<&str, VecDeque<Entry>> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
         for e in popular {
-            let topic = cat.videos[e.slot as usize].doc.hashtags.first().map_or("", String::as_str);
+            let topic = cat.videos[e.slot as usize]
+                .doc
+                .hashtags
+                .first()
+                .map_or("", String::as_str);
             if !by_topic.contains_key(topic) {
                 order.push(topic);
             }
@@ -1010,7 +1147,12 @@ impl Engine {
     /// Keyword and semantic search through the same embeddings: a video's
     /// score is its cosine to the query plus the share of query words it
     /// contains.
-    pub fn search(&self, query: &str, query_emb: Option<&[f32]>, limit: usize) -> Result<Vec<(String, f32)>> {
+    pub fn search(
+        &self,
+        query: &str,
+        query_emb: Option<&[f32]>,
+        limit: usize,
+    ) -> Result<Vec<(String, f32)>> {
         let words = tokens(query);
         let mut scores: HashMap<u32, f32> = HashMap::new();
         if let Some(q) = query_emb {
@@ -1042,11 +1184,22 @@ impl Engine {
         let slots: Vec<u32> = cat
             .by_tag
             .get(&tag.to_lowercase())
-            .map(|v| v.iter().rev().copied().filter(|&s| cat.live(s).is_some()).collect())
+            .map(|v| {
+                v.iter()
+                    .rev()
+                    .copied()
+                    .filter(|&s| cat.live(s).is_some())
+                    .collect()
+            })
             .unwrap_or_default();
         let total = slots.len();
         (
-            slots.into_iter().skip(offset).take(limit).map(|s| cat.videos[s as usize].doc.id.clone()).collect(),
+            slots
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|s| cat.videos[s as usize].doc.id.clone())
+                .collect(),
             total,
         )
     }
@@ -1058,7 +1211,12 @@ impl Engine {
     /// Popularity baseline for evaluation: most-viewed videos the user has
     /// not watched.
     pub fn popular_for(&self, user: &str, limit: usize) -> Vec<String> {
-        let watched = self.users.read().get(user).map(|u| u.lock().watched.clone()).unwrap_or_default();
+        let watched = self
+            .users
+            .read()
+            .get(user)
+            .map(|u| u.lock().watched.clone())
+            .unwrap_or_default();
         let cat = self.catalog.read();
         let mut all: Vec<(f32, u32)> = cat
             .videos
@@ -1068,11 +1226,19 @@ impl Engine {
             .map(|(s, v)| (v.stats.lock().views, s as u32))
             .collect();
         all.sort_by(|a, b| b.0.total_cmp(&a.0));
-        all.into_iter().take(limit).map(|(_, s)| cat.videos[s as usize].doc.id.clone()).collect()
+        all.into_iter()
+            .take(limit)
+            .map(|(_, s)| cat.videos[s as usize].doc.id.clone())
+            .collect()
     }
 
     pub fn unwatched_ids(&self, user: &str) -> Vec<String> {
-        let watched = self.users.read().get(user).map(|u| u.lock().watched.clone()).unwrap_or_default();
+        let watched = self
+            .users
+            .read()
+            .get(user)
+            .map(|u| u.lock().watched.clone())
+            .unwrap_or_default();
         let cat = self.catalog.read();
         cat.videos
             .iter()
@@ -1084,12 +1250,19 @@ impl Engine {
 
     pub fn embedding_of(&self, video: &str) -> Option<Vec<f32>> {
         let cat = self.catalog.read();
-        cat.by_id.get(video).and_then(|&s| cat.live(s)).map(|v| v.emb.to_vec())
+        cat.by_id
+            .get(video)
+            .and_then(|&s| cat.live(s))
+            .map(|v| v.emb.to_vec())
     }
 
     pub fn hashtags_of(&self, video: &str) -> Vec<String> {
         let cat = self.catalog.read();
-        cat.by_id.get(video).and_then(|&s| cat.live(s)).map(|v| v.doc.hashtags.clone()).unwrap_or_default()
+        cat.by_id
+            .get(video)
+            .and_then(|&s| cat.live(s))
+            .map(|v| v.doc.hashtags.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -70,7 +70,11 @@ impl Default for EvalConfig {
 }
 
 /// Builds an engine over the catalog and replays `train` into it.
-pub fn build_engine(videos: &[(VideoDoc, Vec<f32>)], train: &[Watch], ranker: Option<Ranker>) -> Result<Engine> {
+pub fn build_engine(
+    videos: &[(VideoDoc, Vec<f32>)],
+    train: &[Watch],
+    ranker: Option<Ranker>,
+) -> Result<Engine> {
     let engine = Engine::new(EngineConfig::default());
     for (doc, emb) in videos {
         engine.load_video(doc.clone(), emb.clone())?;
@@ -91,7 +95,11 @@ pub fn build_engine(videos: &[(VideoDoc, Vec<f32>)], train: &[Watch], ranker: Op
 /// each, the features as they stood just before it (label: completed) plus
 /// one sampled unwatched video as a negative, so the model learns what a
 /// user picks and finishes, not only how long they watch what they picked.
-pub fn training_examples(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], seed: u64) -> Result<Vec<Example>> {
+pub fn training_examples(
+    videos: &[(VideoDoc, Vec<f32>)],
+    events: &[Watch],
+    seed: u64,
+) -> Result<Vec<Example>> {
     use rand::Rng;
     let engine = Engine::new(EngineConfig::default());
     for (doc, emb) in videos {
@@ -109,7 +117,11 @@ pub fn training_examples(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], seed
         if !videos.is_empty() {
             let other = &videos[rng.random_range(0..videos.len())].0.id;
             if let Some(features) = engine.features_for(&w.user, other, w.ts) {
-                examples.push(Example { features, completed: false, weight: 1.0 });
+                examples.push(Example {
+                    features,
+                    completed: false,
+                    weight: 1.0,
+                });
             }
         }
         if let (_, Some(ex)) = engine.record_watch(w, true) {
@@ -120,13 +132,23 @@ pub fn training_examples(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], seed
 }
 
 /// Trains a ranker on `events` and writes it to `out`.
-pub fn train_ranker(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], out: &std::path::Path, epochs: usize) -> Result<TrainReport> {
+pub fn train_ranker(
+    videos: &[(VideoDoc, Vec<f32>)],
+    events: &[Watch],
+    out: &std::path::Path,
+    epochs: usize,
+) -> Result<TrainReport> {
     let examples = training_examples(videos, events, 7)?;
     crate::rank::train(&examples, epochs, out)
 }
 
 /// Runs the evaluation. `events` must be sorted by time.
-pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalConfig, model: Option<&std::path::Path>) -> Result<Report> {
+pub fn evaluate(
+    videos: &[(VideoDoc, Vec<f32>)],
+    events: &[Watch],
+    cfg: &EvalConfig,
+    model: Option<&std::path::Path>,
+) -> Result<Report> {
     let split = ((events.len() as f64) * cfg.train_share) as usize;
     let (train, test) = events.split_at(split);
     let split_ts = test.first().map_or(0, |w| w.ts);
@@ -136,7 +158,9 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
     }
     let mut positives: HashMap<&str, HashSet<&str>> = HashMap::new();
     for w in test {
-        let seen = trained_on.get(w.user.as_str()).is_some_and(|s| s.contains(w.video.as_str()));
+        let seen = trained_on
+            .get(w.user.as_str())
+            .is_some_and(|s| s.contains(w.video.as_str()));
         if (w.completion() >= 0.7 || w.liked) && !seen {
             positives.entry(&w.user).or_default().insert(&w.video);
         }
@@ -147,7 +171,8 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
     users.shuffle(&mut rng);
     users.truncate(cfg.max_users);
 
-    let scratch = tempfile::tempdir().map_err(|e| crate::error::InferenceError::io("temp dir", e))?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| crate::error::InferenceError::io("temp dir", e))?;
     let (model_path, training) = match model {
         Some(p) => (p.to_path_buf(), None),
         None => {
@@ -156,10 +181,14 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
             (p, Some(report))
         }
     };
-    let ranker = || -> Result<Option<Ranker>> { Ok(Some(Ranker::Model(RankModel::load(&model_path)?))) };
+    let ranker =
+        || -> Result<Option<Ranker>> { Ok(Some(Ranker::Model(RankModel::load(&model_path)?))) };
     let engine = build_engine(videos, train, ranker()?)?;
     let formula_engine = build_engine(videos, train, None)?;
-    let embs: HashMap<&str, &[f32]> = videos.iter().map(|(d, e)| (d.id.as_str(), e.as_slice())).collect();
+    let embs: HashMap<&str, &[f32]> = videos
+        .iter()
+        .map(|(d, e)| (d.id.as_str(), e.as_slice()))
+        .collect();
     let now = split_ts;
     let mut feed_lists = Vec::new();
     let mut formula_lists = Vec::new();
@@ -174,7 +203,9 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
         pool.truncate(10);
         rand_lists.push(pool);
     }
-    let score = |lists: &[Vec<String>], users: &[&str]| metrics(lists, users, &positives, &embs, videos.len());
+    let score = |lists: &[Vec<String>], users: &[&str]| {
+        metrics(lists, users, &positives, &embs, videos.len())
+    };
     let feed = score(&feed_lists, &users);
     let feed_formula = score(&formula_lists, &users);
     let popularity = score(&pop_lists, &users);
@@ -187,7 +218,11 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
     for w in train {
         *counts.entry(&w.user).or_default() += 1;
     }
-    let rich: Vec<&str> = users.iter().copied().filter(|u| counts.get(u).copied().unwrap_or(0) >= max_step).collect();
+    let rich: Vec<&str> = users
+        .iter()
+        .copied()
+        .filter(|u| counts.get(u).copied().unwrap_or(0) >= max_step)
+        .collect();
     let rich_set: HashSet<&str> = rich.iter().copied().collect();
     let mut history = Vec::new();
     for &step in &cfg.history_steps {
@@ -205,7 +240,10 @@ pub fn evaluate(videos: &[(VideoDoc, Vec<f32>)], events: &[Watch], cfg: &EvalCon
             .cloned()
             .collect();
         let engine = build_engine(videos, &truncated, ranker()?)?;
-        let lists = rich.iter().map(|u| first_page(&engine, u, now)).collect::<Result<Vec<_>>>()?;
+        let lists = rich
+            .iter()
+            .map(|u| first_page(&engine, u, now))
+            .collect::<Result<Vec<_>>>()?;
         history.push(HistoryPoint {
             train_events_per_user: step,
             feed: score(&lists, &rich),
@@ -253,17 +291,30 @@ fn metrics(
     for (list, user) in lists.iter().zip(users) {
         let empty = HashSet::new();
         let pos = positives.get(user).unwrap_or(&empty);
-        let gains: Vec<f64> = list.iter().take(10).map(|v| f64::from(u8::from(pos.contains(v.as_str())))).collect();
+        let gains: Vec<f64> = list
+            .iter()
+            .take(10)
+            .map(|v| f64::from(u8::from(pos.contains(v.as_str()))))
+            .collect();
         if gains.iter().any(|&g| g > 0.0) {
             hr += 1.0;
         }
-        let dcg: f64 = gains.iter().enumerate().map(|(i, g)| g / (i as f64 + 2.0).log2()).sum();
-        let ideal: f64 = (0..pos.len().min(10)).map(|i| 1.0 / (i as f64 + 2.0).log2()).sum();
+        let dcg: f64 = gains
+            .iter()
+            .enumerate()
+            .map(|(i, g)| g / (i as f64 + 2.0).log2())
+            .sum();
+        let ideal: f64 = (0..pos.len().min(10))
+            .map(|i| 1.0 / (i as f64 + 2.0).log2())
+            .sum();
         if ideal > 0.0 {
             ndcg += dcg / ideal;
         }
         covered.extend(list.iter().map(String::as_str));
-        let vecs: Vec<&[f32]> = list.iter().filter_map(|v| embs.get(v.as_str()).copied()).collect();
+        let vecs: Vec<&[f32]> = list
+            .iter()
+            .filter_map(|v| embs.get(v.as_str()).copied())
+            .collect();
         let mut pairs = 0.0;
         let mut dissim = 0.0;
         for i in 0..vecs.len() {
@@ -297,14 +348,24 @@ pub fn parse_log(text: &str) -> std::result::Result<Vec<Watch>, String> {
         }
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         let [user, video, completion, ts] = f[..] else {
-            return Err(format!("line {}: expected user,video,completion,timestamp", n + 1));
+            return Err(format!(
+                "line {}: expected user,video,completion,timestamp",
+                n + 1
+            ));
         };
         let completion: f32 = completion
             .parse()
             .ok()
             .filter(|c: &f32| (0.0..=1.0).contains(c))
-            .ok_or_else(|| format!("line {}: completion {completion:?} is not a number in 0..1", n + 1))?;
-        let ts: i64 = ts.parse().map_err(|_| format!("line {}: timestamp {ts:?} is not Unix seconds", n + 1))?;
+            .ok_or_else(|| {
+                format!(
+                    "line {}: completion {completion:?} is not a number in 0..1",
+                    n + 1
+                )
+            })?;
+        let ts: i64 = ts
+            .parse()
+            .map_err(|_| format!("line {}: timestamp {ts:?} is not Unix seconds", n + 1))?;
         out.push(Watch {
             user: user.to_string(),
             video: video.to_string(),

@@ -34,9 +34,10 @@ impl IndexKind {
         if n < FLAT_LIMIT {
             return Self::Flat;
         }
-        // ~4·√n cells keeps lists short; nprobe was tuned on 1M vectors to
-        // recall@100 ≥ 0.95 (benches/results/retrieval-cpu.json).
-        let nlist = ((4.0 * (n as f64).sqrt()) as u32).clamp(256, 4096);
+        // ~√n cells (capped so k-means training stays in seconds on two
+        // cores); nprobe from benches/results/retrieval-cpu.json, where it
+        // keeps recall@100 ≥ 0.95.
+        let nlist = ((n as f64).sqrt() as u32).clamp(256, 1024);
         Self::Ivf {
             nlist,
             nprobe: (nlist / 32).max(16),
@@ -65,7 +66,7 @@ impl Ann {
                 let quantizer = FlatIndexImpl::new_ip(dim as u32)?;
                 let mut ivf = IVFFlatIndexImpl::new_ip(quantizer, dim as u32, nlist)?;
                 // FAISS wants ~39 points per cell; more only slows training.
-                let sample = (nlist as usize * 64).min(ids.len()) * dim;
+                let sample = (nlist as usize * 40).min(ids.len()) * dim;
                 ivf.train(&vectors[..sample])?;
                 ivf.set_nprobe(nprobe);
                 Self::Ivf(ivf)
@@ -178,7 +179,13 @@ impl VectorIndex {
 
     /// Changes how many IVF cells a search scans (no-op on a flat index).
     pub fn set_nprobe(&self, kind: IndexKind) {
-        if let (IndexKind::Ivf { nprobe, .. }, Some(Loaded { ann: Ann::Ivf(i), .. })) = (kind, self.inner.write().as_mut()) {
+        if let (
+            IndexKind::Ivf { nprobe, .. },
+            Some(Loaded {
+                ann: Ann::Ivf(i), ..
+            }),
+        ) = (kind, self.inner.write().as_mut())
+        {
             i.set_nprobe(nprobe);
         }
     }
@@ -191,7 +198,8 @@ impl VectorIndex {
             return false;
         };
         let n = l.ann.len();
-        IndexKind::for_size(n) != IndexKind::for_size(l.built_for) && n > 2 * l.built_for.min(FLAT_LIMIT)
+        IndexKind::for_size(n) != IndexKind::for_size(l.built_for)
+            && n > 2 * l.built_for.min(FLAT_LIMIT)
             || matches!(l.ann, Ann::Ivf(_)) && n > 2 * l.built_for
     }
 
@@ -200,7 +208,9 @@ impl VectorIndex {
         self.check(ids.len(), vectors.len())?;
         let labels: Vec<Idx> = ids.iter().map(|&i| Idx::new(i)).collect();
         let mut guard = self.inner.write();
-        let l = guard.as_mut().ok_or(InferenceError::IndexUnavailable(self.name))?;
+        let l = guard
+            .as_mut()
+            .ok_or(InferenceError::IndexUnavailable(self.name))?;
         l.ann.remove(&labels)?;
         l.ann.add(&labels, vectors)
     }
@@ -208,7 +218,9 @@ impl VectorIndex {
     pub fn remove(&self, ids: &[u64]) -> Result<usize> {
         let labels: Vec<Idx> = ids.iter().map(|&i| Idx::new(i)).collect();
         let mut guard = self.inner.write();
-        let l = guard.as_mut().ok_or(InferenceError::IndexUnavailable(self.name))?;
+        let l = guard
+            .as_mut()
+            .ok_or(InferenceError::IndexUnavailable(self.name))?;
         l.ann.remove(&labels)
     }
 
@@ -223,7 +235,9 @@ impl VectorIndex {
             )));
         }
         let guard = self.inner.read();
-        let l = guard.as_ref().ok_or(InferenceError::IndexUnavailable(self.name))?;
+        let l = guard
+            .as_ref()
+            .ok_or(InferenceError::IndexUnavailable(self.name))?;
         if k == 0 || l.ann.len() == 0 {
             return Ok(Vec::new());
         }
@@ -239,7 +253,9 @@ impl VectorIndex {
     /// Writes the index atomically (temp file + rename).
     pub fn save(&self, path: &Path) -> Result<()> {
         let guard = self.inner.read();
-        let l = guard.as_ref().ok_or(InferenceError::IndexUnavailable(self.name))?;
+        let l = guard
+            .as_ref()
+            .ok_or(InferenceError::IndexUnavailable(self.name))?;
         let tmp = path.with_extension("tmp");
         let kind = match &l.ann {
             Ann::Flat(i) => {
@@ -345,7 +361,10 @@ mod tests {
         let vecs = random_unit(&mut rng, 200, dim);
         let ids: Vec<u64> = (0..200).collect();
         let idx = VectorIndex::unloaded("test", dim);
-        assert!(matches!(idx.search(&vecs[..dim], 5), Err(InferenceError::IndexUnavailable(_))));
+        assert!(matches!(
+            idx.search(&vecs[..dim], 5),
+            Err(InferenceError::IndexUnavailable(_))
+        ));
         idx.rebuild(&ids, &vecs, None).unwrap();
         let q = &vecs[dim * 3..dim * 4];
         let hits: Vec<u64> = idx.search(q, 10).unwrap().iter().map(|h| h.id).collect();
@@ -366,7 +385,10 @@ mod tests {
         let vecs = random_unit(&mut rng, n, dim);
         let ids: Vec<u64> = (0..n as u64).collect();
         let idx = VectorIndex::unloaded("test", dim);
-        let kind = IndexKind::Ivf { nlist: 32, nprobe: 32 };
+        let kind = IndexKind::Ivf {
+            nlist: 32,
+            nprobe: 32,
+        };
         idx.rebuild(&ids, &vecs, Some(kind)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.faiss");
@@ -379,7 +401,8 @@ mod tests {
         let got: Vec<u64> = back.search(q, 20).unwrap().iter().map(|h| h.id).collect();
         assert_eq!(got, exact_top_k(&vecs, dim, q, 20));
         let flat = VectorIndex::unloaded("test", dim);
-        flat.rebuild(&ids[..10], &vecs[..10 * dim], Some(IndexKind::Flat)).unwrap();
+        flat.rebuild(&ids[..10], &vecs[..10 * dim], Some(IndexKind::Flat))
+            .unwrap();
         flat.save(&path).unwrap();
         back.load(&path).unwrap();
         assert_eq!(back.kind(), Some(IndexKind::Flat));
@@ -392,7 +415,8 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let vecs = random_unit(&mut rng, 500, dim);
         let idx = std::sync::Arc::new(VectorIndex::unloaded("test", dim));
-        idx.rebuild(&(0..500).collect::<Vec<_>>(), &vecs, None).unwrap();
+        idx.rebuild(&(0..500).collect::<Vec<_>>(), &vecs, None)
+            .unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let idx = idx.clone();

@@ -18,7 +18,9 @@ pub mod session;
 pub mod sim;
 
 pub use embed::{Embedder, DIM};
-pub use engine::{Engine, EngineConfig, FeedItem, FeedKind, FeedPage, Reason, Source, VideoDoc, Watch};
+pub use engine::{
+    Engine, EngineConfig, FeedItem, FeedKind, FeedPage, Reason, Source, VideoDoc, Watch,
+};
 pub use error::{InferenceError, Result};
 pub use index::{IndexKind, VectorIndex};
 pub use rank::{RankModel, Ranker};

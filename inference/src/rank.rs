@@ -63,7 +63,10 @@ impl RankModel {
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?;
-        Ok(self.l2.forward(&self.l1.forward(&x)?.relu()?)?.squeeze(D::Minus1)?)
+        Ok(self
+            .l2
+            .forward(&self.l1.forward(&x)?.relu()?)?
+            .squeeze(D::Minus1)?)
     }
 
     /// Scores every candidate in one forward pass.
@@ -75,7 +78,9 @@ impl RankModel {
         let x = Tensor::from_vec(flat, (batch.len(), FEATURES), &self.device)?;
         let scores = candle_nn::ops::sigmoid(&self.logits(&x)?)?.to_vec1::<f32>()?;
         if scores.iter().any(|s| !s.is_finite()) {
-            return Err(InferenceError::Ranker("model produced a non-finite score".into()));
+            return Err(InferenceError::Ranker(
+                "model produced a non-finite score".into(),
+            ));
         }
         Ok(scores)
     }
@@ -87,19 +92,22 @@ impl RankModel {
         let tensors = candle_core::safetensors::load(path, &device)
             .map_err(|e| InferenceError::Ranker(format!("{}: {e}", path.display())))?;
         let get = |name: &str| {
-            tensors
-                .get(name)
-                .cloned()
-                .ok_or_else(|| InferenceError::Ranker(format!("{}: tensor {name} missing", path.display())))
+            tensors.get(name).cloned().ok_or_else(|| {
+                InferenceError::Ranker(format!("{}: tensor {name} missing", path.display()))
+            })
         };
         let (mean, std) = (get("norm.mean")?, get("norm.std")?);
         for t in [&mean, &std] {
             if t.dims() != [FEATURES] {
-                return Err(InferenceError::Ranker(format!("{}: feature width mismatch", path.display())));
+                return Err(InferenceError::Ranker(format!(
+                    "{}: feature width mismatch",
+                    path.display()
+                )));
             }
         }
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        Self::new(vb, mean, std).map_err(|e| InferenceError::Ranker(format!("{}: {e}", path.display())))
+        Self::new(vb, mean, std)
+            .map_err(|e| InferenceError::Ranker(format!("{}: {e}", path.display())))
     }
 }
 
@@ -161,13 +169,24 @@ pub fn train(examples: &[Example], epochs: usize, out: &Path) -> Result<TrainRep
     let device = Device::Cpu;
     let x = features_tensor(fit, &device)?;
     let y = Tensor::from_vec(
-        fit.iter().map(|e| f32::from(u8::from(e.completed))).collect::<Vec<_>>(),
+        fit.iter()
+            .map(|e| f32::from(u8::from(e.completed)))
+            .collect::<Vec<_>>(),
         fit.len(),
         &device,
     )?;
-    let w = Tensor::from_vec(fit.iter().map(|e| e.weight).collect::<Vec<_>>(), fit.len(), &device)?;
+    let w = Tensor::from_vec(
+        fit.iter().map(|e| e.weight).collect::<Vec<_>>(),
+        fit.len(),
+        &device,
+    )?;
     let mean = x.mean(0)?;
-    let std = x.broadcast_sub(&mean)?.sqr()?.mean(0)?.sqrt()?.clamp(1e-3, f64::MAX)?;
+    let std = x
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean(0)?
+        .sqrt()?
+        .clamp(1e-3, f64::MAX)?;
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, &device);
     let model = RankModel::new(vb, mean.clone(), std.clone())?;
@@ -184,12 +203,16 @@ pub fn train(examples: &[Example], epochs: usize, out: &Path) -> Result<TrainRep
     for _ in 0..epochs {
         let logits = model.logits(&x)?;
         // Numerically stable weighted BCE with logits.
-        let per = (logits.relu()? - logits.mul(&y)? + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+        let per = (logits.relu()? - logits.mul(&y)?
+            + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
         let loss = per.mul(&w)?.sum_all()?.div(&wsum)?;
         opt.backward_step(&loss)?;
         final_loss = loss.to_scalar::<f32>()?;
     }
-    let mut tensors: HashMap<String, Tensor> = vars.data().lock().map_err(|_| InferenceError::Ranker("poisoned".into()))?
+    let mut tensors: HashMap<String, Tensor> = vars
+        .data()
+        .lock()
+        .map_err(|_| InferenceError::Ranker("poisoned".into()))?
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
         .collect();

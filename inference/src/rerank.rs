@@ -40,14 +40,17 @@ pub fn diversify<R: Clone>(mut items: Vec<Ranked<R>>, rules: &Rules, len: usize)
     let mut out: Vec<Ranked<R>> = Vec::with_capacity(len.min(main.len() + explore.len()));
     let mut sounds: Vec<u32> = Vec::new();
     while out.len() < len && !(main.is_empty() && explore.is_empty()) {
-        if out.len() % rules.page == 0 {
+        if out.len().is_multiple_of(rules.page) {
             sounds.clear();
         }
-        let want_explore = rules.explore_every > 0 && out.len() % rules.explore_every == rules.explore_every - 1;
+        let want_explore =
+            rules.explore_every > 0 && out.len() % rules.explore_every == rules.explore_every - 1;
         let last_creator = out.last().map(|r| r.creator);
         let ok = |r: &Ranked<R>| {
             Some(r.creator) != last_creator
-                && r.sound.is_none_or(|s| sounds.iter().filter(|&&x| x == s).count() < rules.max_per_sound)
+                && r.sound.is_none_or(|s| {
+                    sounds.iter().filter(|&&x| x == s).count() < rules.max_per_sound
+                })
         };
         let (first, second) = if want_explore {
             (&mut explore, &mut main)
@@ -75,7 +78,13 @@ pub fn diversify<R: Clone>(mut items: Vec<Ranked<R>>, rules: &Rules, len: usize)
 mod tests {
     use super::*;
 
-    fn item(slot: u32, score: f32, creator: u32, sound: Option<u32>, exploratory: bool) -> Ranked<()> {
+    fn item(
+        slot: u32,
+        score: f32,
+        creator: u32,
+        sound: Option<u32>,
+        exploratory: bool,
+    ) -> Ranked<()> {
         Ranked {
             slot,
             score,
@@ -89,7 +98,9 @@ mod tests {
     #[test]
     fn no_consecutive_creator_and_sound_cap_per_page() {
         // Creator 1 owns the six best items, all with sound 9.
-        let mut items: Vec<_> = (0..6).map(|i| item(i, 10.0 - i as f32, 1, Some(9), false)).collect();
+        let mut items: Vec<_> = (0..6)
+            .map(|i| item(i, 10.0 - i as f32, 1, Some(9), false))
+            .collect();
         items.extend((6..20).map(|i| item(i, 1.0 - i as f32 * 0.01, i, None, false)));
         let out = diversify(items, &Rules::default(), 20);
         assert_eq!(out.len(), 20);

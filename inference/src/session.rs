@@ -47,7 +47,10 @@ impl<E> Sessions<E> {
 
     /// The live session `id` of `user`, if it has not expired.
     pub fn get(&mut self, id: u64, user: &str, now: i64) -> Option<&mut Session<E>> {
-        let expired = self.map.get(&id).is_some_and(|s| now - s.touched > self.ttl);
+        let expired = self
+            .map
+            .get(&id)
+            .is_some_and(|s| now - s.touched > self.ttl);
         if expired {
             self.map.remove(&id);
             return None;
@@ -66,17 +69,24 @@ pub fn encode_cursor(session: u64, page: u32) -> String {
     let mut raw = [0u8; 12];
     raw[..8].copy_from_slice(&session.to_le_bytes());
     raw[8..].copy_from_slice(&page.to_le_bytes());
-    format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+    format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    )
 }
 
 /// Parses a cursor made by [`encode_cursor`]; anything else is refused.
 pub fn decode_cursor(cursor: &str) -> Result<(u64, u32)> {
     let bad = |why: &str| InferenceError::BadCursor(why.to_string());
-    let body = cursor.strip_prefix(PREFIX).ok_or_else(|| bad("unknown cursor format"))?;
+    let body = cursor
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| bad("unknown cursor format"))?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(body)
         .map_err(|_| bad("cursor is not valid base64url"))?;
-    let raw: [u8; 12] = raw.try_into().map_err(|_| bad("cursor has the wrong length"))?;
+    let raw: [u8; 12] = raw
+        .try_into()
+        .map_err(|_| bad("cursor has the wrong length"))?;
     let mut s = [0u8; 8];
     s.copy_from_slice(&raw[..8]);
     let mut p = [0u8; 4];
@@ -92,8 +102,18 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         let c = encode_cursor(0xdead_beef_1234, 7);
         assert_eq!(decode_cursor(&c).unwrap(), (0xdead_beef_1234, 7));
-        for bad in ["", "c1.", "c1.!!!!", "xx.AAAAAAAAAAAAAAAA", "c1.AAAA", &c[..c.len() - 2]] {
-            assert!(matches!(decode_cursor(bad), Err(InferenceError::BadCursor(_))), "{bad}");
+        for bad in [
+            "",
+            "c1.",
+            "c1.!!!!",
+            "xx.AAAAAAAAAAAAAAAA",
+            "c1.AAAA",
+            &c[..c.len() - 2],
+        ] {
+            assert!(
+                matches!(decode_cursor(bad), Err(InferenceError::BadCursor(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -29,18 +29,186 @@ const TEMPLATES: &[&str] = &[
 ];
 
 pub const TOPICS: &[Topic] = &[
-    Topic { name: "cooking", hashtags: &["cooking", "recipe", "foodie"], words: &["pasta carbonara", "ramen", "sourdough bread", "chicken curry", "chocolate cake", "tacos", "sushi rolls", "vegan salad"], sounds: &["kitchen beats", "sizzle lofi"] },
-    Topic { name: "fitness", hashtags: &["fitness", "workout", "gym"], words: &["leg day", "push ups", "deadlift form", "home workout", "running a marathon", "yoga stretch", "abs routine", "protein shake"], sounds: &["pump it up", "gym motivation"] },
-    Topic { name: "travel", hashtags: &["travel", "wanderlust", "backpacking"], words: &["Tokyo street walk", "Iceland waterfalls", "beaches of Bali", "Paris on a budget", "hiking in Patagonia", "Lisbon trams", "desert camping", "Swiss Alps train"], sounds: &["road trip", "island breeze"] },
-    Topic { name: "gaming", hashtags: &["gaming", "gamer", "esports"], words: &["speedrun", "boss fight", "minecraft build", "ranked match", "retro console", "open world quest", "clutch play", "new game review"], sounds: &["8bit anthem", "arcade loop"] },
-    Topic { name: "pets", hashtags: &["pets", "dogsoftiktok", "catlover"], words: &["golden retriever puppy", "cat knocking things over", "parrot talking", "rescue dog", "kitten zoomies", "dog tricks", "hamster maze", "bunny eating"], sounds: &["cute paws", "happy tails"] },
-    Topic { name: "music", hashtags: &["music", "guitar", "singing"], words: &["guitar solo", "piano cover", "acoustic song", "drum groove", "vocal warmup", "violin duet", "beat making", "live gig"], sounds: &["unplugged", "studio session"] },
-    Topic { name: "tech", hashtags: &["tech", "gadgets", "coding"], words: &["new smartphone unboxing", "mechanical keyboard", "rust programming", "laptop review", "smart home setup", "AI tools", "PC build", "camera gear"], sounds: &["synthwave", "future bass"] },
-    Topic { name: "football", hashtags: &["football", "soccer", "goals"], words: &["free kick goal", "last minute winner", "penalty shootout", "skills and dribbles", "stadium atmosphere", "goalkeeper save", "derby match", "training drills"], sounds: &["stadium chant", "matchday"] },
-    Topic { name: "fashion", hashtags: &["fashion", "style", "ootd"], words: &["summer outfit", "thrift haul", "sneaker collection", "street style", "capsule wardrobe", "vintage jacket", "makeup look", "runway recap"], sounds: &["catwalk", "vogue pop"] },
-    Topic { name: "science", hashtags: &["science", "space", "physics"], words: &["black holes", "rocket launch", "chemistry experiment", "mars rover", "quantum physics", "telescope view", "volcano eruption", "dinosaur fossils"], sounds: &["cosmic ambient", "lab vibes"] },
-    Topic { name: "diy", hashtags: &["diy", "woodworking", "homedecor"], words: &["wooden table build", "room makeover", "painting a mural", "garden planter", "epoxy river", "shelf install", "upcycled furniture", "tile backsplash"], sounds: &["workshop groove", "sawdust"] },
-    Topic { name: "comedy", hashtags: &["comedy", "funny", "prank"], words: &["office prank", "stand up bit", "parody sketch", "awkward moments", "fail compilation", "roommate jokes", "impressions", "blooper reel"], sounds: &["laugh track", "silly tune"] },
+    Topic {
+        name: "cooking",
+        hashtags: &["cooking", "recipe", "foodie"],
+        words: &[
+            "pasta carbonara",
+            "ramen",
+            "sourdough bread",
+            "chicken curry",
+            "chocolate cake",
+            "tacos",
+            "sushi rolls",
+            "vegan salad",
+        ],
+        sounds: &["kitchen beats", "sizzle lofi"],
+    },
+    Topic {
+        name: "fitness",
+        hashtags: &["fitness", "workout", "gym"],
+        words: &[
+            "leg day",
+            "push ups",
+            "deadlift form",
+            "home workout",
+            "running a marathon",
+            "yoga stretch",
+            "abs routine",
+            "protein shake",
+        ],
+        sounds: &["pump it up", "gym motivation"],
+    },
+    Topic {
+        name: "travel",
+        hashtags: &["travel", "wanderlust", "backpacking"],
+        words: &[
+            "Tokyo street walk",
+            "Iceland waterfalls",
+            "beaches of Bali",
+            "Paris on a budget",
+            "hiking in Patagonia",
+            "Lisbon trams",
+            "desert camping",
+            "Swiss Alps train",
+        ],
+        sounds: &["road trip", "island breeze"],
+    },
+    Topic {
+        name: "gaming",
+        hashtags: &["gaming", "gamer", "esports"],
+        words: &[
+            "speedrun",
+            "boss fight",
+            "minecraft build",
+            "ranked match",
+            "retro console",
+            "open world quest",
+            "clutch play",
+            "new game review",
+        ],
+        sounds: &["8bit anthem", "arcade loop"],
+    },
+    Topic {
+        name: "pets",
+        hashtags: &["pets", "dogsoftiktok", "catlover"],
+        words: &[
+            "golden retriever puppy",
+            "cat knocking things over",
+            "parrot talking",
+            "rescue dog",
+            "kitten zoomies",
+            "dog tricks",
+            "hamster maze",
+            "bunny eating",
+        ],
+        sounds: &["cute paws", "happy tails"],
+    },
+    Topic {
+        name: "music",
+        hashtags: &["music", "guitar", "singing"],
+        words: &[
+            "guitar solo",
+            "piano cover",
+            "acoustic song",
+            "drum groove",
+            "vocal warmup",
+            "violin duet",
+            "beat making",
+            "live gig",
+        ],
+        sounds: &["unplugged", "studio session"],
+    },
+    Topic {
+        name: "tech",
+        hashtags: &["tech", "gadgets", "coding"],
+        words: &[
+            "new smartphone unboxing",
+            "mechanical keyboard",
+            "rust programming",
+            "laptop review",
+            "smart home setup",
+            "AI tools",
+            "PC build",
+            "camera gear",
+        ],
+        sounds: &["synthwave", "future bass"],
+    },
+    Topic {
+        name: "football",
+        hashtags: &["football", "soccer", "goals"],
+        words: &[
+            "free kick goal",
+            "last minute winner",
+            "penalty shootout",
+            "skills and dribbles",
+            "stadium atmosphere",
+            "goalkeeper save",
+            "derby match",
+            "training drills",
+        ],
+        sounds: &["stadium chant", "matchday"],
+    },
+    Topic {
+        name: "fashion",
+        hashtags: &["fashion", "style", "ootd"],
+        words: &[
+            "summer outfit",
+            "thrift haul",
+            "sneaker collection",
+            "street style",
+            "capsule wardrobe",
+            "vintage jacket",
+            "makeup look",
+            "runway recap",
+        ],
+        sounds: &["catwalk", "vogue pop"],
+    },
+    Topic {
+        name: "science",
+        hashtags: &["science", "space", "physics"],
+        words: &[
+            "black holes",
+            "rocket launch",
+            "chemistry experiment",
+            "mars rover",
+            "quantum physics",
+            "telescope view",
+            "volcano eruption",
+            "dinosaur fossils",
+        ],
+        sounds: &["cosmic ambient", "lab vibes"],
+    },
+    Topic {
+        name: "diy",
+        hashtags: &["diy", "woodworking", "homedecor"],
+        words: &[
+            "wooden table build",
+            "room makeover",
+            "painting a mural",
+            "garden planter",
+            "epoxy river",
+            "shelf install",
+            "upcycled furniture",
+            "tile backsplash",
+        ],
+        sounds: &["workshop groove", "sawdust"],
+    },
+    Topic {
+        name: "comedy",
+        hashtags: &["comedy", "funny", "prank"],
+        words: &[
+            "office prank",
+            "stand up bit",
+            "parody sketch",
+            "awkward moments",
+            "fail compilation",
+            "roommate jokes",
+            "impressions",
+            "blooper reel",
+        ],
+        sounds: &["laugh track", "silly tune"],
+    },
 ];
 
 pub struct WorldConfig {
@@ -111,11 +279,19 @@ impl World {
                 let c = rng.random_range(0..creators.len());
                 let (topic, q) = creators[c];
                 // Creators mostly stay on their topic.
-                let topic = if rng.random::<f32>() < 0.85 { topic } else { rng.random_range(0..TOPICS.len()) };
+                let topic = if rng.random::<f32>() < 0.85 {
+                    topic
+                } else {
+                    rng.random_range(0..TOPICS.len())
+                };
                 let t = &TOPICS[topic];
                 let word = t.words.choose(&mut rng).copied().unwrap_or(t.name);
                 let template = TEMPLATES.choose(&mut rng).copied().unwrap_or("{w}");
-                let mut hashtags: Vec<String> = t.hashtags.choose_multiple(&mut rng, 2).map(|s| s.to_string()).collect();
+                let mut hashtags: Vec<String> = t
+                    .hashtags
+                    .choose_multiple(&mut rng, 2)
+                    .map(|s| s.to_string())
+                    .collect();
                 if rng.random::<f32>() < 0.3 {
                     hashtags.push("fyp".into());
                 }
@@ -141,7 +317,9 @@ impl World {
             .collect();
         let users = (0..cfg.users)
             .map(|i| {
-                let mut interests: Vec<f32> = (0..TOPICS.len()).map(|_| rng.random::<f32>() * 0.15).collect();
+                let mut interests: Vec<f32> = (0..TOPICS.len())
+                    .map(|_| rng.random::<f32>() * 0.15)
+                    .collect();
                 let favs = rng.random_range(1..=3);
                 for _ in 0..favs {
                     let t = rng.random_range(0..TOPICS.len());
@@ -171,12 +349,20 @@ impl World {
         let p = 1.0 / (1.0 + (-z).exp());
         let duration_ms: u64 = self.rng.random_range(8_000..60_000);
         let engaged = self.rng.random::<f32>() < p;
-        let frac: f32 = if engaged { self.rng.random_range(0.85..1.0) } else { self.rng.random_range(0.02..0.5) };
+        let frac: f32 = if engaged {
+            self.rng.random_range(0.85..1.0)
+        } else {
+            self.rng.random_range(0.02..0.5)
+        };
         let completed = engaged && frac > 0.95;
         Watch {
             user: u.id.clone(),
             video: v.doc.id.clone(),
-            watch_ms: if completed { duration_ms } else { (duration_ms as f32 * frac) as u64 },
+            watch_ms: if completed {
+                duration_ms
+            } else {
+                (duration_ms as f32 * frac) as u64
+            },
             duration_ms,
             completed,
             liked: engaged && self.rng.random::<f32>() < 0.4 * interest,
@@ -192,11 +378,18 @@ impl World {
         let weights: Vec<Vec<f32>> = self
             .users
             .iter()
-            .map(|u| self.videos.iter().map(|v| v.popularity * (0.2 + 3.0 * u.interests[v.topic])).collect())
+            .map(|u| {
+                self.videos
+                    .iter()
+                    .map(|v| v.popularity * (0.2 + 3.0 * u.interests[v.topic]))
+                    .collect()
+            })
             .collect();
         let mut events = Vec::new();
         for (ui, w) in weights.iter().enumerate() {
-            let n = self.rng.random_range(cfg.events_per_user.0..=cfg.events_per_user.1);
+            let n = self
+                .rng
+                .random_range(cfg.events_per_user.0..=cfg.events_per_user.1);
             let total: f32 = w.iter().sum();
             let mut seen = std::collections::HashSet::new();
             for _ in 0..n {
@@ -222,7 +415,9 @@ impl World {
     }
 
     pub fn video_index(&self, id: &str) -> Option<usize> {
-        id.strip_prefix('v').and_then(|n| n.parse().ok()).filter(|&i: &usize| i < self.videos.len())
+        id.strip_prefix('v')
+            .and_then(|n| n.parse().ok())
+            .filter(|&i: &usize| i < self.videos.len())
     }
 }
 
@@ -269,6 +464,9 @@ mod tests {
         let b = World::generate(&cfg).log(&cfg);
         assert!(a.windows(2).all(|w| w[0].ts <= w[1].ts));
         assert_eq!(a.len(), b.len());
-        assert!(a.iter().zip(&b).all(|(x, y)| x.video == y.video && x.watch_ms == y.watch_ms));
+        assert!(a
+            .iter()
+            .zip(&b)
+            .all(|(x, y)| x.video == y.video && x.watch_ms == y.watch_ms));
     }
 }

@@ -18,8 +18,15 @@ fn world_and_embeddings(cfg: &WorldConfig) -> (World, Vec<(VideoDoc, Vec<f32>)>)
         .iter()
         .map(|v| video_text(&v.doc.caption, &v.doc.hashtags, v.doc.sound.as_deref()))
         .collect();
-    let vecs = e.embed_all(&texts.iter().map(String::as_str).collect::<Vec<_>>(), 64).unwrap();
-    let docs = world.videos.iter().map(|v| v.doc.clone()).zip(vecs).collect();
+    let vecs = e
+        .embed_all(&texts.iter().map(String::as_str).collect::<Vec<_>>(), 64)
+        .unwrap();
+    let docs = world
+        .videos
+        .iter()
+        .map(|v| v.doc.clone())
+        .zip(vecs)
+        .collect();
     (world, docs)
 }
 
@@ -46,8 +53,14 @@ fn personalised_feed_beats_popularity_and_improves_with_history() {
         report.popularity.hr_at_10
     );
     assert!(report.feed.ndcg_at_10 > 1.5 * report.popularity.ndcg_at_10);
-    assert!(report.training.as_ref().is_some_and(|t| t.holdout_auc > t.formula_holdout_auc));
-    assert!(report.popularity.hr_at_10 > report.random.hr_at_10, "the popularity baseline must be a real one");
+    assert!(report
+        .training
+        .as_ref()
+        .is_some_and(|t| t.holdout_auc > t.formula_holdout_auc));
+    assert!(
+        report.popularity.hr_at_10 > report.random.hr_at_10,
+        "the popularity baseline must be a real one"
+    );
     assert!(report.feed.coverage > report.popularity.coverage);
     let h = &report.history;
     assert_eq!(h.len(), 3);
@@ -69,7 +82,9 @@ fn a_new_user_with_interests_gets_on_topic_videos_first() {
         let user = format!("new-{t}");
         let interests: Vec<String> = topic.hashtags.iter().map(|s| s.to_string()).collect();
         engine.set_interests(&user, &interests, &[]).unwrap();
-        let page = engine.feed(FeedKind::ForYou, Some(&user), 10, None, now).unwrap();
+        let page = engine
+            .feed(FeedKind::ForYou, Some(&user), 10, None, now)
+            .unwrap();
         let on_topic = page
             .items
             .iter()
@@ -79,13 +94,18 @@ fn a_new_user_with_interests_gets_on_topic_videos_first() {
         assert!(page.items.iter().any(|i| i.reason == Reason::ColdStart));
     }
     // Without interests: popular and spread over topics.
-    let page = engine.feed(FeedKind::ForYou, Some("nobody"), 10, None, now).unwrap();
+    let page = engine
+        .feed(FeedKind::ForYou, Some("nobody"), 10, None, now)
+        .unwrap();
     let topics: HashSet<usize> = page
         .items
         .iter()
         .map(|i| world.videos[world.video_index(&i.video_id).unwrap()].topic)
         .collect();
-    assert!(topics.len() >= 5, "cold start should sample many topics: {topics:?}");
+    assert!(
+        topics.len() >= 5,
+        "cold start should sample many topics: {topics:?}"
+    );
 }
 
 #[test]
@@ -104,9 +124,15 @@ fn pages_never_repeat_and_a_new_video_reaches_nearby_users() {
     let mut seen = HashSet::new();
     let mut cursor = None;
     for _ in 0..8 {
-        let page = engine.feed(FeedKind::ForYou, Some(user), 10, cursor.as_deref(), now).unwrap();
+        let page = engine
+            .feed(FeedKind::ForYou, Some(user), 10, cursor.as_deref(), now)
+            .unwrap();
         for item in &page.items {
-            assert!(seen.insert(item.video_id.clone()), "{} repeated", item.video_id);
+            assert!(
+                seen.insert(item.video_id.clone()),
+                "{} repeated",
+                item.video_id
+            );
         }
         cursor = page.next_cursor;
         if cursor.is_none() {
@@ -131,13 +157,24 @@ fn pages_never_repeat_and_a_new_video_reaches_nearby_users() {
     };
     let reached = engine.add_video(doc, emb, now).unwrap();
     assert!(reached >= 1);
-    let page = engine.feed(FeedKind::ForYou, Some(user), 50, None, now).unwrap();
-    let fresh = page.items.iter().find(|i| i.video_id == "fresh").expect("the new video is in the feed");
+    let page = engine
+        .feed(FeedKind::ForYou, Some(user), 50, None, now)
+        .unwrap();
+    let fresh = page
+        .items
+        .iter()
+        .find(|i| i.video_id == "fresh")
+        .expect("the new video is in the feed");
     assert_eq!(fresh.reason, Reason::Exploration);
     // … and fades after its TTL.
     let later = now + EngineConfig::default().exploration_ttl_secs + 1;
-    let page = engine.feed(FeedKind::ForYou, Some(user), 50, None, later).unwrap();
-    assert!(page.items.iter().all(|i| i.video_id != "fresh" || i.reason != Reason::Exploration));
+    let page = engine
+        .feed(FeedKind::ForYou, Some(user), 50, None, later)
+        .unwrap();
+    assert!(page
+        .items
+        .iter()
+        .all(|i| i.video_id != "fresh" || i.reason != Reason::Exploration));
 }
 
 #[test]
@@ -158,25 +195,55 @@ fn a_missing_index_is_an_error_the_server_can_fall_back_from() {
             emb.clone(),
         )
         .unwrap();
-    engine
-        .record_watch(
-            &inference::Watch {
-                user: "u".into(),
-                video: "a".into(),
-                watch_ms: 10,
-                duration_ms: 10,
-                completed: true,
-                liked: false,
-                shared: false,
-                ts: EPOCH,
-            },
-            false,
-        );
+    engine.record_watch(
+        &inference::Watch {
+            user: "u".into(),
+            video: "a".into(),
+            watch_ms: 10,
+            duration_ms: 10,
+            completed: true,
+            liked: false,
+            shared: false,
+            ts: EPOCH,
+        },
+        false,
+    );
     assert!(matches!(
         engine.feed(FeedKind::ForYou, Some("u"), 10, None, EPOCH),
         Err(InferenceError::IndexUnavailable("video"))
     ));
     // Trending never touches the index.
     engine.refresh(EPOCH).unwrap();
-    assert!(engine.feed(FeedKind::Trending, None, 10, None, EPOCH).is_ok());
+    assert!(engine
+        .feed(FeedKind::Trending, None, 10, None, EPOCH)
+        .is_ok());
+}
+
+#[test]
+fn users_flushed_into_the_index_receive_new_videos() {
+    // As the server runs: indexes built empty at start, a user arrives with
+    // interests, the upkeep flushes them, then a video is published.
+    let engine = Engine::new(EngineConfig::default());
+    engine.rebuild_video_index(None).unwrap();
+    engine.rebuild_user_index().unwrap();
+    let mut a = vec![0.0; inference::DIM];
+    a[0] = 1.0;
+    engine
+        .set_interests(
+            "viewer",
+            &["cooking".into(), "recipe".into(), "foodie".into()],
+            &[a.clone()],
+        )
+        .unwrap();
+    assert_eq!(engine.flush_users().unwrap(), 1);
+    assert_eq!(engine.users_index.len(), 1);
+    let doc = VideoDoc {
+        id: "v".into(),
+        creator: "c".into(),
+        caption: "pasta".into(),
+        hashtags: vec!["cooking".into()],
+        sound: None,
+        created_at: EPOCH,
+    };
+    assert_eq!(engine.add_video(doc, a, EPOCH).unwrap(), 1);
 }

@@ -54,7 +54,9 @@ refresh_secs = 1
         hls = crate::manifest_dir()
             .join("../player/node_modules/hls.js/dist/hls.min.js")
             .display(),
-        model = crate::manifest_dir().join("../models/all-MiniLM-L6-v2").display(),
+        model = crate::manifest_dir()
+            .join("../models/all-MiniLM-L6-v2")
+            .display(),
     )
 }
 

@@ -13,20 +13,42 @@ fn clip(dir: &Path) -> std::path::PathBuf {
     let out = dir.join("tiny.mp4");
     e2e::lavfi(
         &out,
-        &["testsrc2=size=192x108:rate=15:duration=1.5", "sine=frequency=330:duration=1.5"],
-        &["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"],
+        &[
+            "testsrc2=size=192x108:rate=15:duration=1.5",
+            "sine=frequency=330:duration=1.5",
+        ],
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
     );
     out
 }
 
-fn publish(server: &Server, creator: &Client, file: &Path, title: &str, tags: &[&str], sound: &str) -> String {
+fn publish(
+    server: &Server,
+    creator: &Client,
+    file: &Path,
+    title: &str,
+    tags: &[&str],
+    sound: &str,
+) -> String {
     let id = upload_small(
         server,
         creator,
         file,
         &json!({"title": title, "description": "", "hashtags": tags, "soundId": sound, "visibility": "public"}),
     );
-    assert_eq!(wait_final(server, creator, &id, Duration::from_secs(120))["status"], "ready");
+    assert_eq!(
+        wait_final(server, creator, &id, Duration::from_secs(120))["status"],
+        "ready"
+    );
     id
 }
 
@@ -36,8 +58,15 @@ fn feed(server: &Server, c: &Client, path: &str) -> Value {
     r.json()
 }
 
+/// Video ids of a feed page (`videos`) or a list page (`items`).
 fn ids(page: &Value) -> Vec<String> {
-    page["videos"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap().to_owned()).collect()
+    page.get("videos")
+        .or_else(|| page.get("items"))
+        .and_then(Value::as_array)
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -56,16 +85,58 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     let mut server = Server::start(dir.path(), "");
     let (creator, creator_id) = register(&server, "chef", "creator");
     let cooking = [
-        publish(&server, &creator, &file, "Creamy pasta carbonara recipe", &["cooking", "recipe"], "kitchen beats"),
-        publish(&server, &creator, &file, "Homemade ramen noodles from scratch", &["cooking", "foodie"], "kitchen beats"),
+        publish(
+            &server,
+            &creator,
+            &file,
+            "Creamy pasta carbonara recipe",
+            &["cooking", "recipe"],
+            "kitchen beats",
+        ),
+        publish(
+            &server,
+            &creator,
+            &file,
+            "Homemade ramen noodles from scratch",
+            &["cooking", "foodie"],
+            "kitchen beats",
+        ),
     ];
     let football = [
-        publish(&server, &creator, &file, "Last minute free kick goal", &["football", "goals"], "stadium chant"),
-        publish(&server, &creator, &file, "Penalty shootout in the derby", &["football", "soccer"], "stadium chant"),
+        publish(
+            &server,
+            &creator,
+            &file,
+            "Last minute free kick goal",
+            &["football", "goals"],
+            "stadium chant",
+        ),
+        publish(
+            &server,
+            &creator,
+            &file,
+            "Penalty shootout in the derby",
+            &["football", "soccer"],
+            "stadium chant",
+        ),
     ];
     let travel = [
-        publish(&server, &creator, &file, "Walking the streets of Tokyo at night", &["travel", "wanderlust"], "road trip"),
-        publish(&server, &creator, &file, "Waterfalls of Iceland road trip", &["travel", "backpacking"], "road trip"),
+        publish(
+            &server,
+            &creator,
+            &file,
+            "Walking the streets of Tokyo at night",
+            &["travel", "wanderlust"],
+            "road trip",
+        ),
+        publish(
+            &server,
+            &creator,
+            &file,
+            "Waterfalls of Iceland road trip",
+            &["travel", "backpacking"],
+            "road trip",
+        ),
     ];
     let anon = Client::new();
     // Embedding follows publication: semantic search finds a video by
@@ -80,8 +151,18 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     let tagged = feed(&server, &anon, "/api/v1/hashtags/%23Travel/videos?limit=1");
     assert_eq!(tagged["items"].as_array().unwrap().len(), 1);
     let next = tagged["nextCursor"].as_str().unwrap();
-    let rest = feed(&server, &anon, &format!("/api/v1/hashtags/travel/videos?cursor={next}"));
-    let mut both: Vec<String> = tagged["items"].as_array().unwrap().iter().chain(rest["items"].as_array().unwrap()).map(|v| v["id"].as_str().unwrap().to_owned()).collect();
+    let rest = feed(
+        &server,
+        &anon,
+        &format!("/api/v1/hashtags/travel/videos?cursor={next}"),
+    );
+    let mut both: Vec<String> = tagged["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["items"].as_array().unwrap())
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
     both.sort();
     let mut want = travel.to_vec();
     want.sort();
@@ -89,22 +170,37 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
 
     // A new viewer with interests starts on topic.
     let (viewer, _) = register(&server, "viewer", "viewer");
-    let r = viewer.post_json(&server.url("/api/v1/users/me/interests"), &json!({"interests": ["cooking", "recipe"]}));
+    let r = viewer.post_json(
+        &server.url("/api/v1/users/me/interests"),
+        &json!({"interests": ["cooking", "recipe"]}),
+    );
     assert_eq!(r.status, 400, "fewer than three interests");
-    let r = viewer.post_json(&server.url("/api/v1/users/me/interests"), &json!({"interests": ["#Cooking", "recipe", "foodie"]}));
+    let r = viewer.post_json(
+        &server.url("/api/v1/users/me/interests"),
+        &json!({"interests": ["#Cooking", "recipe", "foodie"]}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let page = feed(&server, &viewer, "/api/v1/feed/for-you?limit=3");
     assert_eq!(page["source"], "personalized");
     let first = ids(&page);
-    assert!(cooking.contains(&first[0]) && cooking.contains(&first[1]), "{page}");
+    assert!(
+        cooking.contains(&first[0]) && cooking.contains(&first[1]),
+        "{page}"
+    );
     assert_eq!(page["videos"][0]["reason"], "cold_start");
-    assert!(page["prefetchIds"].as_array().is_some_and(|p| !p.is_empty()));
+    assert!(page["prefetchIds"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty()));
 
     // Paging with the cursor never repeats a video.
     let mut seen: HashSet<String> = first.iter().cloned().collect();
     let mut cursor = page["nextCursor"].as_str().map(str::to_owned);
     while let Some(c) = cursor {
-        let p = feed(&server, &viewer, &format!("/api/v1/feed/for-you?limit=3&cursor={c}"));
+        let p = feed(
+            &server,
+            &viewer,
+            &format!("/api/v1/feed/for-you?limit=3&cursor={c}"),
+        );
         for id in ids(&p) {
             assert!(seen.insert(id.clone()), "{id} repeated");
         }
@@ -119,7 +215,10 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     let r = viewer.get(&server.url("/api/v1/feed/for-you?limit=0"));
     assert_eq!(r.status, 400);
     assert_eq!(anon.get(&server.url("/api/v1/feed/for-you")).status, 401);
-    assert_eq!(feed(&server, &anon, "/api/v1/feed/trending")["source"], "trending");
+    assert_eq!(
+        feed(&server, &anon, "/api/v1/feed/trending")["source"],
+        "trending"
+    );
 
     // Watching football to the end moves the viewer's taste at once.
     let ts = "2026-11-21T10:00:00Z";
@@ -138,27 +237,66 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     assert!(r.text().contains("events[0]"), "{}", r.text());
     let page = feed(&server, &viewer, "/api/v1/feed/for-you?limit=10");
     let now = ids(&page);
-    assert!(!now.contains(&football[0]) && !now.contains(&cooking[1]), "watched videos are not shown again");
-    assert_eq!(now[0], football[1], "the other football video leads: {page}");
+    assert!(
+        !now.contains(&football[0]) && !now.contains(&cooking[1]),
+        "watched videos are not shown again"
+    );
+    assert_eq!(
+        now[0], football[1],
+        "the other football video leads: {page}"
+    );
     assert_eq!(page["videos"][0]["reason"], "similar_to_watched");
 
     // Following.
-    let r = viewer.post_json(&server.url(&format!("/api/v1/users/{creator_id}/follow")), &json!({}));
+    let r = viewer.post_json(
+        &server.url(&format!("/api/v1/users/{creator_id}/follow")),
+        &json!({}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let f = feed(&server, &viewer, "/api/v1/feed/following?limit=50");
     assert_eq!(f["source"], "following");
     assert_eq!(f["videos"][0]["id"], travel[1].as_str(), "newest first");
-    assert!(f["videos"].as_array().unwrap().iter().all(|v| v["reason"] == "following"));
-    let r = viewer.request("DELETE", &server.url(&format!("/api/v1/users/{creator_id}/follow")), &[], None);
+    assert!(f["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["reason"] == "following"));
+    let r = viewer.request(
+        "DELETE",
+        &server.url(&format!("/api/v1/users/{creator_id}/follow")),
+        &[],
+        None,
+    );
     assert_eq!(r.status, 200);
-    assert!(feed(&server, &viewer, "/api/v1/feed/following")["videos"].as_array().unwrap().is_empty());
+    assert!(feed(&server, &viewer, "/api/v1/feed/following")["videos"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 
     // A new video near the viewer's taste reaches their exploration pool.
-    let fresh = publish(&server, &creator, &file, "Bicycle kick goal of the season", &["football", "goals"], "matchday");
-    let took = wait_until("new video in the viewer's exploration pool", Duration::from_secs(60), || {
-        let p = feed(&server, &viewer, "/api/v1/feed/for-you?limit=10");
-        p["videos"].as_array().unwrap().iter().any(|v| v["id"] == fresh.as_str() && v["reason"] == "exploration")
-    });
+    let fresh = publish(
+        &server,
+        &creator,
+        &file,
+        "Bicycle kick goal of the season",
+        &["football", "goals"],
+        "matchday",
+    );
+    let mut last = Value::Null;
+    let start = Instant::now();
+    while !last["videos"].as_array().is_some_and(|vs| {
+        vs.iter()
+            .any(|v| v["id"] == fresh.as_str() && v["reason"] == "exploration")
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "new video {fresh} not in the viewer's exploration pool within 60 s; last page {last}\nlog:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        last = feed(&server, &viewer, "/api/v1/feed/for-you?limit=10");
+    }
+    let took = start.elapsed();
     eprintln!("new video reached the viewer's pool {took:?} after becoming ready");
 
     // A corrupt ranking model: trending, with a 200 and the reason.
@@ -167,23 +305,36 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     std::fs::write(&ranker, b"definitely not safetensors").unwrap();
     wait_until("fallback to trending", Duration::from_secs(10), || {
         let p = feed(&server, &viewer, "/api/v1/feed/for-you");
-        p["source"] == "trending_fallback" && p["degraded"].as_str().is_some_and(|d| d.contains("ranking model"))
+        p["source"] == "trending_fallback"
+            && p["degraded"]
+                .as_str()
+                .is_some_and(|d| d.contains("ranking model"))
     });
     std::fs::remove_file(&ranker).unwrap();
     wait_until("personalisation back", Duration::from_secs(10), || {
         feed(&server, &viewer, "/api/v1/feed/for-you")["source"] == "personalized"
     });
     let metrics = anon.get(&server.url("/metrics")).text();
-    assert!(metrics.contains("appliance_feed_fallbacks_total"), "{metrics}");
+    assert!(
+        metrics.contains("appliance_feed_fallbacks_total"),
+        "{metrics}"
+    );
 
     // Everything the feed learned is rebuilt after a restart.
     assert_eq!(server.terminate(), Some(0));
-    let (config, data, log) = (server.config.clone(), server.data.clone(), dir.path().join("server2.log"));
+    let (config, data, log) = (
+        server.config.clone(),
+        server.data.clone(),
+        dir.path().join("server2.log"),
+    );
     let server = Server::start_with(&config, &data, log);
     let page = feed(&server, &viewer, "/api/v1/feed/for-you?limit=10");
     assert_eq!(page["source"], "personalized");
     let after = ids(&page);
-    assert!(!after.contains(&football[0]), "watch history survives a restart");
+    assert!(
+        !after.contains(&football[0]),
+        "watch history survives a restart"
+    );
     assert_eq!(after[0], football[1], "{page}");
     assert!(server.log().contains("feed engine ready"));
 }
