@@ -581,31 +581,36 @@ impl Recommender {
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let s = &self.stats;
-        let _ = writeln!(
-            out,
-            "# TYPE appliance_feed_requests_total counter\nappliance_feed_requests_total {}",
-            s.requests.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE appliance_feed_fallbacks_total counter\nappliance_feed_fallbacks_total {}",
-            s.fallbacks.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE appliance_videos_embedded_total counter\nappliance_videos_embedded_total {}",
-            s.embedded.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE appliance_watch_events_total counter\nappliance_watch_events_total {}",
-            s.watches.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE appliance_feed_index_videos gauge\nappliance_feed_index_videos {}",
-            self.engine.videos_index.len()
-        );
+        let series = [
+            (
+                "appliance_feed_requests_total",
+                "counter",
+                s.requests.load(Ordering::Relaxed),
+            ),
+            (
+                "appliance_feed_fallbacks_total",
+                "counter",
+                s.fallbacks.load(Ordering::Relaxed),
+            ),
+            (
+                "appliance_videos_embedded_total",
+                "counter",
+                s.embedded.load(Ordering::Relaxed),
+            ),
+            (
+                "appliance_watch_events_total",
+                "counter",
+                s.watches.load(Ordering::Relaxed),
+            ),
+            (
+                "appliance_feed_index_videos",
+                "gauge",
+                self.engine.videos_index.len() as u64,
+            ),
+        ];
+        for (name, kind, value) in series {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+        }
         let _ = writeln!(out, "# TYPE appliance_feed_latency_seconds histogram");
         let mut cum = 0;
         for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {

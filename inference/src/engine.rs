@@ -1208,15 +1208,15 @@ impl Engine {
         self.sessions.lock().len()
     }
 
+    fn watched_by(&self, user: &str) -> HashSet<u32> {
+        let handle = self.users.read().get(user).cloned();
+        handle.map(|u| u.lock().watched.clone()).unwrap_or_default()
+    }
+
     /// Popularity baseline for evaluation: most-viewed videos the user has
     /// not watched.
     pub fn popular_for(&self, user: &str, limit: usize) -> Vec<String> {
-        let watched = self
-            .users
-            .read()
-            .get(user)
-            .map(|u| u.lock().watched.clone())
-            .unwrap_or_default();
+        let watched = self.watched_by(user);
         let cat = self.catalog.read();
         let mut all: Vec<(f32, u32)> = cat
             .videos
@@ -1233,12 +1233,7 @@ impl Engine {
     }
 
     pub fn unwatched_ids(&self, user: &str) -> Vec<String> {
-        let watched = self
-            .users
-            .read()
-            .get(user)
-            .map(|u| u.lock().watched.clone())
-            .unwrap_or_default();
+        let watched = self.watched_by(user);
         let cat = self.catalog.read();
         cat.videos
             .iter()
