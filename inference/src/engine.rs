@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use rand::seq::IndexedRandom;
 use rand::Rng;
 
 use crate::embed::{dot, normalize, DIM};
@@ -299,11 +298,6 @@ impl Engine {
         self.users.read().len()
     }
 
-    pub fn contains_video(&self, id: &str) -> bool {
-        let cat = self.catalog.read();
-        cat.by_id.get(id).is_some_and(|&s| cat.live(s).is_some())
-    }
-
     /// Adds a video (or replaces its embedding) without touching the
     /// indexes; used for bulk loads followed by [`Engine::rebuild_video_index`].
     pub fn load_video(&self, doc: VideoDoc, emb: Vec<f32>) -> Result<u32> {
@@ -506,10 +500,6 @@ impl Engine {
 
     pub fn user_embedding(&self, id: &str) -> Option<Vec<f32>> {
         self.users.read().get(id).and_then(|u| u.lock().emb.clone())
-    }
-
-    pub fn user_events(&self, id: &str) -> u32 {
-        self.users.read().get(id).map_or(0, |u| u.lock().events)
     }
 
     pub fn set_follow(&self, user: &str, creator: &str, on: bool) {
@@ -761,16 +751,6 @@ impl Engine {
             self.fan_out(slot, &emb, 4 * self.cfg.new_video_fanout, now)?;
         }
         Ok(())
-    }
-
-    pub fn trending_ids(&self, limit: usize) -> Vec<String> {
-        let t = self.trending.read().clone();
-        let cat = self.catalog.read();
-        t.iter()
-            .filter_map(|&s| cat.live(s))
-            .take(limit)
-            .map(|v| v.doc.id.clone())
-            .collect()
     }
 
     /// One page of a feed. With a cursor, the page continues that session;
@@ -1059,14 +1039,14 @@ impl Engine {
         );
         // A few random recent videos keep the exploration share filled even
         // when pools are empty.
-        let recent_from = cat.videos.len().saturating_sub(2000);
-        let mut rng = rand::rng();
-        let recent: Vec<u32> = (recent_from as u32..cat.videos.len() as u32).collect();
-        cands.extend(
-            recent
-                .choose_multiple(&mut rng, 20)
-                .map(|&s| (s, Reason::Exploration)),
-        );
+        let recent_from = cat.videos.len().saturating_sub(2000) as u32;
+        let total = cat.videos.len() as u32;
+        if total > recent_from {
+            let mut rng = rand::rng();
+            cands.extend(
+                (0..20).map(|_| (rng.random_range(recent_from..total), Reason::Exploration)),
+            );
+        }
 
         let mut seen = HashSet::with_capacity(cands.len());
         let mut picked: Vec<(u32, Reason)> = Vec::with_capacity(cands.len());
@@ -1204,10 +1184,6 @@ impl Engine {
         )
     }
 
-    pub fn session_count(&self) -> usize {
-        self.sessions.lock().len()
-    }
-
     fn watched_by(&self, user: &str) -> HashSet<u32> {
         let handle = self.users.read().get(user).cloned();
         handle.map(|u| u.lock().watched.clone()).unwrap_or_default()
@@ -1241,23 +1217,6 @@ impl Engine {
             .filter(|(s, v)| v.alive && !watched.contains(&(*s as u32)))
             .map(|(_, v)| v.doc.id.clone())
             .collect()
-    }
-
-    pub fn embedding_of(&self, video: &str) -> Option<Vec<f32>> {
-        let cat = self.catalog.read();
-        cat.by_id
-            .get(video)
-            .and_then(|&s| cat.live(s))
-            .map(|v| v.emb.to_vec())
-    }
-
-    pub fn hashtags_of(&self, video: &str) -> Vec<String> {
-        let cat = self.catalog.read();
-        cat.by_id
-            .get(video)
-            .and_then(|&s| cat.live(s))
-            .map(|v| v.doc.hashtags.clone())
-            .unwrap_or_default()
     }
 }
 

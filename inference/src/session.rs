@@ -58,6 +58,7 @@ impl<E> Sessions<E> {
         self.map.get_mut(&id).filter(|s| s.user == user)
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
     }
