@@ -101,7 +101,23 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
             "/users/{id}/follow",
             post(follow::<S>).delete(unfollow::<S>),
         )
+        .route("/users/{id}/followers", get(followers::<S>))
+        .route("/users/{id}/following", get(following::<S>))
         .route("/engagement/watch-batch", post(watch_batch::<S>))
+        .route("/videos/{id}/like", post(like::<S>).delete(unlike::<S>))
+        .route("/videos/{id}/save", post(save::<S>).delete(unsave::<S>))
+        .route("/videos/{id}/share", post(share::<S>))
+        .route(
+            "/videos/{id}/comments",
+            get(comments::<S>).post(add_comment::<S>),
+        )
+        .route("/comments/{id}/replies", get(replies::<S>))
+        .route("/hashtags/trending", get(trending_hashtags::<S>))
+        .route("/analytics/videos/{id}", get(video_analytics::<S>))
+        .route(
+            "/analytics/creators/{id}/overview",
+            get(creator_overview::<S>),
+        )
         .route("/search/videos", get(search_videos::<S>))
         .route("/hashtags/{tag}/videos", get(hashtag_videos::<S>))
         .route("/ops/inventory", get(inventory::<S>))
@@ -608,6 +624,183 @@ async fn watch_batch<S: Service>(State(ctx): St<S>, Auth(p): Auth, body: Bytes) 
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{id}/followers", params(PageQuery),
+    responses((status = 200, body = Page<FollowEntry>), (status = 404, body = ErrorBody)))]
+async fn followers<S: Service>(
+    State(ctx): St<S>,
+    Path(id): Path<String>,
+    query: QueryResult<PageQuery>,
+) -> ApiResult<Json<Page<FollowEntry>>> {
+    let Query(page) = query?;
+    Ok(Json(ctx.svc.follows(&id, true, page).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}/following", params(PageQuery),
+    responses((status = 200, body = Page<FollowEntry>), (status = 404, body = ErrorBody)))]
+async fn following<S: Service>(
+    State(ctx): St<S>,
+    Path(id): Path<String>,
+    query: QueryResult<PageQuery>,
+) -> ApiResult<Json<Page<FollowEntry>>> {
+    let Query(page) = query?;
+    Ok(Json(ctx.svc.follows(&id, false, page).await?))
+}
+
+/// Idempotent: liking twice is one like, and answers the same.
+#[utoipa::path(post, path = "/api/v1/videos/{id}/like",
+    responses((status = 200, body = LikeState), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn like<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LikeState>> {
+    Ok(Json(ctx.svc.like(&p, &id, true).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/videos/{id}/like",
+    responses((status = 200, body = LikeState), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn unlike<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LikeState>> {
+    Ok(Json(ctx.svc.like(&p, &id, false).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/videos/{id}/save",
+    responses((status = 200, body = SaveState), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn save<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SaveState>> {
+    Ok(Json(ctx.svc.save(&p, &id, true).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/videos/{id}/save",
+    responses((status = 200, body = SaveState), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn unsave<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SaveState>> {
+    Ok(Json(ctx.svc.save(&p, &id, false).await?))
+}
+
+/// Every share counts (per channel); send `X-Idempotency-Key` to make a
+/// retried request count once.
+#[utoipa::path(post, path = "/api/v1/videos/{id}/share", request_body = ShareRequest,
+    responses((status = 201, body = ShareAccepted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn share<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req: ShareRequest = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let scope = format!("{}:share:{id}", p.user_id);
+    once(&ctx, &headers, scope, &body, StatusCode::CREATED, || {
+        ctx.svc.share(&p, &id, req)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/videos/{id}/comments", request_body = CommentCreate,
+    responses((status = 201, body = Comment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn add_comment<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req: CommentCreate = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let scope = format!("{}:comment:{id}", p.user_id);
+    once(&ctx, &headers, scope, &body, StatusCode::CREATED, || {
+        ctx.svc.add_comment(&p, &id, req)
+    })
+    .await
+}
+
+/// Top-level comments, newest first; each carries its `replyCount`.
+#[utoipa::path(get, path = "/api/v1/videos/{id}/comments", params(PageQuery),
+    responses((status = 200, body = Page<Comment>), (status = 404, body = ErrorBody)))]
+async fn comments<S: Service>(
+    State(ctx): St<S>,
+    MaybeAuth(caller): MaybeAuth,
+    Path(id): Path<String>,
+    query: QueryResult<PageQuery>,
+) -> ApiResult<Json<Page<Comment>>> {
+    let Query(page) = query?;
+    Ok(Json(ctx.svc.comments(caller.as_ref(), &id, page).await?))
+}
+
+/// Replies in a thread, oldest first.
+#[utoipa::path(get, path = "/api/v1/comments/{id}/replies", params(PageQuery),
+    responses((status = 200, body = Page<Comment>), (status = 404, body = ErrorBody)))]
+async fn replies<S: Service>(
+    State(ctx): St<S>,
+    MaybeAuth(caller): MaybeAuth,
+    Path(id): Path<String>,
+    query: QueryResult<PageQuery>,
+) -> ApiResult<Json<Page<Comment>>> {
+    let Query(page) = query?;
+    Ok(Json(ctx.svc.replies(caller.as_ref(), &id, page).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/hashtags/trending", params(LimitQuery),
+    responses((status = 200, body = Vec<TrendingHashtag>), (status = 400, body = ErrorBody)))]
+async fn trending_hashtags<S: Service>(
+    State(ctx): St<S>,
+    query: QueryResult<LimitQuery>,
+) -> ApiResult<Json<Vec<TrendingHashtag>>> {
+    let Query(q) = query?;
+    Ok(Json(
+        ctx.svc.trending_hashtags(q.limit.unwrap_or(20)).await?,
+    ))
+}
+
+/// The video's owner (or an admin) only.
+#[utoipa::path(get, path = "/api/v1/analytics/videos/{id}", params(PeriodQuery),
+    responses((status = 200, body = VideoAnalytics), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn video_analytics<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    query: QueryResult<PeriodQuery>,
+) -> ApiResult<Json<VideoAnalytics>> {
+    let Query(q) = query?;
+    Ok(Json(ctx.svc.video_analytics(&p, &id, q).await?))
+}
+
+/// The creator themself (or an admin) only.
+#[utoipa::path(get, path = "/api/v1/analytics/creators/{id}/overview", params(PeriodQuery),
+    responses((status = 200, body = CreatorOverview), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn creator_overview<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    query: QueryResult<PeriodQuery>,
+) -> ApiResult<Json<CreatorOverview>> {
+    let Query(q) = query?;
+    Ok(Json(ctx.svc.creator_overview(&p, &id, q).await?))
+}
+
 #[utoipa::path(get, path = "/api/v1/search/videos", params(SearchQuery),
     responses((status = 200, body = Page<Video>), (status = 400, body = ErrorBody)))]
 async fn search_videos<S: Service>(
@@ -821,7 +1014,9 @@ impl utoipa::Modify for BearerAuth {
         complete_upload, cancel_upload, create_video, get_video, video_status,
         video_events, delete_video, inventory, jobs, reprocess, healthz, readyz,
         feed_for_you, feed_following, feed_trending, set_interests, follow, unfollow,
-        watch_batch, search_videos, hashtag_videos
+        watch_batch, search_videos, hashtag_videos, followers, following, like, unlike,
+        save, unsave, share, add_comment, comments, replies, trending_hashtags,
+        video_analytics, creator_overview
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
     modifiers(&BearerAuth)

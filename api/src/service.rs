@@ -189,6 +189,67 @@ pub trait Service: Send + Sync + 'static {
         page: PageQuery,
     ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
 
+    // --- engagement ---
+    fn like(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        on: bool,
+    ) -> impl Future<Output = ApiResult<LikeState>> + Send;
+    fn save(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        on: bool,
+    ) -> impl Future<Output = ApiResult<SaveState>> + Send;
+    fn share(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        req: ShareRequest,
+    ) -> impl Future<Output = ApiResult<ShareAccepted>> + Send;
+    fn add_comment(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        req: CommentCreate,
+    ) -> impl Future<Output = ApiResult<Comment>> + Send;
+    fn comments(
+        &self,
+        caller: Option<&Principal>,
+        video_id: &str,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Comment>>> + Send;
+    fn replies(
+        &self,
+        caller: Option<&Principal>,
+        comment_id: &str,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Comment>>> + Send;
+    /// Followers (`followers = true`) or followees of a user.
+    fn follows(
+        &self,
+        user_id: &str,
+        followers: bool,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<FollowEntry>>> + Send;
+    fn trending_hashtags(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = ApiResult<Vec<TrendingHashtag>>> + Send;
+    fn video_analytics(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        query: PeriodQuery,
+    ) -> impl Future<Output = ApiResult<VideoAnalytics>> + Send;
+    fn creator_overview(
+        &self,
+        caller: &Principal,
+        creator_id: &str,
+        query: PeriodQuery,
+    ) -> impl Future<Output = ApiResult<CreatorOverview>> + Send;
+
     fn inventory(&self) -> impl Future<Output = ApiResult<serde_json::Value>> + Send;
     fn jobs(&self, limit: u32) -> impl Future<Output = ApiResult<Vec<Job>>> + Send;
     fn reprocess(&self, video_id: &str) -> impl Future<Output = ApiResult<Accepted>> + Send;

@@ -251,7 +251,7 @@ pub struct Video {
     pub viewer: ViewerEngagement,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoStatus {
     pub video_id: String,
@@ -292,6 +292,19 @@ pub struct StatusEvent {
 }
 
 impl StatusEvent {
+    /// The static event name for `name` (events crossing processes).
+    pub fn name_of(name: &str) -> Option<&'static str> {
+        [
+            "transcode.started",
+            "transcode.progress",
+            "transcode.completed",
+            "transcode.failed",
+            "video.deleted",
+        ]
+        .into_iter()
+        .find(|n| *n == name)
+    }
+
     pub fn snapshot(status: VideoStatus) -> Self {
         Self {
             name: status.event_name(),
@@ -463,8 +476,11 @@ pub struct WatchBatch {
 #[serde(rename_all = "camelCase")]
 pub struct WatchAccepted {
     pub accepted: u32,
-    /// Events whose `eventId` had been accepted before.
+    /// Events whose `eventId` had been accepted in the last few minutes
+    /// (counted once; older repeats are caught by the analytics store).
     pub duplicates: u32,
+    /// Events about videos that do not exist (any more): not recorded.
+    pub unknown_videos: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -479,6 +495,154 @@ pub struct FollowState {
 pub struct SearchQuery {
     pub q: String,
     /// 1–50, default 20.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+// ------------------------------------------------------------- engagement
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LikeState {
+    pub video_id: String,
+    pub liked: bool,
+    pub likes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveState {
+    pub video_id: String,
+    pub saved: bool,
+    pub saves: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShareRequest {
+    /// Where it was shared: `copy_link`, `sms`, `whatsapp`, `messenger`,
+    /// `email`, `twitter`, `facebook`, `instagram`, `telegram`, `other`.
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareAccepted {
+    pub video_id: String,
+    pub channel: String,
+    /// Shares of this video per channel, this one included.
+    pub by_channel: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommentCreate {
+    /// 1–2000 characters.
+    pub body: String,
+    /// Reply to this comment (replies to a reply attach to its thread).
+    #[serde(default)]
+    pub parent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Comment {
+    pub id: String,
+    pub video_id: String,
+    pub user_id: String,
+    pub username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    pub body: String,
+    pub reply_count: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowEntry {
+    pub user_id: String,
+    pub username: String,
+    pub since: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrendingHashtag {
+    pub tag: String,
+    pub score: f64,
+    /// Trending videos carrying it.
+    pub videos: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeriodQuery {
+    /// `24h` (default), `7d` or `30d`.
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HourPoint {
+    /// Start of the hour (RFC 3339, UTC).
+    pub hour: String,
+    pub views: u64,
+    pub watch_ms: u64,
+    pub completions: u64,
+    pub likes: i64,
+    pub comments: i64,
+    pub shares: i64,
+    pub saves: i64,
+}
+
+/// Numbers over a period, from the hourly rollups.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    pub period: String,
+    pub views: u64,
+    pub unique_viewers: u64,
+    pub total_watch_ms: u64,
+    pub avg_watch_ms: f64,
+    /// Completed views / views.
+    pub completion_rate: f64,
+    /// (likes + comments + shares + saves) / views.
+    pub engagement_rate: f64,
+    pub likes: i64,
+    pub comments: i64,
+    pub shares: i64,
+    pub saves: i64,
+    /// Views per traffic source (`fyp`, `following`, `search`, …).
+    pub traffic_sources: std::collections::BTreeMap<String, u64>,
+    /// One point per hour with activity, oldest first.
+    pub hourly: Vec<HourPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoAnalytics {
+    pub video_id: String,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatorOverview {
+    pub creator_id: String,
+    pub followers: u64,
+    pub following: u64,
+    pub videos: u64,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitQuery {
+    /// 1–100, default 20.
     #[serde(default)]
     pub limit: Option<u32>,
 }

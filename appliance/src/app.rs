@@ -50,6 +50,7 @@ pub struct App {
     pub work_dir: PathBuf,
     pub counters: crate::jobs::Counters,
     pub feed: Arc<crate::recommend::Recommender>,
+    pub engagement: Arc<crate::engagement::Engagement>,
 }
 
 fn new_id() -> String {
@@ -72,11 +73,16 @@ impl App {
         catalog: Catalog,
         objects: Objects,
         inventory: hardware::Inventory,
-    ) -> Self {
+    ) -> Result<Self> {
         let work_dir = config.storage.data_dir.join("work");
         let feed = Arc::new(crate::recommend::Recommender::new(&config));
-        Self {
+        let engagement = Arc::new(crate::engagement::Engagement::new(
+            &config,
+            catalog.clone(),
+        )?);
+        Ok(Self {
             feed,
+            engagement,
             config,
             catalog,
             objects,
@@ -86,10 +92,10 @@ impl App {
             completing: Mutex::new(HashSet::new()),
             work_dir,
             counters: Default::default(),
-        }
+        })
     }
 
-    async fn issue_token(&self, user: &cat::UserRow) -> Result<AuthResponse> {
+    pub(crate) async fn issue_token(&self, user: &cat::UserRow) -> Result<AuthResponse> {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| Error::Task(format!("no randomness: {e}")))?;
         let token = hex::encode(raw);
@@ -245,6 +251,14 @@ impl App {
             .with_details(serde_json::json!({"accepted": VIDEO_MIME_TYPES}))
             .into());
         }
+        // Counted once the request is valid: a typo does not use up quota.
+        self.limit(
+            "uploads",
+            &caller.user_id,
+            self.config.limits.uploads_per_hour,
+            Duration::from_secs(3600),
+        )
+        .await?;
         let now = now_ms();
         let total = req.file_size.div_ceil(chunk_size);
         let row = UploadRow {
@@ -477,7 +491,11 @@ impl App {
         }
     }
 
-    async fn visible_video(&self, caller: Option<&Principal>, id: &str) -> Result<VideoRow> {
+    pub(crate) async fn visible_video(
+        &self,
+        caller: Option<&Principal>,
+        id: &str,
+    ) -> Result<VideoRow> {
         let vid = id.to_owned();
         let row = self.catalog.call(move |c| cat::video(c, &vid)).await?;
         let Some(v) = row else {
@@ -518,6 +536,7 @@ impl App {
             self.hub.publish(deleted_event(video_id));
         }
         self.feed.forget_video(video_id);
+        self.engagement.forget_video(video_id);
         self.finish_delete(video_id).await
     }
 
@@ -963,7 +982,7 @@ impl Service for Handle {
 
     async fn get_video(&self, caller: Option<&Principal>, id: &str) -> ApiResult<Video> {
         let v = self.visible_video(caller, id).await?;
-        Ok(App::video_wire(&v))
+        Ok(self.video_with_engagement(caller, &v).await?)
     }
 
     async fn video_status(&self, caller: Option<&Principal>, id: &str) -> ApiResult<VideoStatus> {
@@ -1044,14 +1063,11 @@ impl Service for Handle {
         key: &str,
         fingerprint: &str,
     ) -> ApiResult<IdempotencyBegin> {
-        let (s, k, f) = (
-            scope.to_owned(),
-            key.to_owned(),
-            sha256_hex(fingerprint.as_bytes()),
-        );
+        let f = sha256_hex(fingerprint.as_bytes());
         let state = self
-            .catalog
-            .call(move |c| cat::claim_key(c, &s, &k, &f, Duration::from_secs(300)))
+            .engagement
+            .hot
+            .idem_claim(scope, key, &f, Duration::from_secs(300))
             .await?;
         match state {
             KeyState::New => Ok(IdempotencyBegin::Proceed),
@@ -1069,10 +1085,11 @@ impl Service for Handle {
     }
 
     async fn idempotency_finish(&self, scope: &str, key: &str, status: u16, body: Bytes) {
-        let (s, k) = (scope.to_owned(), key.to_owned());
+        let keep = Duration::from_secs(self.config.hot.idempotency_hours * 3600);
         if let Err(e) = self
-            .catalog
-            .call(move |c| cat::finish_key(c, &s, &k, status, &body))
+            .engagement
+            .hot
+            .idem_finish(scope, key, status, &body, keep)
             .await
         {
             tracing::warn!("idempotency key {key} not recorded: {e}");
@@ -1080,8 +1097,7 @@ impl Service for Handle {
     }
 
     async fn idempotency_abort(&self, scope: &str, key: &str) {
-        let (s, k) = (scope.to_owned(), key.to_owned());
-        if let Err(e) = self.catalog.call(move |c| cat::drop_key(c, &s, &k)).await {
+        if let Err(e) = self.engagement.hot.idem_drop(scope, key).await {
             tracing::warn!("idempotency key {key} not released: {e}");
         }
     }
@@ -1113,6 +1129,87 @@ impl Service for Handle {
 
     async fn hashtag_videos(&self, tag: &str, page: PageQuery) -> ApiResult<Page<Video>> {
         Ok(self.0.hashtag_videos(tag, page).await?)
+    }
+
+    async fn like(&self, caller: &Principal, video_id: &str, on: bool) -> ApiResult<LikeState> {
+        Ok(self.0.set_like(caller, video_id, on).await?)
+    }
+
+    async fn save(&self, caller: &Principal, video_id: &str, on: bool) -> ApiResult<SaveState> {
+        Ok(self.0.set_save(caller, video_id, on).await?)
+    }
+
+    async fn share(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        req: ShareRequest,
+    ) -> ApiResult<ShareAccepted> {
+        Ok(self.0.share_video(caller, video_id, req).await?)
+    }
+
+    async fn add_comment(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        req: CommentCreate,
+    ) -> ApiResult<Comment> {
+        Ok(self.0.comment(caller, video_id, req).await?)
+    }
+
+    async fn comments(
+        &self,
+        caller: Option<&Principal>,
+        video_id: &str,
+        page: PageQuery,
+    ) -> ApiResult<Page<Comment>> {
+        Ok(self
+            .0
+            .list_comments(caller, Some(video_id), None, page)
+            .await?)
+    }
+
+    async fn replies(
+        &self,
+        caller: Option<&Principal>,
+        comment_id: &str,
+        page: PageQuery,
+    ) -> ApiResult<Page<Comment>> {
+        Ok(self
+            .0
+            .list_comments(caller, None, Some(comment_id), page)
+            .await?)
+    }
+
+    async fn follows(
+        &self,
+        user_id: &str,
+        followers: bool,
+        page: PageQuery,
+    ) -> ApiResult<Page<FollowEntry>> {
+        Ok(self.0.follow_list(user_id, followers, page).await?)
+    }
+
+    async fn trending_hashtags(&self, limit: u32) -> ApiResult<Vec<TrendingHashtag>> {
+        Ok(self.0.trending_tags(limit)?)
+    }
+
+    async fn video_analytics(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        query: PeriodQuery,
+    ) -> ApiResult<VideoAnalytics> {
+        Ok(self.0.analytics_of_video(caller, video_id, query).await?)
+    }
+
+    async fn creator_overview(
+        &self,
+        caller: &Principal,
+        creator_id: &str,
+        query: PeriodQuery,
+    ) -> ApiResult<CreatorOverview> {
+        Ok(self.0.creator_summary(caller, creator_id, query).await?)
     }
 
     async fn inventory(&self) -> ApiResult<serde_json::Value> {
@@ -1189,6 +1286,17 @@ impl Service for Handle {
         }
         if let Err(e) = self.objects.head("readiness-probe").await {
             problems.push(format!("object store: {e}"));
+        }
+        // Degraded, not down: events wait in the spool, counters and limits
+        // carry on in process.
+        if let Err(e) = self.engagement.analytics.ping().await {
+            problems.push(format!(
+                "analytics store: {e} ({} events waiting in the spool)",
+                self.engagement.spool_depth()
+            ));
+        }
+        if let Err(e) = self.engagement.hot.ping().await {
+            problems.push(format!("hot store: {e} (running on in-process state)"));
         }
         Health {
             status: if problems.is_empty() {

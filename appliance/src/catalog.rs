@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::{Error, Result};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE users (
@@ -130,6 +130,60 @@ CREATE TABLE interests (
 );
 "#;
 
+/// Version 3: engagement (likes, saves, shares, threaded comments), the
+/// counters shown on videos, and the record of applied counter flushes.
+/// Watch events move to the spool and the analytics store: rows left in
+/// `watch_events` by version 2 are handed to the spool at start-up
+/// (`legacy_watches`) and the table is dropped when it is empty.
+const SCHEMA_V3: &str = r#"
+CREATE INDEX IF NOT EXISTS follows_followee ON follows(followee_id, created_at DESC, follower_id);
+CREATE INDEX IF NOT EXISTS follows_follower ON follows(follower_id, created_at DESC, followee_id);
+CREATE TABLE likes (
+    video_id   TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (video_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE saves (
+    video_id   TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (video_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX saves_user ON saves(user_id, created_at DESC);
+CREATE TABLE shares (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    video_id   TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    channel    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX shares_video ON shares(video_id, channel);
+CREATE TABLE comments (
+    id          TEXT PRIMARY KEY,
+    video_id    TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    parent_id   TEXT REFERENCES comments(id) ON DELETE CASCADE,
+    body        TEXT NOT NULL,
+    reply_count INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX comments_thread ON comments(video_id, parent_id, created_at DESC, id DESC);
+CREATE INDEX comments_replies ON comments(parent_id, created_at, id);
+CREATE TABLE video_stats (
+    video_id TEXT PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    views    INTEGER NOT NULL DEFAULT 0,
+    likes    INTEGER NOT NULL DEFAULT 0,
+    comments INTEGER NOT NULL DEFAULT 0,
+    shares   INTEGER NOT NULL DEFAULT 0,
+    saves    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE counter_flushes (
+    id         TEXT PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+);
+"#;
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -165,14 +219,19 @@ impl Catalog {
         match version {
             0 => conn
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(Error::catalog("creating the schema"))?,
             1 => conn
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+                    "BEGIN; {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
-                .map_err(Error::catalog("migrating the schema to version 2"))?,
+                .map_err(Error::catalog("migrating the schema to version 3"))?,
+            2 => conn
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(Error::catalog("migrating the schema to version 3"))?,
             SCHEMA_VERSION => {}
             newer => {
                 return Err(Error::Config(format!(
@@ -454,6 +513,31 @@ pub struct VideoRow {
     pub ladder: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl VideoRow {
+    /// A published-looking row with no media behind it (benchmarks that
+    /// only need videos to exist).
+    pub fn bench(id: &str, owner: &str) -> Self {
+        let now = now_ms();
+        Self {
+            id: id.to_owned(),
+            owner_id: owner.to_owned(),
+            title: format!("bench {id}"),
+            description: String::new(),
+            hashtags: vec!["bench".into()],
+            sound_id: None,
+            visibility: "public".into(),
+            state: "ready".into(),
+            stage: "done".into(),
+            failure: None,
+            source_key: String::new(),
+            source_name: String::new(),
+            ladder: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 const VIDEO_COLS: &str =
@@ -846,6 +930,7 @@ pub fn requeue_video(c: &mut Connection, video_id: &str, max_attempts: u32) -> R
 /// fingerprint, status, body, created_at
 type KeyRow = (String, Option<u16>, Option<Vec<u8>>, i64);
 
+#[derive(Debug)]
 pub enum KeyState {
     New,
     InFlight,
@@ -1145,58 +1230,29 @@ pub struct WatchRow {
     pub ts: i64,
 }
 
-/// Stores a batch in one transaction; returns the rows that were new
-/// (a repeated `event_id` is ignored).
-pub fn insert_watches(c: &mut Connection, rows: Vec<WatchRow>) -> Result<Vec<WatchRow>> {
-    let now = now_ms();
-    let tx = c
-        .transaction()
-        .map_err(Error::catalog("storing watch events"))?;
-    let mut fresh = Vec::with_capacity(rows.len());
-    {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO watch_events
-                 (event_id, user_id, video_id, watch_ms, duration_ms, completed, liked, shared, source, ts, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .map_err(Error::catalog("storing watch events"))?;
-        for w in rows {
-            let n = st
-                .execute(params![
-                    w.event_id,
-                    w.user_id,
-                    w.video_id,
-                    w.watch_ms,
-                    w.duration_ms,
-                    w.completed,
-                    w.liked,
-                    w.shared,
-                    w.source,
-                    w.ts,
-                    now
-                ])
-                .map_err(Error::catalog("storing watch events"))?;
-            if n == 1 {
-                fresh.push(w);
-            }
-        }
+/// Watch events a version-2 catalog still holds (with each video's owner),
+/// oldest first, at most `limit`; `None` once the table is gone.
+pub fn legacy_watches(c: &Connection, limit: u32) -> Result<Option<Vec<(i64, WatchRow, String)>>> {
+    let exists: bool = c
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'watch_events')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(Error::catalog("reading watch events"))?;
+    if !exists {
+        return Ok(None);
     }
-    tx.commit()
-        .map_err(Error::catalog("storing watch events"))?;
-    Ok(fresh)
-}
-
-/// Watch events in arrival order, from `after_rowid`, at most `limit`.
-pub fn watches_after(c: &Connection, after_rowid: i64, limit: u32) -> Result<Vec<(i64, WatchRow)>> {
     let mut st = c
-        .prepare_cached(
-            "SELECT rowid, event_id, user_id, video_id, watch_ms, duration_ms, completed, liked, shared, source, ts
-             FROM watch_events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        .prepare(
+            "SELECT w.rowid, w.event_id, w.user_id, w.video_id, w.watch_ms, w.duration_ms, w.completed,
+                    w.liked, w.shared, w.source, w.ts, COALESCE(v.owner_id, '')
+             FROM watch_events w LEFT JOIN videos v ON v.id = w.video_id
+             ORDER BY w.rowid LIMIT ?1",
         )
         .map_err(Error::catalog("reading watch events"))?;
     let rows = st
-        .query_map(params![after_rowid, limit], |r| {
+        .query_map(params![limit], |r| {
             Ok((
                 r.get(0)?,
                 WatchRow {
@@ -1211,11 +1267,28 @@ pub fn watches_after(c: &Connection, after_rowid: i64, limit: u32) -> Result<Vec
                     source: r.get(9)?,
                     ts: r.get(10)?,
                 },
+                r.get(11)?,
             ))
         })
         .map_err(Error::catalog("reading watch events"))?;
     rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map(Some)
         .map_err(Error::catalog("reading watch events"))
+}
+
+/// Forgets legacy watch events up to `rowid` (they are in the spool now);
+/// drops the table once it is empty.
+pub fn forget_legacy_watches(c: &Connection, rowid: i64) -> Result<()> {
+    c.execute("DELETE FROM watch_events WHERE rowid <= ?1", params![rowid])
+        .map_err(Error::catalog("forgetting watch events"))?;
+    let left: i64 = c
+        .query_row("SELECT COUNT(*) FROM watch_events", [], |r| r.get(0))
+        .map_err(Error::catalog("forgetting watch events"))?;
+    if left == 0 {
+        c.execute_batch("DROP TABLE watch_events")
+            .map_err(Error::catalog("dropping watch_events"))?;
+    }
+    Ok(())
 }
 
 /// `true` if the row changed (a repeated follow is not a second follow).
@@ -1288,4 +1361,330 @@ pub fn public_videos(c: &Connection, ids: &[String]) -> Result<Vec<VideoRow>> {
         }
     }
     Ok(out)
+}
+
+// ------------------------------------------------------------- engagement
+
+/// Likes and saves: one row per (video, user), so a repeat is not a second.
+#[derive(Debug, Clone, Copy)]
+pub enum Flag {
+    Like,
+    Save,
+}
+
+impl Flag {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Like => "likes",
+            Self::Save => "saves",
+        }
+    }
+}
+
+/// `true` if the row changed.
+pub fn set_flag(c: &Connection, flag: Flag, video: &str, user: &str, on: bool) -> Result<bool> {
+    let t = flag.table();
+    let n = if on {
+        c.execute(
+            &format!(
+                "INSERT OR IGNORE INTO {t} (video_id, user_id, created_at) VALUES (?1, ?2, ?3)"
+            ),
+            params![video, user, now_ms()],
+        )
+    } else {
+        c.execute(
+            &format!("DELETE FROM {t} WHERE video_id = ?1 AND user_id = ?2"),
+            params![video, user],
+        )
+    }
+    .map_err(Error::catalog("updating a like or save"))?;
+    Ok(n == 1)
+}
+
+/// (liked, saved) of `user` on `video`.
+pub fn viewer_flags(c: &Connection, video: &str, user: &str) -> Result<(bool, bool)> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM likes WHERE video_id = ?1 AND user_id = ?2),
+                EXISTS (SELECT 1 FROM saves WHERE video_id = ?1 AND user_id = ?2)",
+        params![video, user],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(Error::catalog("reading engagement"))
+}
+
+pub fn insert_share(c: &Connection, video: &str, user: &str, channel: &str) -> Result<i64> {
+    c.execute(
+        "INSERT INTO shares (video_id, user_id, channel, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![video, user, channel, now_ms()],
+    )
+    .map_err(Error::catalog("recording a share"))?;
+    Ok(c.last_insert_rowid())
+}
+
+pub fn share_channels(c: &Connection, video: &str) -> Result<Vec<(String, u64)>> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT channel, COUNT(*) FROM shares WHERE video_id = ?1 GROUP BY channel ORDER BY channel",
+        )
+        .map_err(Error::catalog("reading shares"))?;
+    let rows = st
+        .query_map([video], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        .map_err(Error::catalog("reading shares"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("reading shares"))
+}
+
+#[derive(Debug, Clone)]
+pub struct CommentRow {
+    pub id: String,
+    pub video_id: String,
+    pub user_id: String,
+    pub username: String,
+    pub parent_id: Option<String>,
+    pub body: String,
+    pub reply_count: u64,
+    pub created_at: i64,
+}
+
+const COMMENT_COLS: &str =
+    "c.id, c.video_id, c.user_id, COALESCE(u.username, ''), c.parent_id, c.body, c.reply_count, c.created_at";
+
+fn comment_row(r: &Row<'_>) -> rusqlite::Result<CommentRow> {
+    Ok(CommentRow {
+        id: r.get(0)?,
+        video_id: r.get(1)?,
+        user_id: r.get(2)?,
+        username: r.get(3)?,
+        parent_id: r.get(4)?,
+        body: r.get(5)?,
+        reply_count: r.get::<_, i64>(6)? as u64,
+        created_at: r.get(7)?,
+    })
+}
+
+pub fn comment(c: &Connection, id: &str) -> Result<Option<CommentRow>> {
+    c.query_row(
+        &format!("SELECT {COMMENT_COLS} FROM comments c LEFT JOIN users u ON u.id = c.user_id WHERE c.id = ?1"),
+        [id],
+        comment_row,
+    )
+    .optional()
+    .map_err(Error::catalog("reading a comment"))
+}
+
+pub fn insert_comment(c: &mut Connection, row: &CommentRow) -> Result<()> {
+    let tx = c
+        .transaction()
+        .map_err(Error::catalog("adding a comment"))?;
+    tx.execute(
+        "INSERT INTO comments (id, video_id, user_id, parent_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![row.id, row.video_id, row.user_id, row.parent_id, row.body, row.created_at],
+    )
+    .map_err(Error::catalog("adding a comment"))?;
+    if let Some(p) = &row.parent_id {
+        tx.execute(
+            "UPDATE comments SET reply_count = reply_count + 1 WHERE id = ?1",
+            [p],
+        )
+        .map_err(Error::catalog("adding a comment"))?;
+    }
+    tx.commit().map_err(Error::catalog("adding a comment"))
+}
+
+/// Top-level comments newest first, or the replies to `parent` oldest first,
+/// after the `(created_at, id)` cursor.
+pub fn comments_page(
+    c: &Connection,
+    video: &str,
+    parent: Option<&str>,
+    after: Option<(i64, String)>,
+    limit: u32,
+) -> Result<Vec<CommentRow>> {
+    let (at, id) = after.unwrap_or((
+        if parent.is_some() { i64::MIN } else { i64::MAX },
+        String::new(),
+    ));
+    let sql = match parent {
+        None => format!(
+            "SELECT {COMMENT_COLS} FROM comments c LEFT JOIN users u ON u.id = c.user_id
+             WHERE c.video_id = ?1 AND c.parent_id IS NULL
+               AND (c.created_at < ?2 OR (c.created_at = ?2 AND c.id < ?3) OR ?3 = '' AND c.created_at <= ?2)
+             ORDER BY c.created_at DESC, c.id DESC LIMIT ?4"
+        ),
+        Some(_) => format!(
+            "SELECT {COMMENT_COLS} FROM comments c LEFT JOIN users u ON u.id = c.user_id
+             WHERE c.parent_id = ?5
+               AND (c.created_at > ?2 OR (c.created_at = ?2 AND c.id > ?3) OR ?3 = '' AND c.created_at >= ?2)
+             ORDER BY c.created_at, c.id LIMIT ?4"
+        ),
+    };
+    let mut st = c
+        .prepare_cached(&sql)
+        .map_err(Error::catalog("reading comments"))?;
+    let rows = match parent {
+        None => st.query_map(params![video, at, id, limit], comment_row),
+        Some(p) => st.query_map(params![video, at, id, limit, p], comment_row),
+    }
+    .map_err(Error::catalog("reading comments"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("reading comments"))
+}
+
+/// Followers (`followers = true`) or followees of `user`, newest first,
+/// after the `(created_at, id)` cursor: (user id, username, since).
+pub fn follows_page(
+    c: &Connection,
+    user: &str,
+    followers: bool,
+    after: Option<(i64, String)>,
+    limit: u32,
+) -> Result<Vec<(String, String, i64)>> {
+    let (me, other) = if followers {
+        ("followee_id", "follower_id")
+    } else {
+        ("follower_id", "followee_id")
+    };
+    let (at, id) = after.unwrap_or((i64::MAX, String::new()));
+    let mut st = c
+        .prepare_cached(&format!(
+            "SELECT f.{other}, u.username, f.created_at FROM follows f JOIN users u ON u.id = f.{other}
+             WHERE f.{me} = ?1 AND (f.created_at < ?2 OR (f.created_at = ?2 AND f.{other} < ?3) OR ?3 = '' AND f.created_at <= ?2)
+             ORDER BY f.created_at DESC, f.{other} DESC LIMIT ?4"
+        ))
+        .map_err(Error::catalog("reading follows"))?;
+    let rows = st
+        .query_map(params![user, at, id, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(Error::catalog("reading follows"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("reading follows"))
+}
+
+/// (followers, following) of `user`.
+pub fn follow_counts(c: &Connection, user: &str) -> Result<(u64, u64)> {
+    c.query_row(
+        "SELECT (SELECT COUNT(*) FROM follows WHERE followee_id = ?1),
+                (SELECT COUNT(*) FROM follows WHERE follower_id = ?1)",
+        [user],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+    .map_err(Error::catalog("counting follows"))
+}
+
+/// The flushed counters of a video.
+pub fn video_stats(c: &Connection, video: &str) -> Result<crate::hot::Counts> {
+    c.query_row(
+        "SELECT views, likes, comments, shares, saves FROM video_stats WHERE video_id = ?1",
+        [video],
+        |r| {
+            Ok(crate::hot::Counts::from_values([
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ]))
+        },
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
+    .map_err(Error::catalog("reading counters"))
+}
+
+/// Applies a counter flush once: a flush id seen before is skipped (a
+/// flush retried after a crash). Counters of deleted videos are dropped.
+pub fn apply_counts(
+    c: &mut Connection,
+    flush_id: &str,
+    counts: &std::collections::HashMap<String, crate::hot::Counts>,
+) -> Result<bool> {
+    let op = Error::catalog("flushing counters");
+    let tx = c
+        .transaction()
+        .map_err(Error::catalog("flushing counters"))?;
+    let fresh = tx
+        .execute(
+            "INSERT OR IGNORE INTO counter_flushes (id, applied_at) VALUES (?1, ?2)",
+            params![flush_id, now_ms()],
+        )
+        .map_err(Error::catalog("flushing counters"))?
+        == 1;
+    if fresh {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO video_stats (video_id, views, likes, comments, shares, saves)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM videos WHERE id = ?1)
+                 ON CONFLICT (video_id) DO UPDATE SET views = MAX(0, views + excluded.views),
+                    likes = MAX(0, likes + excluded.likes), comments = MAX(0, comments + excluded.comments),
+                    shares = MAX(0, shares + excluded.shares), saves = MAX(0, saves + excluded.saves)",
+            )
+            .map_err(Error::catalog("flushing counters"))?;
+        for (video, d) in counts {
+            let [v, l, cm, sh, sv] = d.values();
+            st.execute(params![video, v.max(0), l, cm, sh, sv])
+                .map_err(Error::catalog("flushing counters"))?;
+        }
+        drop(st);
+        // Old flush ids are only needed while a crashed flush can come back.
+        tx.execute(
+            "DELETE FROM counter_flushes WHERE applied_at < ?1",
+            params![now_ms() - 7 * 86_400_000],
+        )
+        .map_err(Error::catalog("flushing counters"))?;
+    }
+    tx.commit().map_err(op)?;
+    Ok(fresh)
+}
+
+/// Recounts likes, comments, shares and saves of `videos` from their rows,
+/// and sets views where `views` has the truth; returns the videos whose
+/// counters were wrong.
+pub fn reconcile_counts(
+    c: &mut Connection,
+    videos: &[String],
+    views: &std::collections::HashMap<String, u64>,
+) -> Result<usize> {
+    let tx = c
+        .transaction()
+        .map_err(Error::catalog("reconciling counters"))?;
+    let mut fixed = 0;
+    {
+        let mut truth = tx
+            .prepare_cached(
+                "SELECT (SELECT COUNT(*) FROM likes WHERE video_id = ?1),
+                        (SELECT COUNT(*) FROM comments WHERE video_id = ?1),
+                        (SELECT COUNT(*) FROM shares WHERE video_id = ?1),
+                        (SELECT COUNT(*) FROM saves WHERE video_id = ?1),
+                        EXISTS (SELECT 1 FROM videos WHERE id = ?1)",
+            )
+            .map_err(Error::catalog("reconciling counters"))?;
+        for v in videos {
+            let (l, cm, sh, sv, exists): (i64, i64, i64, i64, bool) = truth
+                .query_row([v], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .map_err(Error::catalog("reconciling counters"))?;
+            if !exists {
+                continue;
+            }
+            let now = video_stats(&tx, v)?;
+            let views_now = views.get(v).map_or(now.views, |&n| n as i64);
+            let want = crate::hot::Counts::from_values([views_now, l, cm, sh, sv]);
+            if want != now {
+                tx.execute(
+                    "INSERT INTO video_stats (video_id, views, likes, comments, shares, saves)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (video_id) DO UPDATE SET views = excluded.views, likes = excluded.likes,
+                        comments = excluded.comments, shares = excluded.shares, saves = excluded.saves",
+                    params![v, want.views, l, cm, sh, sv],
+                )
+                .map_err(Error::catalog("reconciling counters"))?;
+                fixed += 1;
+            }
+        }
+    }
+    tx.commit()
+        .map_err(Error::catalog("reconciling counters"))?;
+    Ok(fixed)
 }

@@ -28,6 +28,9 @@ pub struct Config {
     pub auth: Auth,
     pub player: Player,
     pub feed: Feed,
+    pub analytics: Analytics,
+    pub hot: Hot,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +272,114 @@ impl Default for Feed {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnalyticsKind {
+    Embedded,
+    Clickhouse,
+}
+
+/// Where engagement events go, and the work done on them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Analytics {
+    /// `embedded` (`<data_dir>/analytics.db`) or `clickhouse`.
+    pub kind: AnalyticsKind,
+    /// ClickHouse HTTP endpoint, database and credentials.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Events per insert the shipper sends (thousands: ClickHouse wants
+    /// few large inserts).
+    pub batch_size: usize,
+    /// Shipper back-off after a failed delivery: doubles from min to max.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    /// A ClickHouse call slower than this counts as failed.
+    pub timeout_secs: u64,
+    /// Seconds between trending recomputations (videos and hashtags).
+    pub trending_secs: u64,
+    /// Seconds between reconciliations of catalog counters with their
+    /// sources of truth (also run when Redis comes back).
+    pub reconcile_secs: u64,
+    /// Repeated event ids within this window are not counted twice by the
+    /// hot counters and the feed (the analytics store is exact regardless).
+    pub dedupe_window_secs: u64,
+}
+
+impl Default for Analytics {
+    fn default() -> Self {
+        Self {
+            kind: AnalyticsKind::Embedded,
+            url: "http://127.0.0.1:8123".into(),
+            database: "appliance".into(),
+            user: "default".into(),
+            password: String::new(),
+            batch_size: 5000,
+            retry_min_ms: 200,
+            retry_max_ms: 30_000,
+            timeout_secs: 30,
+            trending_secs: 180,
+            reconcile_secs: 300,
+            dedupe_window_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HotKind {
+    Memory,
+    Redis,
+}
+
+/// Counters, rate limits, idempotency keys and status fan-out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hot {
+    /// `memory` (in process) or `redis`.
+    pub kind: HotKind,
+    pub redis_url: String,
+    /// A Redis call slower than this fails over to in-process state.
+    pub timeout_ms: u64,
+    /// Seconds between counter flushes to the catalog.
+    pub flush_secs: u64,
+    /// How long an idempotency key replays its first response.
+    pub idempotency_hours: u64,
+}
+
+impl Default for Hot {
+    fn default() -> Self {
+        Self {
+            kind: HotKind::Memory,
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            timeout_ms: 500,
+            flush_secs: 5,
+            idempotency_hours: 24,
+        }
+    }
+}
+
+/// Rate limits (sliding windows); 0 turns one off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Uploads (`POST /uploads/init`, `POST /videos`) per creator per hour.
+    pub uploads_per_hour: u32,
+    /// Feed pages per user per minute.
+    pub feed_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            uploads_per_hour: 10,
+            feed_per_minute: 60,
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then the file (if given, it must exist; without one,
     /// `./appliance.toml` is read when present), then `APPLIANCE_*`.
@@ -319,6 +430,23 @@ impl Config {
         }
         if self.objects.kind == ObjectsKind::S3 && self.objects.bucket.is_none() {
             return bad("objects.kind = \"s3\" needs objects.bucket".into());
+        }
+        if !(1..=100_000).contains(&self.analytics.batch_size) {
+            return bad("analytics.batch_size must be 1–100000".into());
+        }
+        if self.analytics.retry_min_ms == 0
+            || self.analytics.retry_max_ms < self.analytics.retry_min_ms
+        {
+            return bad("analytics.retry_min_ms must be ≥ 1 and ≤ retry_max_ms".into());
+        }
+        if self.analytics.trending_secs == 0
+            || self.hot.flush_secs == 0
+            || self.analytics.reconcile_secs == 0
+        {
+            return bad(
+                "analytics.trending_secs, analytics.reconcile_secs and hot.flush_secs must be ≥ 1"
+                    .into(),
+            );
         }
         if let Err(e) = self.transcode.backend.parse::<hardware::BackendRequest>() {
             return bad(format!("transcode.backend: {e}"));

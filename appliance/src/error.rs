@@ -47,6 +47,14 @@ pub enum Error {
 
     #[error(transparent)]
     Inference(#[from] inference::InferenceError),
+
+    /// The analytics store (embedded or ClickHouse) failed.
+    #[error("analytics store ({op}): {message}")]
+    Analytics { op: &'static str, message: String },
+
+    /// The hot store (Redis) failed; callers fall back to in-process state.
+    #[error("hot store ({op}): {message}")]
+    Hot { op: &'static str, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -64,6 +72,20 @@ impl Error {
         move |source| Self::Objects { op, key, source }
     }
 
+    pub fn analytics<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> Self {
+        move |e| Self::Analytics {
+            op,
+            message: e.to_string(),
+        }
+    }
+
+    pub fn hot<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> Self {
+        move |e| Self::Hot {
+            op,
+            message: e.to_string(),
+        }
+    }
+
     pub fn io(
         op: &'static str,
         path: impl std::fmt::Display,
@@ -75,7 +97,12 @@ impl Error {
     /// Whether a job that failed with this error may succeed if run again.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Catalog { .. } | Self::Objects { .. } | Self::Io { .. } | Self::Task(_) => true,
+            Self::Catalog { .. }
+            | Self::Objects { .. }
+            | Self::Io { .. }
+            | Self::Task(_)
+            | Self::Analytics { .. }
+            | Self::Hot { .. } => true,
             Self::Media(e) => e.is_transient(),
             Self::Config(_) | Self::Hardware(_) | Self::Api(_) | Self::Inference(_) => false,
         }
@@ -116,6 +143,8 @@ impl From<Error> for ApiError {
             | Error::Objects { .. }
             | Error::Io { .. }
             | Error::Hardware(_)
+            | Error::Analytics { .. }
+            | Error::Hot { .. }
             | Error::Task(_)) => ApiError::internal(other),
         }
     }

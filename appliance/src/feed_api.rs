@@ -7,10 +7,14 @@ use api::wire::*;
 use api::ApiError;
 
 use crate::app::App;
-use crate::catalog::{self as cat, WatchRow};
+use crate::catalog::{self as cat, now_ms};
 use crate::error::Result;
+use crate::events::{Event, Kind};
 
 const MAX_BATCH: usize = 500;
+/// Older watches (a client offline for weeks) are refused, not counted
+/// into long-closed hours.
+const MAX_EVENT_AGE_MS: i64 = 30 * 86_400_000;
 
 fn engine_kind(kind: FeedKind) -> inference::FeedKind {
     match kind {
@@ -57,6 +61,15 @@ impl App {
         let limit = q.limit.unwrap_or(10);
         if !(1..=50).contains(&limit) {
             return Err(ApiError::validation(format!("limit must be 1–50, got {limit}")).into());
+        }
+        if let Some(p) = caller {
+            self.limit(
+                "feed pages",
+                &p.user_id,
+                self.config.limits.feed_per_minute,
+                std::time::Duration::from_secs(60),
+            )
+            .await?;
         }
         let user = caller.map(|p| p.user_id.as_str());
         let served = self
@@ -127,11 +140,15 @@ impl App {
             ))
             .into());
         }
-        let mut rows = Vec::with_capacity(req.events.len());
+        let now = now_ms();
+        let mut parsed = Vec::with_capacity(req.events.len());
         for (i, e) in req.events.into_iter().enumerate() {
             let bad = |m: String| ApiError::validation(format!("events[{i}]: {m}"));
-            if e.event_id.is_empty() || e.event_id.len() > 128 {
-                return Err(bad("eventId must be 1–128 characters".into()).into());
+            if e.event_id.is_empty()
+                || e.event_id.len() > 128
+                || !e.event_id.chars().all(|c| c.is_ascii_graphic())
+            {
+                return Err(bad("eventId must be 1–128 visible ASCII characters".into()).into());
             }
             if !api::origin::valid_id(&e.video_id) {
                 return Err(bad(format!("videoId {:?} is not a video id", e.video_id)).into());
@@ -147,31 +164,52 @@ impl App {
                 &time::format_description::well_known::Rfc3339,
             )
             .map_err(|_| bad(format!("timestamp {:?} is not RFC 3339", e.timestamp)))?;
-            rows.push(WatchRow {
+            let ts = (ts.unix_timestamp_nanos() / 1_000_000) as i64;
+            if ts < now - MAX_EVENT_AGE_MS {
+                return Err(bad(format!(
+                    "timestamp {:?} is more than 30 days old",
+                    e.timestamp
+                ))
+                .into());
+            }
+            parsed.push((e, ts));
+        }
+        let total = parsed.len() as u32;
+        let videos: Vec<&str> = parsed.iter().map(|(e, _)| e.video_id.as_str()).collect();
+        let owners = self.engagement.owners(&self.catalog, &videos).await?;
+        let mut events = Vec::with_capacity(parsed.len());
+        for (e, ts) in parsed {
+            let Some(creator) = owners.get(&e.video_id) else {
+                continue;
+            };
+            events.push(Event {
                 // Scoped per user: one client cannot suppress another's events.
-                event_id: format!("{}:{}", caller.user_id, e.event_id),
-                user_id: caller.user_id.clone(),
-                video_id: e.video_id,
-                watch_ms: e.watch_ms as i64,
-                duration_ms: e.duration_ms as i64,
+                id: format!("{}:{}", caller.user_id, e.event_id),
+                kind: Kind::Watch,
+                // A clock running ahead does not put views in the future.
+                ts: ts.min(now),
+                received: now,
+                video: e.video_id,
+                creator: creator.clone(),
+                user: caller.user_id.clone(),
+                watch_ms: e.watch_ms as u32,
+                duration_ms: e.duration_ms as u32,
                 completed: e.completed,
                 liked: e.liked,
                 shared: e.shared,
                 source: e.source.as_str().to_string(),
-                ts: (ts.unix_timestamp_nanos() / 1_000_000) as i64,
+                channel: String::new(),
             });
         }
-        let total = rows.len() as u32;
-        let fresh = self
-            .catalog
-            .call(move |c| cat::insert_watches(c, rows))
-            .await?;
+        let unknown = total - events.len() as u32;
         // Durable first, then learned from: the user's embedding moves now,
         // and the user index picks it up within a second.
+        let (fresh, dups) = self.engagement.accept(events).await?;
         self.feed.record(&fresh);
         Ok(WatchAccepted {
-            accepted: total,
-            duplicates: total - fresh.len() as u32,
+            accepted: total - unknown,
+            duplicates: dups as u32,
+            unknown_videos: unknown,
         })
     }
 

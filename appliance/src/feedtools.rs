@@ -179,7 +179,7 @@ pub fn eval_feed(a: &EvalArgs) -> Result<inference::eval::Report> {
     Ok(report)
 }
 
-/// `train-ranker`: from the box's catalog (default) or a simulated log.
+/// `train-ranker`: from the box's analytics store (default) or a simulated log.
 pub fn train_ranker(
     config: &Config,
     from: Option<(PathBuf, PathBuf)>,
@@ -210,17 +210,15 @@ pub fn train_ranker(
                     .into_iter()
                     .map(|(row, emb)| (crate::recommend::doc_of(&row), emb))
                     .collect();
+                // The watch history the analytics store holds (events still
+                // in a running server's spool join the next training run).
                 let mut events = Vec::new();
-                let mut after = 0;
-                loop {
-                    let batch = app
-                        .catalog
-                        .call(move |c| cat::watches_after(c, after, 10_000))
-                        .await?;
-                    let Some(last) = batch.last() else { break };
-                    after = last.0;
-                    events.extend(batch.iter().map(|(_, w)| crate::recommend::watch_of(w)));
-                }
+                app.engagement
+                    .analytics
+                    .watch_history(&mut |chunk| {
+                        events.extend(chunk.iter().map(crate::recommend::past_watch));
+                    })
+                    .await?;
                 Ok::<_, Error>((videos, events))
             })?
         }
@@ -236,4 +234,13 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, v);
     let _ = writeln!(out);
+}
+
+/// Writes a report as pretty JSON, creating its directory.
+pub fn write_json<T: serde::Serialize>(v: &T, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir.display()))?;
+    }
+    let json = serde_json::to_vec_pretty(v).map_err(|e| Error::Task(e.to_string()))?;
+    std::fs::write(path, json).map_err(Error::io("writing", path.display()))
 }

@@ -35,6 +35,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Hub {
     videos: Mutex<HashMap<String, Entry>>,
+    /// Events for other processes (`fanout`), when there are any.
+    outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<StatusEvent>>>,
 }
 
 impl Hub {
@@ -60,9 +62,41 @@ impl Hub {
         })
     }
 
-    /// Sends an event to the video's subscribers. A final event also drops
-    /// the live entry: later readers get the final state from the catalog.
+    /// From now on, every event published here is also sent to `tx`.
+    pub fn relay_to(&self, tx: tokio::sync::mpsc::UnboundedSender<StatusEvent>) {
+        *self.outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Sends an event to this process's subscribers and, through the
+    /// relay, to the other processes'.
     pub fn publish(&self, event: StatusEvent) {
+        if let Some(tx) = self
+            .outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(event.clone());
+        }
+        self.deliver(event);
+    }
+
+    /// An event from another process: its progress becomes this process's
+    /// live view too, and local subscribers get it.
+    pub fn deliver_remote(&self, event: StatusEvent) {
+        if !event.status.is_final() {
+            self.update(&event.status.video_id, |l| {
+                l.stage = event.status.stage.clone();
+                l.rungs = event.status.rungs.clone();
+            });
+        }
+        self.deliver(event);
+    }
+
+    /// Sends an event to the video's subscribers here. A final event also
+    /// drops the live entry: later readers get the final state from the
+    /// catalog.
+    fn deliver(&self, event: StatusEvent) {
         let video_id = event.status.video_id.clone();
         let last = event.status.is_final();
         let mut map = self.videos.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,5 +197,26 @@ mod tests {
             ]
         );
         assert!(hub.videos.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn events_from_other_processes_reach_local_subscribers_and_live_state() {
+        let hub = Hub::default();
+        let (tx, mut relayed) = tokio::sync::mpsc::unbounded_channel();
+        hub.relay_to(tx);
+        let rx = hub.subscribe("v");
+        let stream = hub.stream(rx, status("v", VideoState::Processing));
+        let mut remote = status("v", VideoState::Processing);
+        remote.stage = "transcoding".into();
+        remote.rungs.insert("360p".into(), 40);
+        hub.deliver_remote(StatusEvent::snapshot(remote));
+        assert_eq!(hub.live("v").unwrap().rungs["360p"], 40);
+        hub.deliver_remote(StatusEvent::snapshot(status("v", VideoState::Ready)));
+        let names: Vec<_> = stream.map(|e| e.name).collect().await;
+        assert_eq!(names.last(), Some(&"transcode.completed"));
+        // Remote events are not relayed back out; local ones are.
+        assert!(relayed.try_recv().is_err());
+        hub.publish(StatusEvent::snapshot(status("w", VideoState::Ready)));
+        assert_eq!(relayed.try_recv().unwrap().status.video_id, "w");
     }
 }

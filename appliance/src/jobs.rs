@@ -219,6 +219,8 @@ fn failure_reason(e: &Error) -> String {
         | Error::Objects { .. }
         | Error::Catalog { .. }
         | Error::Task(_)
+        | Error::Analytics { .. }
+        | Error::Hot { .. }
         | Error::Inference(_) => {
             "the transcode failed on this box; an operator can see why in its log".into()
         }
@@ -489,6 +491,7 @@ pub async fn render_metrics(app: &App) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     app.feed.render_metrics(&mut out);
+    app.engagement.render_metrics(&mut out);
     let counts = app
         .catalog
         .call(|c| cat::job_counts(c))

@@ -7,18 +7,26 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod analytics;
 mod app;
 mod catalog;
 mod config;
+mod engagement;
 mod error;
+mod events;
+mod fanout;
 mod feed_api;
 mod feedtools;
+mod hot;
 mod hub;
+mod ingest_bench;
 mod jobs;
 mod objects;
 mod progress;
 mod recommend;
 mod serve;
+mod social;
+mod spool;
 
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Regional GPU video appliance")]
@@ -192,6 +200,25 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
         sizes: Vec<usize>,
     },
+    /// Watch events/s accepted over HTTP and the lag until they are in
+    /// the rollups, with the stores `--config` names (embedded by default).
+    Ingest {
+        #[arg(long, default_value = "benches/results/ingest-embedded.json")]
+        out: PathBuf,
+        /// An appliance.toml naming the stores (e.g. ClickHouse + Redis);
+        /// its data_dir is replaced by a scratch directory.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Events per request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        #[arg(long, default_value_t = 1000)]
+        videos: usize,
+    },
     /// Sentences embedded per second by batch size.
     Embed {
         #[arg(long, default_value = "benches/results/embed-cpu.json")]
@@ -331,6 +358,37 @@ fn main() -> ExitCode {
         Command::Bench {
             which: BenchCommand::Retrieval { out, sizes },
         } => bench_done(benches::feed::retrieval(&sizes, &out), &out),
+        Command::Bench {
+            which:
+                BenchCommand::Ingest {
+                    out,
+                    config,
+                    clients,
+                    batch,
+                    secs,
+                    videos,
+                },
+        } => {
+            let o = ingest_bench::Options {
+                config,
+                clients,
+                batch,
+                secs,
+                videos,
+                out: out.clone(),
+            };
+            match ingest_bench::run(&o).and_then(|r| {
+                feedtools::write_json(&r, &o.out)?;
+                Ok(r)
+            }) {
+                Ok(r) => {
+                    feedtools::print_json(&r);
+                    eprintln!("wrote {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(&e),
+            }
+        }
         Command::Bench {
             which: BenchCommand::Embed { out, model_dir },
         } => bench_done(benches::feed::embed(&model_dir, &out), &out),

@@ -13,9 +13,11 @@ use inference::{Embedder, Engine, InferenceError, RankModel, Ranker};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 
+use crate::analytics::{AnalyticsStore, PastWatch};
 use crate::catalog::{self as cat, Catalog, VideoRow};
 use crate::config;
 use crate::error::{Error, Result};
+use crate::events::{Event, Kind};
 
 const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 
@@ -111,12 +113,25 @@ pub fn doc_of(v: &VideoRow) -> VideoDoc {
     }
 }
 
-pub fn watch_of(w: &cat::WatchRow) -> Watch {
+pub fn watch_of(w: &Event) -> Watch {
     Watch {
-        user: w.user_id.clone(),
-        video: w.video_id.clone(),
-        watch_ms: w.watch_ms.max(0) as u64,
-        duration_ms: w.duration_ms.max(1) as u64,
+        user: w.user.clone(),
+        video: w.video.clone(),
+        watch_ms: u64::from(w.watch_ms),
+        duration_ms: u64::from(w.duration_ms.max(1)),
+        completed: w.completed,
+        liked: w.liked,
+        shared: w.shared,
+        ts: w.ts / 1000,
+    }
+}
+
+pub fn past_watch(w: &PastWatch) -> Watch {
+    Watch {
+        user: w.user.clone(),
+        video: w.video.clone(),
+        watch_ms: u64::from(w.watch_ms),
+        duration_ms: u64::from(w.duration_ms.max(1)),
         completed: w.completed,
         liked: w.liked,
         shared: w.shared,
@@ -174,7 +189,12 @@ impl Recommender {
     /// order. The video index is loaded from disk when it matches the
     /// catalog, else rebuilt in the background (feeds fall back to
     /// trending until it is ready).
-    pub async fn warm_up(self: &Arc<Self>, catalog: &Catalog) -> Result<()> {
+    pub async fn warm_up(
+        self: &Arc<Self>,
+        catalog: &Catalog,
+        analytics: &dyn AnalyticsStore,
+        unshipped: &[Event],
+    ) -> Result<()> {
         let started = Instant::now();
         let videos = catalog.call(|c| cat::embedded_videos(c)).await?;
         let follows = catalog.call(|c| cat::all_follows(c)).await?;
@@ -194,22 +214,24 @@ impl Recommender {
         for (user, tags) in interests {
             self.apply_interests(&user, &tags).await;
         }
-        let mut after = 0i64;
-        let mut n_watches = 0usize;
-        loop {
-            let batch = catalog
-                .call(move |c| cat::watches_after(c, after, 10_000))
-                .await?;
-            let Some(last) = batch.last() else { break };
-            after = last.0;
-            n_watches += batch.len();
-            let engine = self.engine.clone();
-            tokio::task::spawn_blocking(move || {
-                for (_, w) in &batch {
-                    engine.record_watch(&watch_of(w), false);
+        // Watch history: what the analytics store holds, then what the
+        // spool has not delivered yet.
+        let engine = self.engine.clone();
+        let n_watches = analytics
+            .watch_history(&mut |chunk| {
+                for w in &chunk {
+                    engine.record_watch(&past_watch(w), false);
                 }
             })
-            .await?;
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "watch history unavailable; the feed starts without it");
+                0
+            });
+        let mut pending = 0usize;
+        for e in unshipped.iter().filter(|e| e.kind == Kind::Watch) {
+            self.engine.record_watch(&watch_of(e), false);
+            pending += 1;
         }
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.load_or_rebuild_index()).await??;
@@ -219,6 +241,7 @@ impl Recommender {
         tracing::info!(
             videos = n_videos,
             watches = n_watches,
+            undelivered_watches = pending,
             users = self.engine.user_count(),
             index = ?self.engine.videos_index.kind(),
             ranker = self.engine.ranker_name(),
@@ -433,13 +456,14 @@ impl Recommender {
         self.index_dirty.store(true, Ordering::Relaxed);
     }
 
-    pub fn record(&self, rows: &[cat::WatchRow]) {
-        for w in rows {
+    /// Learns from freshly accepted events (watches only).
+    pub fn record(&self, events: &[Event]) {
+        let mut n = 0;
+        for w in events.iter().filter(|e| e.kind == Kind::Watch) {
             self.engine.record_watch(&watch_of(w), false);
+            n += 1;
         }
-        self.stats
-            .watches
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        self.stats.watches.fetch_add(n, Ordering::Relaxed);
     }
 
     pub async fn apply_interests(&self, user: &str, tags: &[String]) {

@@ -63,7 +63,7 @@ pub fn open_shared(config: Config) -> Result<Arc<App>> {
     let catalog = Catalog::open(&data.join("catalog.db"))?;
     let objects = Objects::from_config(&config)?;
     let inventory = hardware::Inventory::discover();
-    Ok(Arc::new(App::new(config, catalog, objects, inventory)))
+    Ok(Arc::new(App::new(config, catalog, objects, inventory)?))
 }
 
 pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
@@ -81,8 +81,21 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
         })
         .await?;
 
-    // The feed learns from the catalog before the first request is taken.
-    app.feed.warm_up(&app.catalog).await?;
+    // Events: the spool first (nothing is accepted before it is open),
+    // then the feed learns from the catalog, the analytics store and what
+    // the spool has not delivered, before the first request is taken.
+    app.engagement
+        .start(&app.config.storage.data_dir, &app.catalog)
+        .await?;
+    let undelivered = app.engagement.undelivered()?;
+    app.feed
+        .warm_up(
+            &app.catalog,
+            app.engagement.analytics.as_ref(),
+            &undelivered,
+        )
+        .await?;
+    drop(undelivered);
 
     let hls_js = read_optional(&app.config.player.hls_js);
     if hls_js.is_none() {
@@ -121,6 +134,11 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = crate::jobs::spawn(app.clone(), stop_rx.clone());
     workers.extend(app.feed.spawn(app.catalog.clone(), stop_rx.clone()));
+    workers.extend(
+        app.engagement
+            .spawn(app.catalog.clone(), app.feed.clone(), stop_rx.clone()),
+    );
+    workers.extend(crate::fanout::spawn(app.clone(), stop_rx.clone()));
     if let Some(file) = demo {
         let app = app.clone();
         tokio::spawn(async move {

@@ -245,6 +245,9 @@ pub struct Engine {
     pub videos_index: VectorIndex,
     pub users_index: VectorIndex,
     trending: RwLock<Arc<Vec<u32>>>,
+    /// Set once trending comes from outside (the analytics rollups):
+    /// `refresh` then leaves the list alone.
+    external_trending: std::sync::atomic::AtomicBool,
     ranker: RwLock<Arc<Ranker>>,
     sessions: Mutex<Sessions<Entry>>,
     next_session: AtomicU64,
@@ -268,6 +271,7 @@ impl Engine {
             videos_index: VectorIndex::unloaded("video", DIM),
             users_index: VectorIndex::unloaded("user", DIM),
             trending: RwLock::new(Arc::new(Vec::new())),
+            external_trending: std::sync::atomic::AtomicBool::new(false),
             ranker: RwLock::new(Arc::new(Ranker::Formula)),
             next_session: AtomicU64::new(seed),
         }
@@ -744,13 +748,30 @@ impl Engine {
             }
         }
         drop(cat);
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.truncate(TRENDING_LEN);
-        *self.trending.write() = Arc::new(scored.into_iter().map(|(_, s)| s).collect());
+        if !self.external_trending.load(Ordering::Relaxed) {
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            scored.truncate(TRENDING_LEN);
+            *self.trending.write() = Arc::new(scored.into_iter().map(|(_, s)| s).collect());
+        }
         for (slot, emb) in expand {
             self.fan_out(slot, &emb, 4 * self.cfg.new_video_fanout, now)?;
         }
         Ok(())
+    }
+
+    /// Replaces trending with a list computed elsewhere (best first);
+    /// unknown ids are skipped. From now on `refresh` keeps it.
+    pub fn set_trending(&self, ids: &[String]) {
+        let cat = self.catalog.read();
+        let slots: Vec<u32> = ids
+            .iter()
+            .filter_map(|id| cat.by_id.get(id).copied())
+            .filter(|&s| cat.live(s).is_some())
+            .take(TRENDING_LEN)
+            .collect();
+        drop(cat);
+        self.external_trending.store(true, Ordering::Relaxed);
+        *self.trending.write() = Arc::new(slots);
     }
 
     /// One page of a feed. With a cursor, the page continues that session;

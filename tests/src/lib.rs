@@ -9,6 +9,7 @@ use std::time::Duration;
 use wait_timeout::ChildExt;
 
 pub mod server;
+pub mod services;
 
 pub struct Output {
     pub code: Option<i32>,

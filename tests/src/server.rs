@@ -361,6 +361,51 @@ pub fn upload_small(server: &Server, client: &Client, file: &Path, meta: &Value)
     r.json()["videoId"].as_str().unwrap().to_owned()
 }
 
+/// A 1.5 s 192x108 clip with sound: the smallest thing worth publishing.
+pub fn tiny_clip(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("tiny.mp4");
+    crate::lavfi(
+        &out,
+        &[
+            "testsrc2=size=192x108:rate=15:duration=1.5",
+            "sine=frequency=330:duration=1.5",
+        ],
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
+    );
+    out
+}
+
+/// Uploads `file` as a public video and waits until it is ready.
+pub fn publish(
+    server: &Server,
+    creator: &Client,
+    file: &Path,
+    title: &str,
+    tags: &[&str],
+    sound: &str,
+) -> String {
+    let id = upload_small(
+        server,
+        creator,
+        file,
+        &json!({"title": title, "description": "", "hashtags": tags, "soundId": sound, "visibility": "public"}),
+    );
+    assert_eq!(
+        wait_final(server, creator, &id, Duration::from_secs(120))["status"],
+        "ready"
+    );
+    id
+}
+
 /// Polls the status until `status` is final; returns the last status.
 pub fn wait_final(server: &Server, client: &Client, video: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;

@@ -3,54 +3,10 @@
 //! sees; failures degrade to trending with a 200; state survives a restart.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::server::{register, upload_small, wait_final, Client, Server};
+use e2e::server::{publish, register, tiny_clip as clip, Client, Server};
 use serde_json::{json, Value};
-
-fn clip(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("tiny.mp4");
-    e2e::lavfi(
-        &out,
-        &[
-            "testsrc2=size=192x108:rate=15:duration=1.5",
-            "sine=frequency=330:duration=1.5",
-        ],
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-        ],
-    );
-    out
-}
-
-fn publish(
-    server: &Server,
-    creator: &Client,
-    file: &Path,
-    title: &str,
-    tags: &[&str],
-    sound: &str,
-) -> String {
-    let id = upload_small(
-        server,
-        creator,
-        file,
-        &json!({"title": title, "description": "", "hashtags": tags, "soundId": sound, "visibility": "public"}),
-    );
-    assert_eq!(
-        wait_final(server, creator, &id, Duration::from_secs(120))["status"],
-        "ready"
-    );
-    id
-}
 
 fn feed(server: &Server, c: &Client, path: &str) -> Value {
     let r = c.get(&server.url(path));
