@@ -3,7 +3,7 @@
 //! one spool carry them all.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -145,9 +145,7 @@ impl RecentIds {
     }
 
     fn hash(&self, id: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(id)
     }
 
     /// Forgets ids whose events were not accepted after all.

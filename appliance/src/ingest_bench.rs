@@ -159,7 +159,7 @@ async fn run_in(config: Config, o: &Options, scratch: &Path) -> Result<Report> {
                         n += 1;
                         serde_json::json!({
                             "eventId": format!("c{c}-{n}"), "videoId": videos[(c * 31 + n) % videos.len()],
-                            "watchMs": 900 + n % 600, "durationMs": 1500, "completed": n % 2 == 0,
+                            "watchMs": 900 + n % 600, "durationMs": 1500, "completed": n.is_multiple_of(2),
                             "source": "fyp", "timestamp": ts,
                         })
                     })

@@ -358,7 +358,7 @@ fn clickhouse_down_and_kill_9_lose_and_double_nothing() {
                 for part in events.chunks(50) {
                     send_all(&base, client, part, 50);
                     if !done.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(60));
+                        std::thread::sleep(Duration::from_millis(1200));
                     }
                 }
             });

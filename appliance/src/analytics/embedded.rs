@@ -144,6 +144,12 @@ impl AnalyticsStore for Embedded {
                     "INSERT OR IGNORE INTO video_hourly_viewers (video_id, hour, user_id, creator_id)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?;
+                // Rollups are summed per (video, hour, source) and viewers
+                // de-duplicated in memory first: one upsert per key, not
+                // per event.
+                let mut sums: HashMap<(&str, i64, &str), (&str, [i64; 7])> = HashMap::new();
+                let mut viewers: std::collections::HashSet<(&str, i64, &str, &str)> =
+                    std::collections::HashSet::new();
                 for e in &events {
                     let n = ins.execute(params![
                         e.id,
@@ -166,22 +172,29 @@ impl AnalyticsStore for Embedded {
                     fresh += 1;
                     let watch = e.kind == Kind::Watch;
                     let [likes, comments, shares, saves] = e.kind.engagement();
-                    roll.execute(params![
-                        e.video,
-                        e.creator,
-                        e.hour(),
-                        e.source,
+                    let row = &mut sums
+                        .entry((e.video.as_str(), e.hour(), e.source.as_str()))
+                        .or_insert((e.creator.as_str(), [0; 7]))
+                        .1;
+                    let add = [
                         i64::from(watch),
                         if watch { i64::from(e.watch_ms) } else { 0 },
                         i64::from(watch && e.completed),
                         likes,
                         comments,
                         shares,
-                        saves
-                    ])?;
+                        saves,
+                    ];
+                    row.iter_mut().zip(add).for_each(|(a, b)| *a += b);
                     if watch {
-                        viewer.execute(params![e.video, e.hour(), e.user, e.creator])?;
+                        viewers.insert((e.video.as_str(), e.hour(), e.user.as_str(), e.creator.as_str()));
                     }
+                }
+                for ((video, hour, source), (creator, v)) in sums {
+                    roll.execute(params![video, creator, hour, source, v[0], v[1], v[2], v[3], v[4], v[5], v[6]])?;
+                }
+                for (video, hour, user, creator) in viewers {
+                    viewer.execute(params![video, hour, user, creator])?;
                 }
             }
             tx.commit()?;

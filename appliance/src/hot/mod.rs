@@ -349,7 +349,9 @@ pub(crate) mod contract {
             KeyState::Done { status, body } => {
                 assert_eq!((status, body.as_slice()), (202, &b"{}"[..]))
             }
-            other => panic!("{other:?}"),
+            other @ (KeyState::New | KeyState::InFlight | KeyState::OtherRequest) => {
+                panic!("{other:?}")
+            }
         }
         let k2 = uuid::Uuid::new_v4().to_string();
         assert!(matches!(
