@@ -177,16 +177,24 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     );
 
     // Watching football to the end moves the viewer's taste at once.
-    let ts = "2026-11-21T10:00:00Z";
+    // Ahead of any clock this runs on: the server clamps it to now, so the
+    // test never ages past the 30-day limit on event timestamps.
+    let ts = "2099-01-01T00:00:00Z";
     let batch = json!({"events": [
         {"eventId": "e1", "videoId": football[0], "watchMs": 1500, "durationMs": 1500, "completed": true, "source": "fyp", "liked": true, "timestamp": ts},
         {"eventId": "e2", "videoId": cooking[1], "watchMs": 100, "durationMs": 1500, "completed": false, "source": "fyp", "timestamp": ts},
     ]});
     let r = viewer.post_json(&server.url("/api/v1/engagement/watch-batch"), &batch);
     assert_eq!(r.status, 202, "{}", r.text());
-    assert_eq!(r.json(), json!({"accepted": 2, "duplicates": 0}));
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 2, "duplicates": 0, "unknownVideos": 0})
+    );
     let r = viewer.post_json(&server.url("/api/v1/engagement/watch-batch"), &batch);
-    assert_eq!(r.json(), json!({"accepted": 2, "duplicates": 2}));
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 2, "duplicates": 2, "unknownVideos": 0})
+    );
     let bad = json!({"events": [{"eventId": "e3", "videoId": football[1], "watchMs": 1, "durationMs": 0, "source": "fyp", "timestamp": ts}]});
     let r = viewer.post_json(&server.url("/api/v1/engagement/watch-batch"), &bad);
     assert_eq!(r.status, 400);
