@@ -1561,6 +1561,17 @@ pub fn follows_page(
         .map_err(Error::catalog("reading follows"))
 }
 
+/// Published videos of `owner`.
+pub fn ready_video_count(c: &Connection, owner: &str) -> Result<u64> {
+    c.query_row(
+        "SELECT COUNT(*) FROM videos WHERE owner_id = ?1 AND state = 'ready'",
+        [owner],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+    .map_err(Error::catalog("counting videos"))
+}
+
 /// (followers, following) of `user`.
 pub fn follow_counts(c: &Connection, user: &str) -> Result<(u64, u64)> {
     c.query_row(

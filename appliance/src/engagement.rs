@@ -446,12 +446,9 @@ impl Engagement {
             return Ok(0);
         }
         let result = async {
-            let views = if self.spool_depth() == 0 {
-                self.analytics.total_views(&ids).await?
-            } else {
-                HashMap::new()
-            };
+            // One decision: a video absent from the totals has no views.
             let with_views: HashMap<String, u64> = if self.spool_depth() == 0 {
+                let views = self.analytics.total_views(&ids).await?;
                 ids.iter()
                     .map(|v| (v.clone(), views.get(v).copied().unwrap_or(0)))
                     .collect()

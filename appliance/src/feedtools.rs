@@ -216,7 +216,7 @@ pub fn train_ranker(
                 app.engagement
                     .analytics
                     .watch_history(&mut |chunk| {
-                        events.extend(chunk.iter().map(crate::recommend::past_watch));
+                        events.extend(chunk.into_iter().map(crate::recommend::watch_of));
                     })
                     .await?;
                 Ok::<_, Error>((videos, events))
@@ -234,13 +234,4 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, v);
     let _ = writeln!(out);
-}
-
-/// Writes a report as pretty JSON, creating its directory.
-pub fn write_json<T: serde::Serialize>(v: &T, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir.display()))?;
-    }
-    let json = serde_json::to_vec_pretty(v).map_err(|e| Error::Task(e.to_string()))?;
-    std::fs::write(path, json).map_err(Error::io("writing", path.display()))
 }

@@ -3,7 +3,7 @@
 //! queryable in the analytics rollups, for whichever stores the config
 //! names (embedded by default; ClickHouse + Redis with `--config`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,13 +46,6 @@ pub struct Report {
     pub goal_lag_ms: u64,
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 pub fn run(o: &Options) -> Result<Report> {
     let scratch = tempfile::tempdir().map_err(Error::io("creating", "a scratch directory"))?;
     let mut config = Config::load(o.config.as_deref())?;
@@ -62,10 +55,12 @@ pub fn run(o: &Options) -> Result<Report> {
     config.analytics.database = format!("appliance_bench_{}", std::process::id());
     config.limits.feed_per_minute = 0;
     let rt = crate::runtime().map_err(Error::io("starting", "the runtime"))?;
-    rt.block_on(run_in(config, o, scratch.path()))
+    let report = rt.block_on(run_in(config, o));
+    drop(scratch);
+    report
 }
 
-async fn run_in(config: Config, o: &Options, scratch: &Path) -> Result<Report> {
+async fn run_in(config: Config, o: &Options) -> Result<Report> {
     let opened = crate::serve::open(config)?;
     let app = opened.app.clone();
     app.engagement
@@ -219,7 +214,6 @@ async fn run_in(config: Config, o: &Options, scratch: &Path) -> Result<Report> {
         let _ = w.await;
     }
     lat.sort_by(f64::total_cmp);
-    let _ = scratch;
     Ok(Report {
         machine: benches::Machine::current(),
         analytics: app.engagement.analytics.name().into(),
@@ -230,8 +224,8 @@ async fn run_in(config: Config, o: &Options, scratch: &Path) -> Result<Report> {
         requests: lat.len() as u64,
         events_accepted: total,
         events_per_sec: total as f64 / load_secs,
-        request_p50_ms: pct(&lat, 0.5),
-        request_p99_ms: pct(&lat, 0.99),
+        request_p50_ms: benches::percentile(&lat, 0.5),
+        request_p99_ms: benches::percentile(&lat, 0.99),
         max_shipping_lag_ms: max_lag,
         drain_after_load_ms: drained.as_millis() as u64,
         goal_events_per_sec: 100_000,

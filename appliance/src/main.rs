@@ -378,7 +378,7 @@ fn main() -> ExitCode {
                 out: out.clone(),
             };
             match ingest_bench::run(&o).and_then(|r| {
-                feedtools::write_json(&r, &o.out)?;
+                benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
                 Ok(r)
             }) {
                 Ok(r) => {

@@ -113,23 +113,10 @@ pub fn doc_of(v: &VideoRow) -> VideoDoc {
     }
 }
 
-pub fn watch_of(w: &Event) -> Watch {
+pub fn watch_of(w: PastWatch) -> Watch {
     Watch {
-        user: w.user.clone(),
-        video: w.video.clone(),
-        watch_ms: u64::from(w.watch_ms),
-        duration_ms: u64::from(w.duration_ms.max(1)),
-        completed: w.completed,
-        liked: w.liked,
-        shared: w.shared,
-        ts: w.ts / 1000,
-    }
-}
-
-pub fn past_watch(w: &PastWatch) -> Watch {
-    Watch {
-        user: w.user.clone(),
-        video: w.video.clone(),
+        user: w.user,
+        video: w.video,
         watch_ms: u64::from(w.watch_ms),
         duration_ms: u64::from(w.duration_ms.max(1)),
         completed: w.completed,
@@ -219,8 +206,8 @@ impl Recommender {
         let engine = self.engine.clone();
         let n_watches = analytics
             .watch_history(&mut |chunk| {
-                for w in &chunk {
-                    engine.record_watch(&past_watch(w), false);
+                for w in chunk {
+                    engine.record_watch(&watch_of(w), false);
                 }
             })
             .await
@@ -230,7 +217,7 @@ impl Recommender {
             });
         let mut pending = 0usize;
         for e in unshipped.iter().filter(|e| e.kind == Kind::Watch) {
-            self.engine.record_watch(&watch_of(e), false);
+            self.engine.record_watch(&watch_of(e.into()), false);
             pending += 1;
         }
         let me = self.clone();
@@ -460,7 +447,7 @@ impl Recommender {
     pub fn record(&self, events: &[Event]) {
         let mut n = 0;
         for w in events.iter().filter(|e| e.kind == Kind::Watch) {
-            self.engine.record_watch(&watch_of(w), false);
+            self.engine.record_watch(&watch_of(w.into()), false);
             n += 1;
         }
         self.stats.watches.fetch_add(n, Ordering::Relaxed);

@@ -447,14 +447,8 @@ impl App {
                     return Ok(None);
                 };
                 let counts = cat::follow_counts(c, &u.id)?;
-                let videos: i64 = c
-                    .query_row(
-                        "SELECT COUNT(*) FROM videos WHERE owner_id = ?1 AND state = 'ready'",
-                        [&u.id],
-                        |r| r.get(0),
-                    )
-                    .map_err(crate::error::Error::catalog("counting videos"))?;
-                Ok(Some((counts, videos as u64)))
+                let videos = cat::ready_video_count(c, &u.id)?;
+                Ok(Some((counts, videos)))
             })
             .await?;
         let Some(((followers, following), videos)) = found else {

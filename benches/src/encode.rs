@@ -335,10 +335,6 @@ pub fn run(cfg: &Config) -> Result<Report> {
         quality,
         ffmpeg_command: format!("ffmpeg {}", args.join(" ")),
     };
-    if let Some(parent) = cfg.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-    }
-    let json = serde_json::to_string_pretty(&report).expect("serialisable");
-    std::fs::write(&cfg.out, json + "\n").map_err(io_err("writing", &cfg.out))?;
+    crate::write_json(&cfg.out, &report)?;
     Ok(report)
 }

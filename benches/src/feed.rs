@@ -41,29 +41,6 @@ pub fn clustered(n: usize, clusters: usize, seed: u64) -> (Vec<f32>, Vec<usize>)
     (out, labels)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn write<T: Serialize>(out: &Path, value: &T) -> Result<()> {
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| BenchError::Io {
-            op: "creating",
-            path: dir.display().to_string(),
-            source,
-        })?;
-    }
-    let json = serde_json::to_vec_pretty(value).unwrap_or_default();
-    std::fs::write(out, json).map_err(|source| BenchError::Io {
-        op: "writing",
-        path: out.display().to_string(),
-        source,
-    })
-}
-
 // -------------------------------------------------------------- retrieval
 
 #[derive(Debug, Serialize)]
@@ -156,7 +133,7 @@ pub fn retrieval(sizes: &[usize], out: &Path) -> Result<RetrievalReport> {
                 recall_at_100: hits as f64 / (queries * 100) as f64,
                 qps_1_thread: qps1,
                 qps_all_threads: qps_all,
-                p99_ms: percentile(&lat, 0.99),
+                p99_ms: crate::percentile(&lat, 0.99),
             });
             eprintln!("  {:?}", rows.last());
             if matches!(kind, IndexKind::Ivf { .. }) {
@@ -174,7 +151,7 @@ pub fn retrieval(sizes: &[usize], out: &Path) -> Result<RetrievalReport> {
             .collect(),
         rows,
     };
-    write(out, &report)?;
+    crate::write_json(out, &report)?;
     Ok(report)
 }
 
@@ -246,7 +223,7 @@ pub fn rank(out: &Path) -> Result<RankReport> {
         features: FEATURES,
         rows,
     };
-    write(out, &report)?;
+    crate::write_json(out, &report)?;
     Ok(report)
 }
 
@@ -399,10 +376,10 @@ pub fn feed(
             clients,
             requests: all.len(),
             requests_per_sec: all.len() as f64 / secs as f64,
-            p50_ms: percentile(&all, 0.5),
-            p99_ms: percentile(&all, 0.99),
-            first_page_p50_ms: percentile(&first, 0.5),
-            first_page_p99_ms: percentile(&first, 0.99),
+            p50_ms: crate::percentile(&all, 0.5),
+            p99_ms: crate::percentile(&all, 0.99),
+            first_page_p50_ms: crate::percentile(&first, 0.5),
+            first_page_p99_ms: crate::percentile(&first, 0.99),
             setup_secs,
         });
         eprintln!("  {:?}", rows.last());
@@ -415,7 +392,7 @@ pub fn feed(
         ),
         rows,
     };
-    write(out, &report)?;
+    crate::write_json(out, &report)?;
     Ok(report)
 }
 
@@ -467,6 +444,6 @@ pub fn embed(model_dir: &Path, out: &Path) -> Result<EmbedReport> {
         model: "all-MiniLM-L6-v2 (candle, CPU, f32)".into(),
         rows,
     };
-    write(out, &report)?;
+    crate::write_json(out, &report)?;
     Ok(report)
 }

@@ -33,3 +33,25 @@ pub enum BenchError {
 }
 
 pub type Result<T> = std::result::Result<T, BenchError>;
+
+/// The `p` quantile (0–1) of sorted samples; 0 for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Writes a result as pretty JSON, creating its directory.
+pub fn write_json<T: serde::Serialize>(out: &std::path::Path, value: &T) -> Result<()> {
+    let io = |op: &'static str, path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| BenchError::Io { op, path, source }
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    }
+    let mut json = serde_json::to_vec_pretty(value).unwrap_or_default();
+    json.push(b'\n');
+    std::fs::write(out, json).map_err(io("writing", out))
+}

@@ -22,14 +22,17 @@ reconcile_secs = 2
 retry_max_ms = 1000
 ";
 
+/// The hot store on `redis`, failing over after 300 ms, flushing every second.
+fn on_redis(redis: &Redis) -> String {
+    format!(
+        "\n[hot]\nkind = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 300\nflush_secs = 1\n",
+        redis.url()
+    )
+}
+
 fn production(ch: &ClickHouse, redis: &Redis) -> String {
     format!(
-        "
-[hot]
-kind = \"redis\"
-redis_url = \"{}\"
-timeout_ms = 300
-flush_secs = 1
+        "{}
 [analytics]
 kind = \"clickhouse\"
 url = \"{}\"
@@ -39,7 +42,7 @@ trending_secs = 1
 reconcile_secs = 2
 retry_max_ms = 1000
 ",
-        redis.url(),
+        on_redis(redis),
         ch.url()
     )
 }
@@ -409,17 +412,8 @@ fn redis_down_degrades_and_counters_reconcile() {
     let dir = tempfile::tempdir().unwrap();
     let mut redis = Redis::start(dir.path());
     let extra = format!(
-        "
-[hot]
-kind = \"redis\"
-redis_url = \"{}\"
-timeout_ms = 300
-flush_secs = 1
-[analytics]
-reconcile_secs = 2
-trending_secs = 1
-",
-        redis.url()
+        "{}[analytics]\nreconcile_secs = 2\ntrending_secs = 1\n",
+        on_redis(&redis)
     );
     let server = Server::start(dir.path(), &extra);
     let (creator, videos, users) = setup(&server, dir.path(), 2, 4);
@@ -614,10 +608,7 @@ fn likes_follows_and_idempotency_keys_count_once_embedded() {
 fn likes_follows_and_idempotency_keys_count_once_on_redis() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path());
-    let extra = format!(
-        "\n[hot]\nkind = \"redis\"\nredis_url = \"{}\"\nflush_secs = 1\n",
-        redis.url()
-    );
+    let extra = on_redis(&redis);
     engagement_is_idempotent(&extra, dir.path());
 }
 
@@ -668,10 +659,7 @@ fn the_eleventh_upload_in_an_hour_is_refused_embedded() {
 fn the_eleventh_upload_in_an_hour_is_refused_on_redis() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path());
-    let extra = format!(
-        "\n[hot]\nkind = \"redis\"\nredis_url = \"{}\"\n",
-        redis.url()
-    );
+    let extra = on_redis(&redis);
     eleventh_upload_is_limited(&extra, dir.path());
 }
 
@@ -679,10 +667,7 @@ fn the_eleventh_upload_in_an_hour_is_refused_on_redis() {
 fn status_events_are_published_to_redis_for_other_processes() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path());
-    let extra = format!(
-        "\n[hot]\nkind = \"redis\"\nredis_url = \"{}\"\n",
-        redis.url()
-    );
+    let extra = on_redis(&redis);
     let server = Server::start(dir.path(), &extra);
     // A listener standing in for another server process.
     let log = dir.path().join("subscriber.log");

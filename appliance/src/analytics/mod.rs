@@ -67,6 +67,21 @@ pub struct PastWatch {
     pub ts: i64,
 }
 
+impl From<&Event> for PastWatch {
+    fn from(e: &Event) -> Self {
+        Self {
+            user: e.user.clone(),
+            video: e.video.clone(),
+            watch_ms: e.watch_ms,
+            duration_ms: e.duration_ms,
+            completed: e.completed,
+            liked: e.liked,
+            shared: e.shared,
+            ts: e.ts,
+        }
+    }
+}
+
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
     fn name(&self) -> &'static str;
