@@ -168,8 +168,10 @@ CREATE TABLE comments (
     reply_count INTEGER NOT NULL DEFAULT 0,
     created_at  INTEGER NOT NULL
 );
-CREATE INDEX comments_thread ON comments(video_id, parent_id, created_at DESC, id DESC);
-CREATE INDEX comments_replies ON comments(parent_id, created_at, id);
+-- Pages follow rowid (insertion order, unique even within a millisecond),
+-- which every index carries last.
+CREATE INDEX comments_thread ON comments(video_id, parent_id);
+CREATE INDEX comments_replies ON comments(parent_id);
 CREATE TABLE video_stats (
     video_id TEXT PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
     views    INTEGER NOT NULL DEFAULT 0,
@@ -1148,6 +1150,39 @@ mod tests {
     }
 
     #[test]
+    fn comments_in_one_millisecond_page_in_insertion_order() {
+        let (_d, mut c) = catalog_conn();
+        seed(&c);
+        let mk = |id: &str, parent: Option<&str>| CommentRow {
+            id: id.into(),
+            video_id: "v1".into(),
+            user_id: "u1".into(),
+            username: String::new(),
+            parent_id: parent.map(Into::into),
+            body: id.into(),
+            reply_count: 0,
+            created_at: 1000,
+            seq: 0,
+        };
+        // Ids sort opposite to insertion: order must not come from them.
+        for id in ["c", "b", "a"] {
+            insert_comment(&mut c, &mk(id, None)).unwrap();
+        }
+        for id in ["z", "y"] {
+            insert_comment(&mut c, &mk(id, Some("c"))).unwrap();
+        }
+        let first = comments_page(&c, "v1", None, None, 2).unwrap();
+        let ids: Vec<&str> = first.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"], "newest first");
+        let rest = comments_page(&c, "v1", None, Some(first[1].seq), 2).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!((rest[0].id.as_str(), rest[0].reply_count), ("c", 2));
+        let replies = comments_page(&c, "v1", Some("c"), None, 10).unwrap();
+        let ids: Vec<&str> = replies.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["z", "y"], "oldest first");
+    }
+
+    #[test]
     fn paging_user_videos() {
         let (_d, c) = catalog_conn();
         seed(&c);
@@ -1444,10 +1479,12 @@ pub struct CommentRow {
     pub body: String,
     pub reply_count: u64,
     pub created_at: i64,
+    /// Position in insertion order (the page cursor).
+    pub seq: i64,
 }
 
 const COMMENT_COLS: &str =
-    "c.id, c.video_id, c.user_id, COALESCE(u.username, ''), c.parent_id, c.body, c.reply_count, c.created_at";
+    "c.id, c.video_id, c.user_id, COALESCE(u.username, ''), c.parent_id, c.body, c.reply_count, c.created_at, c.rowid";
 
 fn comment_row(r: &Row<'_>) -> rusqlite::Result<CommentRow> {
     Ok(CommentRow {
@@ -1459,6 +1496,7 @@ fn comment_row(r: &Row<'_>) -> rusqlite::Result<CommentRow> {
         body: r.get(5)?,
         reply_count: r.get::<_, i64>(6)? as u64,
         created_at: r.get(7)?,
+        seq: r.get(8)?,
     })
 }
 
@@ -1492,38 +1530,35 @@ pub fn insert_comment(c: &mut Connection, row: &CommentRow) -> Result<()> {
 }
 
 /// Top-level comments newest first, or the replies to `parent` oldest first,
-/// after the `(created_at, id)` cursor.
+/// after the `seq` cursor.
 pub fn comments_page(
     c: &Connection,
     video: &str,
     parent: Option<&str>,
-    after: Option<(i64, String)>,
+    after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<CommentRow>> {
-    let (at, id) = after.unwrap_or((
-        if parent.is_some() { i64::MIN } else { i64::MAX },
-        String::new(),
-    ));
     let sql = match parent {
         None => format!(
             "SELECT {COMMENT_COLS} FROM comments c LEFT JOIN users u ON u.id = c.user_id
-             WHERE c.video_id = ?1 AND c.parent_id IS NULL
-               AND (c.created_at < ?2 OR (c.created_at = ?2 AND c.id < ?3) OR ?3 = '' AND c.created_at <= ?2)
-             ORDER BY c.created_at DESC, c.id DESC LIMIT ?4"
+             WHERE c.video_id = ?1 AND c.parent_id IS NULL AND c.rowid < ?2
+             ORDER BY c.rowid DESC LIMIT ?3"
         ),
         Some(_) => format!(
             "SELECT {COMMENT_COLS} FROM comments c LEFT JOIN users u ON u.id = c.user_id
-             WHERE c.parent_id = ?5
-               AND (c.created_at > ?2 OR (c.created_at = ?2 AND c.id > ?3) OR ?3 = '' AND c.created_at >= ?2)
-             ORDER BY c.created_at, c.id LIMIT ?4"
+             WHERE c.parent_id = ?1 AND c.rowid > ?2
+             ORDER BY c.rowid LIMIT ?3"
         ),
     };
     let mut st = c
         .prepare_cached(&sql)
         .map_err(Error::catalog("reading comments"))?;
     let rows = match parent {
-        None => st.query_map(params![video, at, id, limit], comment_row),
-        Some(p) => st.query_map(params![video, at, id, limit, p], comment_row),
+        None => st.query_map(
+            params![video, after.unwrap_or(i64::MAX), limit],
+            comment_row,
+        ),
+        Some(p) => st.query_map(params![p, after.unwrap_or(0), limit], comment_row),
     }
     .map_err(Error::catalog("reading comments"))?;
     rows.collect::<rusqlite::Result<Vec<_>>>()

@@ -302,6 +302,7 @@ impl App {
             body,
             reply_count: 0,
             created_at: now_ms(),
+            seq: 0,
         };
         let r = row.clone();
         self.catalog
@@ -325,7 +326,13 @@ impl App {
         page: PageQuery,
     ) -> Result<Page<Comment>> {
         let limit = page_limit(page.limit, 100)?;
-        let after = parse_cursor(page.cursor.as_deref())?;
+        let after = match page.cursor.as_deref() {
+            None => None,
+            Some(c) => Some(
+                c.parse::<i64>()
+                    .map_err(|_| ApiError::validation("malformed cursor"))?,
+            ),
+        };
         let video_id = match (video, parent) {
             (Some(v), _) => v.to_owned(),
             (None, Some(p)) => {
@@ -346,10 +353,7 @@ impl App {
             .await?;
         let more = rows.len() > limit as usize;
         let next_cursor = more
-            .then(|| {
-                rows.get(limit as usize - 1)
-                    .map(|c| cursor_of(c.created_at, &c.id))
-            })
+            .then(|| rows.get(limit as usize - 1).map(|c| c.seq.to_string()))
             .flatten();
         let items = rows
             .into_iter()
