@@ -123,7 +123,7 @@ impl GpuKernels {
     }
 
     /// Resizes `src` into every frame of `dsts` (at most
-    /// [`MAX_RUNGS`](crate::MAX_RUNGS)) in one launch, asynchronously on
+    /// [`MAX_RUNGS`]) in one launch, asynchronously on
     /// `stream`.
     ///
     /// # Safety
