@@ -397,25 +397,19 @@ impl Inventory {
                     work.codec, work.bit_depth, work.width, work.height
                 ));
             }
-            let decode_gpu = (!work.rotated)
-                .then(|| {
-                    decoders
-                        .iter()
-                        .copied()
-                        .filter(|&g| {
-                            budget[g] >= work.memory(Stage::Decode) + work.memory(Stage::Scale)
-                        })
-                        .max_by_key(|&g| budget[g])
-                })
-                .flatten();
-            if let Some(g) = decode_gpu {
-                placement.decode = Engine::Nvidia(g);
-                take(g, Stage::Decode, &mut budget);
-            } else if !decoders.is_empty() && !work.rotated {
+            let dec_bytes = work.memory(Stage::Decode) + work.memory(Stage::Scale);
+            let enc_bytes = work.memory(Stage::Encode);
+            let mut fitting_decoders: Vec<usize> = if work.rotated {
+                Vec::new()
+            } else {
+                decoders.clone()
+            };
+            fitting_decoders.retain(|&g| budget[g] >= dec_bytes);
+            if fitting_decoders.is_empty() && !decoders.is_empty() && !work.rotated {
                 reasons.push("every NVDEC-capable GPU is out of memory for another job".into());
             }
             let sessions = work.rungs.len() as u32;
-            let mut encoders: Vec<usize> = self
+            let encoders: Vec<usize> = self
                 .gpus
                 .iter()
                 .filter(|g| {
@@ -429,29 +423,50 @@ impl Inventory {
                 reasons
                     .push("no GPU has a usable NVENC for H.264 (H100/H200/A100 have none)".into());
             }
-            let capable = !encoders.is_empty();
-            encoders.retain(|&g| {
-                let free = self.gpus[g]
-                    .nvenc
-                    .as_ref()
-                    .and_then(|c| c.max_sessions)
-                    .is_none_or(|max| load[g].encode_sessions + sessions <= max);
-                free && budget[g] >= work.memory(Stage::Encode) + work.memory(Stage::Scale)
-            });
-            // Keep frames on the decoding GPU when it can also encode.
-            let encode_gpu = encoders
+            let fitting_encoders: Vec<usize> = encoders
                 .iter()
                 .copied()
-                .find(|&g| Some(g) == decode_gpu)
-                .or_else(|| encoders.iter().copied().max_by_key(|&g| budget[g]));
-            if let Some(g) = encode_gpu {
-                placement.encode = Engine::Nvidia(g);
-                take(g, Stage::Encode, &mut budget);
-            } else if capable {
+                .filter(|&g| {
+                    let free = self.gpus[g]
+                        .nvenc
+                        .as_ref()
+                        .and_then(|c| c.max_sessions)
+                        .is_none_or(|max| load[g].encode_sessions + sessions <= max);
+                    free && budget[g] >= enc_bytes
+                })
+                .collect();
+            if fitting_encoders.is_empty() && !encoders.is_empty() {
                 reasons.push("every NVENC-capable GPU is out of encode sessions or memory".into());
             }
-            if let Some(g) = encode_gpu.or(decode_gpu) {
+            // Frames do not move between GPUs: the whole job on one GPU when
+            // one can take it; else NVENC (the costliest stage on a CPU) with
+            // CPU decode and scale; else NVDEC with its fused scale and CPU
+            // encode.
+            let best = |list: &mut dyn Iterator<Item = usize>, budget: &[u64]| {
+                list.max_by_key(|&g| budget[g])
+            };
+            let whole = best(
+                &mut fitting_encoders.iter().copied().filter(|g| {
+                    fitting_decoders.contains(g) && budget[*g] >= dec_bytes + enc_bytes
+                }),
+                &budget,
+            );
+            if let Some(g) = whole {
+                placement = Placement {
+                    decode: Engine::Nvidia(g),
+                    scale: Engine::Nvidia(g),
+                    encode: Engine::Nvidia(g),
+                };
+                take(g, Stage::Decode, &mut budget);
+                take(g, Stage::Scale, &mut budget);
+                take(g, Stage::Encode, &mut budget);
+            } else if let Some(g) = best(&mut fitting_encoders.iter().copied(), &budget) {
+                placement.encode = Engine::Nvidia(g);
+                take(g, Stage::Encode, &mut budget);
+            } else if let Some(g) = best(&mut fitting_decoders.iter().copied(), &budget) {
+                placement.decode = Engine::Nvidia(g);
                 placement.scale = Engine::Nvidia(g);
+                take(g, Stage::Decode, &mut budget);
                 take(g, Stage::Scale, &mut budget);
             }
         }
@@ -594,10 +609,15 @@ mod tests {
             gpu(1, "NVIDIA L4", 24576, true),
         ]);
         let p = inv.place(BackendRequest::Auto).unwrap();
-        assert_eq!(p.encode, Engine::Nvidia(1));
-        assert_eq!(p.scale, Engine::Nvidia(1));
-        // The H100 has more free memory, so it decodes; frames then cross once.
-        assert_eq!(p.decode, Engine::Nvidia(0));
+        // The L4 both decodes and encodes, so the whole job stays on it.
+        assert_eq!(
+            p,
+            Placement {
+                decode: Engine::Nvidia(1),
+                scale: Engine::Nvidia(1),
+                encode: Engine::Nvidia(1)
+            }
+        );
         let only_l4 = with(vec![gpu(0, "NVIDIA L4", 24576, true)]);
         let p = only_l4.place(BackendRequest::Auto).unwrap();
         assert_eq!(
@@ -670,12 +690,60 @@ mod tests {
         };
         let p = inv.place_for_test(&vp9);
         assert_eq!(p.decode, Engine::Cpu);
+        assert_eq!(
+            p.scale,
+            Engine::Cpu,
+            "GPU scaling is fused into NVDEC decode"
+        );
         assert_eq!(p.encode, Engine::Nvidia(0));
         let rotated = Workload {
             rotated: true,
             ..Workload::typical()
         };
         assert_eq!(inv.place_for_test(&rotated).decode, Engine::Cpu);
+    }
+
+    #[test]
+    fn every_placement_is_one_the_media_backends_run() {
+        let inventories = [
+            with(vec![gpu(0, "NVIDIA H100", 81920, false)]),
+            with(vec![
+                gpu(0, "NVIDIA H100", 81920, false),
+                gpu(1, "NVIDIA L4", 24576, true),
+            ]),
+            with(vec![gpu(0, "NVIDIA GeForce RTX 4090", 24576, true)]),
+            with(vec![gpu(0, "NVIDIA T4", 256, true)]),
+        ];
+        let works = [
+            Workload::typical(),
+            Workload {
+                codec: "vp9".into(),
+                ..Workload::typical()
+            },
+            Workload {
+                rotated: true,
+                ..Workload::typical()
+            },
+            Workload {
+                width: 640,
+                height: 360,
+                rungs: vec![(640, 360)],
+                ..Workload::typical()
+            },
+        ];
+        for inv in &inventories {
+            let mut held = Vec::new();
+            for w in works.iter().cycle().take(12) {
+                let r = inv.reserve(BackendRequest::Auto, w).unwrap();
+                let p = r.placement;
+                let gpu_decode = matches!(p.decode, Engine::Nvidia(_));
+                assert_eq!(gpu_decode, matches!(p.scale, Engine::Nvidia(_)), "{p}");
+                if let (Engine::Nvidia(d), Engine::Nvidia(e)) = (p.decode, p.encode) {
+                    assert_eq!(d, e, "{p}");
+                }
+                held.push(r);
+            }
+        }
     }
 
     impl Inventory {

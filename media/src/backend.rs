@@ -19,6 +19,7 @@ use crate::error::{MediaError, Result};
 use crate::plan::{LadderPlan, Rung};
 
 pub mod cpu;
+pub mod nvidia;
 
 /// A decoder plus the normalising filters (deinterlace, rotate, constant rate).
 pub trait VideoDecoder: Send {
@@ -108,11 +109,42 @@ pub struct Stages {
 }
 
 impl Stages {
+    /// The backends of a placement. GPU scaling is fused into NVDEC decode
+    /// (one kernel launch writes every rung), so a GPU scale stage needs a GPU
+    /// decoder on the same device; an upload-then-scale path is not built.
     pub fn for_placement(placement: Placement) -> Result<Self> {
+        let decode: &'static dyn DecodeBackend = match placement.decode {
+            Engine::Cpu => &cpu::CPU,
+            Engine::Nvidia(g) => nvidia::decoder(g)?,
+        };
+        let scale: &'static dyn ScaleBackend = match (placement.scale, placement.decode) {
+            (Engine::Cpu, Engine::Cpu) => &cpu::CPU,
+            (Engine::Nvidia(g), Engine::Nvidia(d)) if g == d => {
+                nvidia::scaler(g, matches!(placement.encode, Engine::Nvidia(e) if e == g))?
+            }
+            (Engine::Cpu | Engine::Nvidia(_), _) => {
+                return Err(MediaError::Backend(HardwareError::BackendUnavailable {
+                    requested: BackendRequest::Nvidia,
+                    reason: format!("unsupported stage combination ({placement}): GPU scaling runs on the decoding GPU"),
+                }))
+            }
+        };
+        let encode: &'static dyn EncodeBackend = match placement.encode {
+            Engine::Cpu => &cpu::CPU,
+            Engine::Nvidia(g) => nvidia::encoder(g)?,
+        };
+        if let (Engine::Nvidia(e), Engine::Nvidia(d)) = (placement.encode, placement.decode) {
+            if e != d {
+                return Err(MediaError::Backend(HardwareError::BackendUnavailable {
+                    requested: BackendRequest::Nvidia,
+                    reason: format!("unsupported stage combination ({placement}): frames do not move between GPUs"),
+                }));
+            }
+        }
         Ok(Self {
-            decode: pick(placement.decode, &cpu::CPU)?,
-            scale: pick(placement.scale, &cpu::CPU)?,
-            encode: pick(placement.encode, &cpu::CPU)?,
+            decode,
+            scale,
+            encode,
         })
     }
 
@@ -123,15 +155,5 @@ impl Stages {
             self.scale.name(),
             self.encode.name()
         )
-    }
-}
-
-fn pick<T: ?Sized>(engine: Engine, cpu: &'static T) -> Result<&'static T> {
-    match engine {
-        Engine::Cpu => Ok(cpu),
-        Engine::Nvidia(_) => Err(MediaError::Backend(HardwareError::BackendUnavailable {
-            requested: BackendRequest::Nvidia,
-            reason: "this build has no NVIDIA media backend".into(),
-        })),
     }
 }

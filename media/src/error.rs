@@ -102,6 +102,11 @@ pub enum MediaError {
     #[error("{stage} worker stopped unexpectedly: {reason}")]
     Worker { stage: String, reason: String },
 
+    /// A GPU stage failed (driver, NVDEC, NVENC, kernels). The job is rerun
+    /// on the CPU, so callers see this only from a GPU-only request.
+    #[error("GPU: {op}: {reason}")]
+    Device { op: &'static str, reason: String },
+
     /// The caller cancelled the job (`TranscodeOptions::cancel`).
     #[error("cancelled")]
     Cancelled,
@@ -162,6 +167,7 @@ impl MediaError {
             | Self::Backend(_)
             | Self::Packaging { .. }
             | Self::Worker { .. }
+            | Self::Device { .. }
             | Self::Cancelled => None,
         }
     }
@@ -171,7 +177,10 @@ impl MediaError {
     /// the input or the request.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Io { .. } | Self::Packaging { .. } | Self::Worker { .. } => true,
+            Self::Io { .. }
+            | Self::Packaging { .. }
+            | Self::Worker { .. }
+            | Self::Device { .. } => true,
             Self::Rejected { .. }
             | Self::Ffmpeg { .. }
             | Self::InvalidRequest(_)

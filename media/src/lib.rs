@@ -18,7 +18,9 @@ mod transcode;
 pub use error::{Location, MediaError, RejectCode, Result};
 pub use plan::{LadderPlan, Rung};
 pub use probe::{probe, Limits, SourceInfo};
-pub use transcode::{transcode, LadderOutput, ProgressEvent, RenditionSummary, TranscodeOptions};
+pub use transcode::{
+    gpu_fallbacks, transcode, LadderOutput, ProgressEvent, RenditionSummary, TranscodeOptions,
+};
 
 /// Initialises libav* once per process. FFmpeg's own logging is silenced
 /// unless `FFMPEG_LOG` asks for it (error, warning, info, debug): failures

@@ -4,14 +4,14 @@
 //! half a ladder.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use ffmpeg_next as ff;
 use serde::Serialize;
 
-use hardware::{BackendRequest, Inventory, Placement};
+use hardware::{BackendRequest, Inventory, Placement, Workload};
 
 use crate::audio::{self, AudioInput};
 use crate::backend::{DecodeInput, EncoderSettings, FrameDescription, Stages};
@@ -102,17 +102,42 @@ pub fn transcode(
     progress: &(dyn Fn(ProgressEvent) + Sync),
 ) -> Result<LadderOutput> {
     crate::init();
-    let placement = inventory.place(opts.backend)?;
-    let stages = Stages::for_placement(placement)?;
     let source = probe(input, &opts.limits)?;
     let plan = LadderPlan::new(&source, &opts.rungs)?;
     check_destination(out_dir)?;
+    let reservation = inventory.reserve(opts.backend, &workload(&source, &plan))?;
+    let mut placement = reservation.placement;
     let staging = staging_dir(out_dir);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| MediaError::io("clearing", &staging, e))?;
+    let fresh_staging = || -> Result<()> {
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| MediaError::io("clearing", &staging, e))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(|e| MediaError::io("creating", &staging, e))
+    };
+    fresh_staging()?;
+    let mut result = Stages::for_placement(placement)
+        .and_then(|stages| run(&source, &plan, &staging, &stages, opts, progress));
+    if placement.uses_gpu() {
+        if let Err(e) = &result {
+            if gpu_fault(e) {
+                // Nothing of the GPU attempt is kept: the CPU run starts over.
+                GPU_FALLBACKS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(input = %input.display(), %placement, error = %e, "GPU path failed; rerunning the job on the CPU");
+                drop(reservation);
+                placement = Placement::CPU;
+                fresh_staging()?;
+                result = run(
+                    &source,
+                    &plan,
+                    &staging,
+                    &Stages::for_placement(placement)?,
+                    opts,
+                    progress,
+                );
+            }
+        }
     }
-    std::fs::create_dir_all(&staging).map_err(|e| MediaError::io("creating", &staging, e))?;
-    let result = run(&source, &plan, &staging, &stages, opts, progress);
     match result {
         Ok(tracks) => {
             progress(ProgressEvent::Packaging);
@@ -125,6 +150,30 @@ pub fn transcode(
             let _ = std::fs::remove_dir_all(&staging);
             Err(e)
         }
+    }
+}
+
+/// Jobs whose GPU attempt failed and were rerun on the CPU, since start.
+static GPU_FALLBACKS: AtomicU64 = AtomicU64::new(0);
+
+pub fn gpu_fallbacks() -> u64 {
+    GPU_FALLBACKS.load(Ordering::Relaxed)
+}
+
+/// Failures the CPU may not share: everything but a refusal of the input
+/// and a cancel.
+fn gpu_fault(e: &MediaError) -> bool {
+    e.reject_code().is_none() && !matches!(e, MediaError::Cancelled | MediaError::InvalidRequest(_))
+}
+
+fn workload(source: &SourceInfo, plan: &LadderPlan) -> Workload {
+    Workload {
+        codec: source.video.codec.clone(),
+        bit_depth: source.video.bit_depth,
+        width: source.video.width,
+        height: source.video.height,
+        rotated: plan.rotation != 0,
+        rungs: plan.rungs.iter().map(|r| (r.width, r.height)).collect(),
     }
 }
 
@@ -307,8 +356,10 @@ fn run(
                     ff::picture::Type::None
                 });
                 if poster.wants(index) {
+                    let host = crate::backend::nvidia::download_top(&frame)
+                        .map_err(|e| e.located(|| at_frame(index)))?;
                     poster
-                        .offer(index, &frame)
+                        .offer(index, host.as_ref().unwrap_or(&frame))
                         .map_err(|e| e.located(|| at_frame(index)))?;
                 }
                 *frames += 1;

@@ -231,15 +231,9 @@ fn pci_bus_id(dev: sys::CUdevice) -> Option<String> {
     })
 }
 
-/// The codecs NVDEC is asked about: what the appliance accepts as input.
-pub(crate) const DECODE_CODECS: &[(&str, u8)] = &[
-    ("h264", 8),
-    ("hevc", 8),
-    ("hevc", 10),
-    ("vp9", 8),
-    ("av1", 8),
-    ("av1", 10),
-];
+/// The codecs NVDEC is asked about: those the NVDEC path parses (MP4/TS
+/// H.264 and HEVC through the Annex B filter); other inputs decode on the CPU.
+pub(crate) const DECODE_CODECS: &[(&str, u8)] = &[("h264", 8), ("hevc", 8), ("hevc", 10)];
 
 impl DecodeCaps {
     pub fn supports(&self, codec: &str, bit_depth: u8, width: u32, height: u32) -> bool {

@@ -1,0 +1,389 @@
+//! Device memory for frames: per-GPU contexts, pooled NV12 buffers, and the
+//! `AV_PIX_FMT_CUDA` `AVFrame`s that carry them across the backend seam (the
+//! layout FFmpeg's own CUDA frames use: `data[0]`/`data[1]` are the luma and
+//! chroma `CUdeviceptr`s, `linesize` the pitch, `buf[0]` keeps them alive).
+
+use std::ffi::c_void;
+use std::sync::{Arc, OnceLock};
+
+use cudarc::driver::{result, sys, CudaContext, CudaStream};
+use ff::format::Pixel;
+use ffmpeg_next as ff;
+use parking_lot::Mutex;
+
+use crate::error::{MediaError, Result};
+
+pub(super) fn cuda_err(op: &'static str) -> impl Fn(result::DriverError) -> MediaError {
+    move |e| MediaError::Device {
+        op,
+        reason: format!("{e:?}"),
+    }
+}
+
+pub(super) fn kernel_err(op: &'static str) -> impl Fn(kernels::KernelError) -> MediaError {
+    move |e| MediaError::Device {
+        op,
+        reason: e.to_string(),
+    }
+}
+
+/// One GPU: its primary context and the scaling kernels loaded into it.
+pub struct Device {
+    pub ctx: Arc<CudaContext>,
+    kernels: OnceLock<std::result::Result<kernels::gpu::GpuKernels, String>>,
+}
+
+impl Device {
+    /// The process-wide handle of GPU `ordinal`.
+    pub fn get(ordinal: usize) -> Result<Arc<Device>> {
+        static DEVICES: Mutex<Vec<(usize, Arc<Device>)>> = Mutex::new(Vec::new());
+        let mut all = DEVICES.lock();
+        if let Some((_, d)) = all.iter().find(|(o, _)| *o == ordinal) {
+            return Ok(Arc::clone(d));
+        }
+        let ctx = kernels::gpu::context(ordinal).map_err(kernel_err("opening the CUDA context"))?;
+        let d = Arc::new(Device {
+            ctx,
+            kernels: OnceLock::new(),
+        });
+        all.push((ordinal, Arc::clone(&d)));
+        Ok(d)
+    }
+
+    pub fn kernels(&self) -> Result<&kernels::gpu::GpuKernels> {
+        self.kernels
+            .get_or_init(|| {
+                kernels::gpu::GpuKernels::new(Arc::clone(&self.ctx)).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|reason| MediaError::Device {
+                op: "loading the scaling kernels",
+                reason: reason.clone(),
+            })
+    }
+
+    pub fn stream(&self) -> Result<Arc<CudaStream>> {
+        self.ctx
+            .new_stream()
+            .map_err(cuda_err("creating a CUDA stream"))
+    }
+}
+
+/// Rows are padded to this many bytes, NVENC's and the texture units' liking.
+const PITCH_ALIGN: usize = 256;
+
+/// One frame-sized device allocation (luma rows, then chroma rows).
+#[derive(Debug)]
+pub struct DeviceBuf {
+    pub ptr: u64,
+    pub pitch: usize,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per sample: 1 (NV12) or 2 (P016).
+    pub sample: usize,
+}
+
+impl DeviceBuf {
+    pub fn chroma(&self) -> u64 {
+        self.ptr + (self.pitch * self.height as usize) as u64
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.pitch * (self.height as usize + self.height.div_ceil(2) as usize)
+    }
+
+    pub fn nv12(&self) -> kernels::gpu::DeviceNv12 {
+        kernels::gpu::DeviceNv12 {
+            y: self.ptr,
+            uv: self.chroma(),
+            pitch: self.pitch,
+            width: self.width,
+            height: self.height,
+        }
+    }
+
+    pub fn p010(&self) -> kernels::gpu::DeviceP010 {
+        kernels::gpu::DeviceP010 {
+            y: self.ptr,
+            uv: self.chroma(),
+            pitch: self.pitch,
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
+/// Recycles frame buffers of one size; frames go back on drop, memory is
+/// freed when the pool and every frame from it are gone.
+pub struct Pool {
+    ctx: Arc<CudaContext>,
+    width: u32,
+    height: u32,
+    sample: usize,
+    free: Mutex<Vec<DeviceBuf>>,
+}
+
+impl Pool {
+    pub fn new(ctx: Arc<CudaContext>, width: u32, height: u32, sample: usize) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            width,
+            height,
+            sample,
+            free: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn take(self: &Arc<Self>) -> Result<PooledBuf> {
+        let buf = match self.free.lock().pop() {
+            Some(b) => b,
+            None => {
+                let pitch = (self.width as usize * self.sample).next_multiple_of(PITCH_ALIGN);
+                let mut b = DeviceBuf {
+                    ptr: 0,
+                    pitch,
+                    width: self.width,
+                    height: self.height,
+                    sample: self.sample,
+                };
+                self.ctx
+                    .bind_to_thread()
+                    .map_err(cuda_err("binding the CUDA context"))?;
+                // SAFETY: a plain allocation in the bound context.
+                b.ptr = unsafe { result::malloc_sync(b.bytes()) }
+                    .map_err(cuda_err("allocating a frame in device memory"))?;
+                b
+            }
+        };
+        Ok(PooledBuf {
+            buf: Some(buf),
+            pool: Arc::clone(self),
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.ctx.bind_to_thread().is_ok() {
+            for b in self.free.get_mut().drain(..) {
+                // SAFETY: allocated by this pool in this context; no frame
+                // refers to a buffer on the free list.
+                let _ = unsafe { result::free_sync(b.ptr) };
+            }
+        }
+    }
+}
+
+pub struct PooledBuf {
+    buf: Option<DeviceBuf>,
+    pool: Arc<Pool>,
+}
+
+impl std::ops::Deref for PooledBuf {
+    type Target = DeviceBuf;
+    fn deref(&self) -> &DeviceBuf {
+        self.buf.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.pool.free.lock().push(b);
+        }
+    }
+}
+
+/// What rides on a decoded device frame: the frame scaled to every rung
+/// (largest first) by the decoder's fused kernel.
+pub struct DeviceFrame {
+    pub rungs: Vec<PooledBuf>,
+    /// CUDA device ordinal.
+    pub gpu: usize,
+}
+
+unsafe extern "C" fn free_device_frame(opaque: *mut c_void, _data: *mut u8) {
+    // SAFETY: `opaque` is the Box leaked in `wrap`, freed exactly once here
+    // when the last AVBufferRef to it goes.
+    drop(unsafe { Box::from_raw(opaque.cast::<DeviceFrame>()) });
+}
+
+/// An `AV_PIX_FMT_CUDA` frame whose planes are the top rung's. `buf[0]` owns
+/// the whole `DeviceFrame`, so every rung stays alive while any reference
+/// to the frame does.
+pub fn wrap(frame: DeviceFrame) -> Result<ff::frame::Video> {
+    let (w, h, y, uv, pitch) = {
+        let s = frame.rungs.first().ok_or_else(|| MediaError::Device {
+            op: "wrapping a device frame",
+            reason: "no rung".into(),
+        })?;
+        (s.width, s.height, s.ptr, s.chroma(), s.pitch)
+    };
+    let opaque = Box::into_raw(Box::new(frame));
+    // SAFETY: av_buffer_create takes ownership of `opaque` through the free
+    // callback; on failure we take it back.
+    let buf = unsafe {
+        ff::ffi::av_buffer_create(
+            std::ptr::null_mut(),
+            0,
+            Some(free_device_frame),
+            opaque.cast(),
+            0,
+        )
+    };
+    if buf.is_null() {
+        // SAFETY: not handed over.
+        drop(unsafe { Box::from_raw(opaque) });
+        return Err(MediaError::Device {
+            op: "wrapping a device frame",
+            reason: "out of memory".into(),
+        });
+    }
+    let mut out = ff::frame::Video::empty();
+    // SAFETY: field writes on a fresh AVFrame that now owns `buf`.
+    unsafe {
+        let f = out.as_mut_ptr();
+        (*f).format = ff::ffi::AVPixelFormat::AV_PIX_FMT_CUDA as i32;
+        (*f).width = w as i32;
+        (*f).height = h as i32;
+        (*f).data[0] = y as *mut u8;
+        (*f).data[1] = uv as *mut u8;
+        (*f).linesize[0] = pitch as i32;
+        (*f).linesize[1] = pitch as i32;
+        (*f).buf[0] = buf;
+    }
+    Ok(out)
+}
+
+/// The `DeviceFrame` behind a frame from [`wrap`], if it is one.
+pub fn device_frame(frame: &ff::frame::Video) -> Option<&DeviceFrame> {
+    if frame.format() != Pixel::CUDA {
+        return None;
+    }
+    // SAFETY: a CUDA frame without a hardware frames context is one of
+    // ours (FFmpeg's own always carry one): its buf[0] was made by `wrap`
+    // around a DeviceFrame, alive as long as `frame`.
+    unsafe {
+        let f = frame.as_ptr();
+        let b = (*f).buf[0];
+        if b.is_null() || !(*f).hw_frames_ctx.is_null() || !(*b).data.is_null() {
+            return None;
+        }
+        let opaque = ff::ffi::av_buffer_get_opaque(b);
+        (!opaque.is_null()).then(|| &*opaque.cast::<DeviceFrame>())
+    }
+}
+
+/// A new reference to the same device frame (no copy), for repeated frames.
+pub fn share(frame: &ff::frame::Video) -> Result<ff::frame::Video> {
+    // SAFETY: av_frame_clone refs every buffer; the result is owned by us.
+    let p = unsafe { ff::ffi::av_frame_clone(frame.as_ptr()) };
+    if p.is_null() {
+        return Err(MediaError::Device {
+            op: "referencing a device frame",
+            reason: "out of memory".into(),
+        });
+    }
+    // SAFETY: `p` is a valid, owned AVFrame.
+    Ok(unsafe { ff::frame::Video::wrap(p) })
+}
+
+/// Copies a 2-D region between device or host memory on `stream`.
+///
+/// # Safety
+/// Both regions must be valid for `rows` rows of `width_bytes` at their
+/// pitches until the copy completes.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn copy_2d(
+    stream: &CudaStream,
+    src: Mem,
+    src_pitch: usize,
+    dst: Mem,
+    dst_pitch: usize,
+    width_bytes: usize,
+    rows: usize,
+) -> Result<()> {
+    // SAFETY: all-zero is a valid CUDA_MEMCPY2D to fill in.
+    let mut c: sys::CUDA_MEMCPY2D = unsafe { std::mem::zeroed() };
+    match src {
+        Mem::Device(p) => {
+            c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
+            c.srcDevice = p;
+        }
+        Mem::Host(p) => {
+            c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_HOST;
+            c.srcHost = p.cast_const().cast();
+        }
+    }
+    match dst {
+        Mem::Device(p) => {
+            c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
+            c.dstDevice = p;
+        }
+        Mem::Host(p) => {
+            c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_HOST;
+            c.dstHost = p.cast();
+        }
+    }
+    c.srcPitch = src_pitch;
+    c.dstPitch = dst_pitch;
+    c.WidthInBytes = width_bytes;
+    c.Height = rows;
+    // SAFETY: per the contract.
+    unsafe { sys::cuMemcpy2DAsync_v2(&c, stream.cu_stream()) }
+        .result()
+        .map_err(cuda_err("copying a frame"))
+}
+
+#[derive(Clone, Copy)]
+pub enum Mem {
+    Device(u64),
+    Host(*mut u8),
+}
+
+/// Downloads an NV12 device frame into a host YUV420P frame (what the CPU
+/// encoder and the poster take).
+pub fn download(stream: &CudaStream, buf: &DeviceBuf) -> Result<ff::frame::Video> {
+    let (w, h) = (buf.width as usize, buf.height as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let mut y = vec![0u8; w * h];
+    let mut uv = vec![0u8; cw * 2 * ch];
+    // SAFETY: host buffers sized for the copied regions; the device buffer
+    // holds h luma and ch chroma rows at its pitch; synchronised below.
+    unsafe {
+        copy_2d(
+            stream,
+            Mem::Device(buf.ptr),
+            buf.pitch,
+            Mem::Host(y.as_mut_ptr()),
+            w,
+            w,
+            h,
+        )?;
+        copy_2d(
+            stream,
+            Mem::Device(buf.chroma()),
+            buf.pitch,
+            Mem::Host(uv.as_mut_ptr()),
+            cw * 2,
+            cw * 2,
+            ch,
+        )?;
+    }
+    stream
+        .synchronize()
+        .map_err(cuda_err("waiting for a download"))?;
+    let mut out = ff::frame::Video::new(Pixel::YUV420P, buf.width, buf.height);
+    let ls = out.stride(0);
+    for (r, row) in y.chunks_exact(w).enumerate() {
+        out.data_mut(0)[r * ls..r * ls + w].copy_from_slice(row);
+    }
+    let (lu, lv) = (out.stride(1), out.stride(2));
+    for (r, row) in uv.chunks_exact(cw * 2).enumerate() {
+        for (c, pair) in row.chunks_exact(2).enumerate() {
+            out.data_mut(1)[r * lu + c] = pair[0];
+            out.data_mut(2)[r * lv + c] = pair[1];
+        }
+    }
+    Ok(out)
+}
