@@ -1213,15 +1213,33 @@ impl Service for Handle {
     }
 
     async fn inventory(&self) -> ApiResult<serde_json::Value> {
-        let placement = self
+        // An impossible configured backend is part of the answer, not a 500.
+        let placement = match self
             .config
             .transcode
             .backend
             .parse::<hardware::BackendRequest>()
-            .map_err(ApiError::internal)
-            .and_then(|r| self.inventory.place(r).map_err(ApiError::internal))?;
+            .and_then(|r| self.inventory.place(r))
+        {
+            Ok(p) => serde_json::json!(p),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        let utilisation: Vec<_> = self
+            .inventory
+            .gpus
+            .iter()
+            .map(|g| {
+                g.pci_bus_id
+                    .as_deref()
+                    .and_then(|pci| hardware::nvidia::nvml::get().ok()?.utilisation(pci))
+            })
+            .collect();
         Ok(serde_json::json!({
             "hardware": self.inventory,
+            "stages": self.inventory.stage_report(),
+            "load": self.inventory.load(),
+            "utilisation": utilisation,
+            "gpuFallbacks": media::gpu_fallbacks(),
             "placement": placement,
             "workers": crate::jobs::worker_count(&self.config, &self.inventory),
             "objects": self.objects.describe(),

@@ -545,5 +545,53 @@ pub async fn render_metrics(app: &App) -> String {
         "appliance_transcode_seconds_total {:.3}",
         ms as f64 / 1000.0
     );
+    let _ = writeln!(
+        out,
+        "# HELP appliance_gpu_fallbacks_total Jobs whose GPU attempt failed and were rerun on the CPU."
+    );
+    let _ = writeln!(out, "# TYPE appliance_gpu_fallbacks_total counter");
+    let _ = writeln!(
+        out,
+        "appliance_gpu_fallbacks_total {}",
+        media::gpu_fallbacks()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP appliance_gpu_utilisation_percent GPU engine utilisation (NVML), by GPU and engine."
+    );
+    let _ = writeln!(out, "# TYPE appliance_gpu_utilisation_percent gauge");
+    let nvml = hardware::nvidia::nvml::get().ok();
+    for g in &app.inventory.gpus {
+        let Some(u) = nvml
+            .zip(g.pci_bus_id.as_deref())
+            .and_then(|(n, pci)| n.utilisation(pci))
+        else {
+            continue;
+        };
+        for (engine, v) in [
+            ("sm", u.gpu),
+            ("memory", u.memory),
+            ("nvenc", u.encoder),
+            ("nvdec", u.decoder),
+        ] {
+            let _ = writeln!(
+                out,
+                "appliance_gpu_utilisation_percent{{gpu=\"{}\",engine=\"{engine}\"}} {v}",
+                g.index
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP appliance_gpu_encode_sessions NVENC sessions held by running jobs, by GPU."
+    );
+    let _ = writeln!(out, "# TYPE appliance_gpu_encode_sessions gauge");
+    for (i, l) in app.inventory.load().iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "appliance_gpu_encode_sessions{{gpu=\"{i}\"}} {}",
+            l.encode_sessions
+        );
+    }
     out
 }

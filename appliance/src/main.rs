@@ -11,6 +11,7 @@ mod analytics;
 mod app;
 mod catalog;
 mod config;
+mod doctor;
 mod engagement;
 mod error;
 mod events;
@@ -128,6 +129,16 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(long)]
         quiet: bool,
+    },
+    /// Check accelerators (CUDA, NVRTC, NVDEC, NVENC), libraries, model
+    /// files, Redis/ClickHouse and disk space; say where each stage runs and
+    /// what every missing piece costs. Exit status 1 on a fault.
+    Doctor {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Benchmarks, written as JSON (and a plot) for comparison across machines.
     Bench {
@@ -256,6 +267,7 @@ fn main() -> ExitCode {
                     config,
                 },
         } => add_user(config, &username, role),
+        Command::Doctor { config, json } => run_doctor(config, json),
         Command::Transcode {
             input,
             out,
@@ -474,6 +486,27 @@ fn run_server(
     match rt.block_on(serve::serve(config, demo)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
+    }
+}
+
+fn run_doctor(config: Option<PathBuf>, json: bool) -> ExitCode {
+    let config = match config::Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return report(&e),
+    };
+    let r = doctor::run(&config, hardware::Inventory::discover());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("serialisable")
+        );
+    } else {
+        print!("{}", r.render());
+    }
+    if r.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -50,9 +50,15 @@ fn probe(name: &'static str, purpose: &'static str, candidates: &[String]) -> Li
     Library {
         name,
         purpose,
-        problem: loaded
-            .is_none()
-            .then(|| format!("none of {candidates:?} could be loaded")),
+        problem: loaded.is_none().then(|| match candidates {
+            [one] => format!("{one} not found"),
+            _ => format!(
+                "not found (tried {} names: {} … {})",
+                candidates.len(),
+                candidates[0],
+                candidates[candidates.len() - 1]
+            ),
+        }),
         loaded,
     }
 }
