@@ -184,6 +184,10 @@ enum BenchCommand {
         preset: String,
         #[arg(long, value_enum, default_value_t = Source::Synthetic)]
         source: Source,
+        /// `cpu` (vs ffmpeg + libx264) or `nvidia` (vs ffmpeg -hwaccel cuda
+        /// … scale_cuda … h264_nvenc); `auto` takes what the host offers.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     },
     /// Candidates scored per second by batch size (formula and model).
     Rank {
@@ -412,9 +416,15 @@ fn main() -> ExitCode {
                     runs,
                     preset,
                     source: Source::Synthetic,
+                    backend,
                 },
         } => {
+            let backend = match backend.parse::<hardware::BackendRequest>() {
+                Ok(b) => b,
+                Err(e) => return report(&e),
+            };
             match benches::encode::run(&benches::encode::Config {
+                backend,
                 seconds,
                 runs,
                 preset,

@@ -17,6 +17,10 @@ use media::{LadderPlan, TranscodeOptions};
 use crate::{BenchError, Machine, Result};
 
 pub struct Config {
+    /// `cpu` compares with ffmpeg's libx264 ladder; `nvidia` with
+    /// `-hwaccel cuda … scale_cuda … h264_nvenc` (or libx264 after
+    /// `hwdownload` where the GPU has no NVENC, as the engine's placement).
+    pub backend: hardware::BackendRequest,
     pub seconds: u32,
     pub runs: u32,
     pub preset: String,
@@ -45,6 +49,10 @@ pub struct Report {
     pub machine: Machine,
     pub source: String,
     pub source_frames: u64,
+    pub backend: String,
+    /// Where the engine ran each stage.
+    pub placement: String,
+    pub gpus: Vec<String>,
     pub preset: String,
     pub ladder: Vec<String>,
     pub runs: Vec<Run>,
@@ -115,14 +123,19 @@ fn make_source(path: &Path, seconds: u32) -> Result<String> {
     Ok(desc)
 }
 
-/// The `ffmpeg` CLI equivalent of the engine's job for this plan.
+/// The `ffmpeg` CLI equivalent of the engine's job for this plan, on the
+/// same engines as the engine's `placement`.
 fn ffmpeg_args(
     source: &Path,
     plan: &LadderPlan,
     settings: &EncoderSettings,
+    placement: hardware::Placement,
     out: &Path,
 ) -> Vec<String> {
+    use hardware::Engine;
     let n = plan.rungs.len();
+    let gpu_decode = matches!(placement.decode, Engine::Nvidia(_));
+    let nvenc = matches!(placement.encode, Engine::Nvidia(_));
     let mut graph = format!(
         "[0:v]fps={}/{},split={n}",
         plan.frame_rate.0, plan.frame_rate.1
@@ -131,19 +144,49 @@ fn ffmpeg_args(
         graph.push_str(&format!("[s{i}]"));
     }
     for (i, r) in plan.rungs.iter().enumerate() {
-        graph.push_str(&format!(
-            ";[s{i}]scale={}:{}:flags=bicubic,format=yuv420p[v{i}]",
-            r.width, r.height
-        ));
+        let (w, h) = (r.width, r.height);
+        graph.push_str(&match (gpu_decode, nvenc) {
+            (true, true) => format!(";[s{i}]scale_cuda={w}:{h}:format=nv12[v{i}]"),
+            (true, false) => format!(
+                ";[s{i}]scale_cuda={w}:{h}:format=nv12,hwdownload,format=nv12,format=yuv420p[v{i}]"
+            ),
+            (false, _) => format!(";[s{i}]scale={w}:{h}:flags=bicubic,format=yuv420p[v{i}]"),
+        });
     }
-    let mut a: Vec<String> = ["-v", "error", "-y", "-i"]
+    let mut a: Vec<String> = ["-v", "error", "-y"]
         .iter()
         .map(|s| s.to_string())
         .collect();
+    if gpu_decode {
+        a.extend(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"].map(String::from));
+    }
+    a.push("-i".into());
     a.push(source.display().to_string());
     a.extend(["-filter_complex".into(), graph]);
     for (i, r) in plan.rungs.iter().enumerate() {
         a.extend(["-map".into(), format!("[v{i}]")]);
+        if nvenc {
+            // The engine's NVENC settings: VBR at the rung's rate and VBV,
+            // IPPP, IDR only on the GOP marks, no scene-cut IDRs.
+            let g = plan.gop_frames.to_string();
+            for (k, v) in [
+                ("c", "h264_nvenc".to_owned()),
+                ("preset", nvenc_preset(settings).into()),
+                ("tune", "hq".into()),
+                ("profile", "high".into()),
+                ("rc", "vbr".into()),
+                ("b", r.bitrate.to_string()),
+                ("maxrate", r.max_bitrate.to_string()),
+                ("bufsize", r.buffer_size.to_string()),
+                ("g", g.clone()),
+                ("bf", "0".into()),
+                ("forced-idr", "1".into()),
+                ("no-scenecut", "1".into()),
+            ] {
+                a.extend([format!("-{k}:v:{i}"), v]);
+            }
+            continue;
+        }
         a.extend([format!("-c:v:{i}"), "libx264".into()]);
         for (k, v) in x264_option_pairs(r, plan, settings) {
             let k = match k {
@@ -152,6 +195,13 @@ fn ffmpeg_args(
             };
             a.extend([format!("-{k}:v:{i}"), v]);
         }
+    }
+    if nvenc {
+        // Force the GOP marks as IDRs as the engine does.
+        a.extend([
+            "-force_key_frames".into(),
+            format!("expr:eq(mod(n,{}),0)", plan.gop_frames),
+        ]);
     }
     a.extend(["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "2"].map(String::from));
     let var_map: Vec<String> = (0..n)
@@ -180,6 +230,19 @@ fn ffmpeg_args(
     ]);
     a.push(out.join("v%v.m3u8").display().to_string());
     a
+}
+
+/// The NVENC preset matching an x264 preset name (as the engine maps it).
+fn nvenc_preset(settings: &EncoderSettings) -> &'static str {
+    match settings.preset.as_str() {
+        "ultrafast" | "superfast" => "p1",
+        "veryfast" => "p2",
+        "faster" | "fast" => "p3",
+        "medium" => "p4",
+        "slow" => "p5",
+        "slower" => "p6",
+        _ => "p7",
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -240,14 +303,19 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let inventory = hardware::Inventory::discover();
     let opts = TranscodeOptions {
         encoder: settings.clone(),
+        backend: cfg.backend,
         ..Default::default()
     };
+    // The placement the engine's job will get (a clear error if impossible).
+    let placement = inventory
+        .reserve(cfg.backend, &media::workload(&info, &plan))?
+        .placement;
     // Replaced by the engine's real count on the first run, which always
     // starts with the engine, before any rate is computed from it.
     let mut frames = plan.expected_frames;
     let engine_out = work.path().join("engine");
     let ffmpeg_out = work.path().join("ffmpeg");
-    let args = ffmpeg_args(&source, &plan, &settings, &ffmpeg_out);
+    let args = ffmpeg_args(&source, &plan, &settings, placement, &ffmpeg_out);
 
     let mut runs = Vec::new();
     for i in 0..cfg.runs.max(1) {
@@ -310,6 +378,9 @@ pub fn run(cfg: &Config) -> Result<Report> {
         machine: Machine::current(),
         source: source_desc,
         source_frames: frames,
+        backend: cfg.backend.to_string(),
+        placement: placement.to_string(),
+        gpus: inventory.gpus.iter().map(|g| g.name.clone()).collect(),
         preset: cfg.preset.clone(),
         ladder: plan
             .rungs

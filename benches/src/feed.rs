@@ -167,6 +167,9 @@ pub struct RankRow {
 #[derive(Debug, Serialize)]
 pub struct RankReport {
     pub machine: Machine,
+    /// Where the model ran: `cpu`, or `cuda:0` in a `gpu` build (set
+    /// `APPLIANCE_MODELS_ON=cpu` for the CPU side of a GPU host).
+    pub device: &'static str,
     pub features: usize,
     pub rows: Vec<RankRow>,
 }
@@ -220,6 +223,7 @@ pub fn rank(out: &Path) -> Result<RankReport> {
     }
     let report = RankReport {
         machine: Machine::current(),
+        device: inference::device::describe(&inference::device::models()),
         features: FEATURES,
         rows,
     };

@@ -20,6 +20,8 @@ pub enum BenchError {
     Command { command: String, detail: String },
     #[error(transparent)]
     Media(#[from] media::MediaError),
+    #[error(transparent)]
+    Hardware(#[from] hardware::HardwareError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -59,7 +59,7 @@ impl Embedder {
                 ..TruncationParams::default()
             }))
             .map_err(|e| InferenceError::Tokenizer(e.to_string()))?;
-        let device = Device::Cpu;
+        let device = crate::device::models();
         let weights: PathBuf = dir.join("model.safetensors");
         // SAFETY: the weights file is mapped read-only and is not modified
         // while the process runs (set-up writes it once).

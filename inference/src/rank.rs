@@ -88,7 +88,7 @@ impl RankModel {
     /// Loads weights written by [`train`]; any missing or misshapen tensor is
     /// an error, so a truncated file is refused rather than half-used.
     pub fn load(path: &Path) -> Result<Self> {
-        let device = Device::Cpu;
+        let device = crate::device::models();
         let tensors = candle_core::safetensors::load(path, &device)
             .map_err(|e| InferenceError::Ranker(format!("{}: {e}", path.display())))?;
         let get = |name: &str| {

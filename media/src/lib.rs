@@ -19,7 +19,8 @@ pub use error::{Location, MediaError, RejectCode, Result};
 pub use plan::{LadderPlan, Rung};
 pub use probe::{probe, Limits, SourceInfo};
 pub use transcode::{
-    gpu_fallbacks, transcode, LadderOutput, ProgressEvent, RenditionSummary, TranscodeOptions,
+    gpu_fallbacks, transcode, workload, LadderOutput, ProgressEvent, RenditionSummary,
+    TranscodeOptions,
 };
 
 /// Initialises libav* once per process. FFmpeg's own logging is silenced

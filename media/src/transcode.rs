@@ -166,7 +166,8 @@ fn gpu_fault(e: &MediaError) -> bool {
     e.reject_code().is_none() && !matches!(e, MediaError::Cancelled | MediaError::InvalidRequest(_))
 }
 
-fn workload(source: &SourceInfo, plan: &LadderPlan) -> Workload {
+/// The shape of a job, for placement.
+pub fn workload(source: &SourceInfo, plan: &LadderPlan) -> Workload {
     Workload {
         codec: source.video.codec.clone(),
         bit_depth: source.video.bit_depth,

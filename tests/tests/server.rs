@@ -557,6 +557,12 @@ fn errors_auth_and_validation() {
         inv["hardware"]["cpu"]["logical_cores"].as_u64().unwrap() >= 1,
         "{inv}"
     );
+    assert_eq!(inv["stages"].as_array().unwrap().len(), 3, "{inv}");
+    assert_eq!(
+        inv["hardware"]["libraries"].as_array().unwrap().len(),
+        5,
+        "{inv}"
+    );
 
     // Health, metrics and the API description.
     assert_eq!(anon.get(&server.url("/healthz")).status, 200);

@@ -411,8 +411,19 @@ fn inputs_over_a_limit_or_outside_the_allow_list_are_rejected() {
     rejected(&flv, "UNSUPPORTED_FORMAT", "flv");
 }
 
+fn gpu_present() -> bool {
+    let present = std::path::Path::new("/dev/nvidia0").exists();
+    if present {
+        eprintln!("skipped: an NVIDIA GPU is present (run scripts/gpu-check for the GPU suite)");
+    }
+    present
+}
+
 #[test]
 fn asking_for_nvidia_without_a_gpu_is_a_clear_error() {
+    if gpu_present() {
+        return;
+    }
     let o = appliance(
         &[
             "transcode",
@@ -427,6 +438,59 @@ fn asking_for_nvidia_without_a_gpu_is_a_clear_error() {
     assert_eq!(o.code, Some(1), "{}", o.stderr);
     assert!(o.stderr.contains("not available"), "{}", o.stderr);
     assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+}
+
+#[test]
+fn doctor_says_there_is_no_gpu_and_puts_every_stage_on_the_cpu() {
+    if gpu_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("appliance.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = {:?}\n[feed]\nmodel_dir = {:?}\n",
+            tmp.path().join("data"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2")
+        ),
+    )
+    .unwrap();
+    let o = appliance(&["doctor", "--config", config.to_str().unwrap()], LIMIT);
+    assert_eq!(o.code, Some(0), "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("no NVIDIA GPU is present"),
+        "{}",
+        o.stdout
+    );
+    for stage in ["decode   CPU", "scale    CPU", "encode   CPU"] {
+        assert!(o.stdout.contains(stage), "{stage}: {}", o.stdout);
+    }
+    assert!(o.stdout.contains("libnvidia-encode"), "{}", o.stdout);
+    let j = appliance(
+        &["doctor", "--config", config.to_str().unwrap(), "--json"],
+        LIMIT,
+    );
+    let report: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(report["inventory"]["gpus"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        report["inventory"]["libraries"].as_array().unwrap().len(),
+        5
+    );
+
+    // Asking for the GPU in the config is a fault doctor names.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap() + "[transcode]\nbackend = \"nvidia\"\n",
+    )
+    .unwrap();
+    let o = appliance(&["doctor", "--config", config.to_str().unwrap()], LIMIT);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("[FAIL] transcode.backend"),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
