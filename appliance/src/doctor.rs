@@ -375,6 +375,14 @@ fn clickhouse_ping(url: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn cpu_only() -> hardware::Inventory {
+        let cpu = hardware::Cpu {
+            model: "test".into(),
+            logical_cores: 2,
+        };
+        hardware::Inventory::from_parts(cpu, vec![], vec![], None, vec![])
+    }
+
     #[test]
     fn a_cpu_only_host_is_healthy_and_says_every_stage_is_on_the_cpu() {
         let dir = tempfile::tempdir().unwrap();
@@ -382,17 +390,7 @@ mod tests {
         config.storage.data_dir = dir.path().join("data");
         config.feed.model_dir =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2");
-        let inv = hardware::Inventory::from_parts(
-            hardware::Cpu {
-                model: "test".into(),
-                logical_cores: 2,
-            },
-            vec![],
-            vec![],
-            None,
-            vec![],
-        );
-        let report = run(&config, inv);
+        let report = run(&config, cpu_only());
         let text = report.render();
         assert!(text.contains("no NVIDIA GPU is present"), "{text}");
         assert_eq!(report.stages.len(), 3);
@@ -407,17 +405,7 @@ mod tests {
         config.storage.data_dir = dir.path().join("data");
         config.feed.model_dir = dir.path().join("nothing");
         config.transcode.backend = "nvidia".into();
-        let inv = hardware::Inventory::from_parts(
-            hardware::Cpu {
-                model: "test".into(),
-                logical_cores: 2,
-            },
-            vec![],
-            vec![],
-            None,
-            vec![],
-        );
-        let report = run(&config, inv);
+        let report = run(&config, cpu_only());
         assert!(!report.healthy());
         let faults: Vec<_> = report
             .checks

@@ -44,6 +44,16 @@ pub trait VideoEncoder: Send {
     fn time_base(&self) -> Rational;
 }
 
+/// What a scaled frame keeps of its source: the scaler contract (pts and
+/// picture type) and the colour description the encoder copies.
+pub(crate) fn carry_over(src: &ff::frame::Video, out: &mut ff::frame::Video) {
+    out.set_pts(src.pts());
+    out.set_kind(src.kind());
+    out.set_color_space(src.color_space());
+    out.set_color_primaries(src.color_primaries());
+    out.set_color_transfer_characteristic(src.color_transfer_characteristic());
+}
+
 /// What the decoder needs to know about the input stream.
 pub struct DecodeInput<'a> {
     pub parameters: ff::codec::Parameters,

@@ -267,11 +267,7 @@ impl Scaler for SwScaler {
         let (ctx, _) = self.ctx.as_mut().expect("built above");
         let mut out = ff::frame::Video::empty();
         ctx.run(src, &mut out).map_err(|e| ff_err("scaling", e))?;
-        out.set_pts(src.pts());
-        out.set_kind(src.kind());
-        out.set_color_space(src.color_space());
-        out.set_color_primaries(src.color_primaries());
-        out.set_color_transfer_characteristic(src.color_transfer_characteristic());
+        super::carry_over(src, &mut out);
         Ok(Some(out))
     }
 }

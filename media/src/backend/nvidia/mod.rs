@@ -154,11 +154,7 @@ impl Scaler for RungPick {
                 reason: format!("no {}x{} rung on the frame", self.width, self.height),
             })?;
         let mut out = device::download(&self.stream, rung)?;
-        out.set_pts(src.pts());
-        out.set_kind(src.kind());
-        out.set_color_space(src.color_space());
-        out.set_color_primaries(src.color_primaries());
-        out.set_color_transfer_characteristic(src.color_transfer_characteristic());
+        super::carry_over(src, &mut out);
         Ok(Some(out))
     }
 }
