@@ -171,7 +171,10 @@ fn ffmpeg_args(
             let g = plan.gop_frames.to_string();
             for (k, v) in [
                 ("c", "h264_nvenc".to_owned()),
-                ("preset", nvenc_preset(settings).into()),
+                (
+                    "preset",
+                    format!("p{}", media::backend::nvidia::nvenc_preset_level(settings)),
+                ),
                 ("tune", "hq".into()),
                 ("profile", "high".into()),
                 ("rc", "vbr".into()),
@@ -230,19 +233,6 @@ fn ffmpeg_args(
     ]);
     a.push(out.join("v%v.m3u8").display().to_string());
     a
-}
-
-/// The NVENC preset matching an x264 preset name (as the engine maps it).
-fn nvenc_preset(settings: &EncoderSettings) -> &'static str {
-    match settings.preset.as_str() {
-        "ultrafast" | "superfast" => "p1",
-        "veryfast" => "p2",
-        "faster" | "fast" => "p3",
-        "medium" => "p4",
-        "slow" => "p5",
-        "slower" => "p6",
-        _ => "p7",
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -79,8 +79,6 @@ pub struct DeviceBuf {
     pub pitch: usize,
     pub width: u32,
     pub height: u32,
-    /// Bytes per sample: 1 (NV12) or 2 (P016).
-    pub sample: usize,
 }
 
 impl DeviceBuf {
@@ -101,35 +99,23 @@ impl DeviceBuf {
             height: self.height,
         }
     }
-
-    pub fn p010(&self) -> kernels::gpu::DeviceP010 {
-        kernels::gpu::DeviceP010 {
-            y: self.ptr,
-            uv: self.chroma(),
-            pitch: self.pitch,
-            width: self.width,
-            height: self.height,
-        }
-    }
 }
 
-/// Recycles frame buffers of one size; frames go back on drop, memory is
-/// freed when the pool and every frame from it are gone.
+/// Recycles 8-bit NV12 frame buffers of one size; frames go back on drop,
+/// memory is freed when the pool and every frame from it are gone.
 pub struct Pool {
     ctx: Arc<CudaContext>,
     width: u32,
     height: u32,
-    sample: usize,
     free: Mutex<Vec<DeviceBuf>>,
 }
 
 impl Pool {
-    pub fn new(ctx: Arc<CudaContext>, width: u32, height: u32, sample: usize) -> Arc<Self> {
+    pub fn new(ctx: Arc<CudaContext>, width: u32, height: u32) -> Arc<Self> {
         Arc::new(Self {
             ctx,
             width,
             height,
-            sample,
             free: Mutex::new(Vec::new()),
         })
     }
@@ -138,13 +124,12 @@ impl Pool {
         let buf = match self.free.lock().pop() {
             Some(b) => b,
             None => {
-                let pitch = (self.width as usize * self.sample).next_multiple_of(PITCH_ALIGN);
+                let pitch = (self.width as usize).next_multiple_of(PITCH_ALIGN);
                 let mut b = DeviceBuf {
                     ptr: 0,
                     pitch,
                     width: self.width,
                     height: self.height,
-                    sample: self.sample,
                 };
                 self.ctx
                     .bind_to_thread()

@@ -25,6 +25,7 @@ use crate::error::{MediaError, Result};
 use crate::plan::{LadderPlan, Rung};
 
 pub use device::device_frame;
+pub use nvenc::preset_level as nvenc_preset_level;
 
 /// GPUs this process addresses at most (backends are `'static`, one per GPU).
 const MAX_GPUS: usize = 16;

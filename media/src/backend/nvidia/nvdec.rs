@@ -112,7 +112,7 @@ impl NvdecDecoder {
         }
         let pools = rungs
             .iter()
-            .map(|&(w, h)| Pool::new(Arc::clone(&device.ctx), w, h, 1))
+            .map(|&(w, h)| Pool::new(Arc::clone(&device.ctx), w, h))
             .collect();
         let mut state = Box::new(State {
             cuvid,

@@ -47,17 +47,30 @@ pub struct NvencEncoder {
 // (guaranteed by &mut self).
 unsafe impl Send for NvencEncoder {}
 
-/// NVENC's preset and tuning by the operator's x264-style preset name.
-fn preset(settings: &EncoderSettings) -> GUID {
+/// NVENC's preset (P1 fastest … P7 best) for the operator's x264-style
+/// preset name. Public so the benchmark hands `h264_nvenc` the same one.
+pub fn preset_level(settings: &EncoderSettings) -> u8 {
     match settings.preset.as_str() {
-        "ultrafast" | "superfast" => NV_ENC_PRESET_P1_GUID,
-        "veryfast" => NV_ENC_PRESET_P2_GUID,
-        "faster" | "fast" => NV_ENC_PRESET_P3_GUID,
-        "medium" => NV_ENC_PRESET_P4_GUID,
-        "slow" => NV_ENC_PRESET_P5_GUID,
-        "slower" => NV_ENC_PRESET_P6_GUID,
-        _ => NV_ENC_PRESET_P7_GUID,
+        "ultrafast" | "superfast" => 1,
+        "veryfast" => 2,
+        "faster" | "fast" => 3,
+        "medium" => 4,
+        "slow" => 5,
+        "slower" => 6,
+        _ => 7,
     }
+}
+
+fn preset(settings: &EncoderSettings) -> GUID {
+    [
+        NV_ENC_PRESET_P1_GUID,
+        NV_ENC_PRESET_P2_GUID,
+        NV_ENC_PRESET_P3_GUID,
+        NV_ENC_PRESET_P4_GUID,
+        NV_ENC_PRESET_P5_GUID,
+        NV_ENC_PRESET_P6_GUID,
+        NV_ENC_PRESET_P7_GUID,
+    ][usize::from(preset_level(settings)) - 1]
 }
 
 impl NvencEncoder {
@@ -199,12 +212,15 @@ impl NvencEncoder {
         Ok(())
     }
 
+    /// Registers a frame-sized device buffer of this rung (once per buffer:
+    /// pools recycle a few).
     fn register(
         &mut self,
-        buf: &DeviceBuf,
+        ptr: u64,
+        pitch: usize,
         format: NV_ENC_BUFFER_FORMAT,
     ) -> Result<NV_ENC_REGISTERED_PTR> {
-        if let Some(r) = self.registered.get(&buf.ptr) {
+        if let Some(r) = self.registered.get(&ptr) {
             return Ok(*r);
         }
         // SAFETY: zero-initialised block; the device buffer outlives the
@@ -214,16 +230,16 @@ impl NvencEncoder {
             let mut r: NV_ENC_REGISTER_RESOURCE = std::mem::zeroed();
             r.version = NV_ENC_REGISTER_RESOURCE_VER;
             r.resourceType = NV_ENC_INPUT_RESOURCE_TYPE::NV_ENC_INPUT_RESOURCE_TYPE_CUDADEVICEPTR;
-            r.width = buf.width;
-            r.height = buf.height;
-            r.pitch = buf.pitch as u32;
-            r.resourceToRegister = buf.ptr as *mut c_void;
+            r.width = self.width;
+            r.height = self.height;
+            r.pitch = pitch as u32;
+            r.resourceToRegister = ptr as *mut c_void;
             r.bufferFormat = format;
             r.bufferUsage = NV_ENC_BUFFER_USAGE::NV_ENC_INPUT_IMAGE;
             let f = self.api(self.nvenc.api.nvEncRegisterResource);
             nvenc::check(f(self.encoder, &mut r), "nvEncRegisterResource")
                 .map_err(err("registering a frame with NVENC"))?;
-            self.registered.insert(buf.ptr, r.registeredResource);
+            self.registered.insert(ptr, r.registeredResource);
             Ok(r.registeredResource)
         }
     }
@@ -263,7 +279,6 @@ impl NvencEncoder {
                 pitch,
                 width: self.width,
                 height: self.height,
-                sample: 1,
             });
         }
         let up = self.upload.as_ref().expect("set above");
@@ -312,28 +327,15 @@ impl NvencEncoder {
                         op: "encoding a device frame",
                         reason: format!("the frame carries no {}x{} rung", self.width, self.height),
                     })?;
-                let desc = DeviceBuf {
-                    ptr: rung.ptr,
-                    pitch: rung.pitch,
-                    width: rung.width,
-                    height: rung.height,
-                    sample: 1,
-                };
+                let (ptr, pitch) = (rung.ptr, rung.pitch);
                 let fmt = NV_ENC_BUFFER_FORMAT::NV_ENC_BUFFER_FORMAT_NV12;
-                (fmt, self.register(&desc, fmt)?, rung.pitch)
+                (fmt, self.register(ptr, pitch, fmt)?, pitch)
             }
             None => {
                 let ptr = self.upload(frame)?;
                 let pitch = self.upload.as_ref().expect("uploaded").pitch;
-                let desc = DeviceBuf {
-                    ptr,
-                    pitch,
-                    width: self.width,
-                    height: self.height,
-                    sample: 1,
-                };
                 let fmt = NV_ENC_BUFFER_FORMAT::NV_ENC_BUFFER_FORMAT_IYUV;
-                (fmt, self.register(&desc, fmt)?, pitch)
+                (fmt, self.register(ptr, pitch, fmt)?, pitch)
             }
         };
         let pts = frame.pts().unwrap_or(0);
