@@ -1,7 +1,9 @@
-//! The seam between HTTP and the appliance: everything a handler needs from
-//! the box, as one trait the composition root (`appliance`) implements.
+//! The seam between HTTP and the appliance: one trait per domain of the box
+//! (accounts, uploads, videos, origin, feed, engagement, analytics, ops,
+//! idempotency keys), each implemented by that domain in `appliance`, and
+//! `Service`, which only says where each domain's implementation is.
 //! Handlers do HTTP (parsing, auth headers, status codes, caching headers);
-//! the implementation does the work and reports failures as `ApiError`s.
+//! the implementations do the work and report failures as `ApiError`s.
 
 use std::future::Future;
 use std::ops::Range;
@@ -44,30 +46,24 @@ pub enum IdempotencyBegin {
     Replay { status: u16, body: Bytes },
 }
 
-pub trait Service: Send + Sync + 'static {
-    // --- users and auth ---
+/// Users and bearer tokens.
+pub trait Accounts: Send + Sync + 'static {
     fn register(
         &self,
         req: RegisterRequest,
     ) -> impl Future<Output = ApiResult<AuthResponse>> + Send;
     fn login(&self, req: LoginRequest) -> impl Future<Output = ApiResult<AuthResponse>> + Send;
-    /// The principal a bearer token stands for; `UNAUTHORIZED` if unknown or expired.
     fn authenticate(&self, token: &str) -> impl Future<Output = ApiResult<Principal>> + Send;
     fn get_user(&self, id: &str) -> impl Future<Output = ApiResult<User>> + Send;
-    fn user_videos(
-        &self,
-        caller: Option<&Principal>,
-        user_id: &str,
-        page: PageQuery,
-    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+}
 
-    // --- uploads ---
+/// Resumable (chunked) and single-shot uploads.
+pub trait Uploads: Send + Sync + 'static {
     fn init_upload(
         &self,
         caller: &Principal,
         req: UploadInit,
     ) -> impl Future<Output = ApiResult<UploadSession>> + Send;
-    /// `sha256` is the client's hex digest of `body`, checked when present.
     fn put_chunk(
         &self,
         caller: &Principal,
@@ -92,7 +88,6 @@ pub trait Service: Send + Sync + 'static {
         caller: &Principal,
         upload_id: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Single-shot upload of a small file.
     fn create_video(
         &self,
         caller: &Principal,
@@ -100,8 +95,10 @@ pub trait Service: Send + Sync + 'static {
         meta: VideoMeta,
         body: Bytes,
     ) -> impl Future<Output = ApiResult<Accepted>> + Send;
+}
 
-    // --- videos ---
+/// Published and in-flight videos: metadata, status, deletion, a creator's list.
+pub trait Videos: Send + Sync + 'static {
     fn get_video(
         &self,
         caller: Option<&Principal>,
@@ -112,7 +109,6 @@ pub trait Service: Send + Sync + 'static {
         caller: Option<&Principal>,
         id: &str,
     ) -> impl Future<Output = ApiResult<VideoStatus>> + Send;
-    /// The current state first, then every change until a final state.
     fn video_events(
         &self,
         caller: Option<&Principal>,
@@ -123,10 +119,16 @@ pub trait Service: Send + Sync + 'static {
         caller: &Principal,
         id: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
+    fn user_videos(
+        &self,
+        caller: Option<&Principal>,
+        user_id: &str,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+}
 
-    // --- HLS origin ---
-    /// `path` has been validated: `master.m3u8`, `poster.jpg` or
-    /// `<rendition>/<file>` with safe names only.
+/// What the HLS origin serves.
+pub trait Origin: Send + Sync + 'static {
     fn origin_lookup(
         &self,
         video_id: &str,
@@ -138,36 +140,34 @@ pub trait Service: Send + Sync + 'static {
         path: &str,
         range: Range<u64>,
     ) -> impl Future<Output = ApiResult<Bytes>> + Send;
+}
 
-    // --- idempotency keys (scope = caller + route) ---
-    fn idempotency_begin(
-        &self,
-        scope: &str,
-        key: &str,
-        fingerprint: &str,
-    ) -> impl Future<Output = ApiResult<IdempotencyBegin>> + Send;
-    fn idempotency_finish(
-        &self,
-        scope: &str,
-        key: &str,
-        status: u16,
-        body: Bytes,
-    ) -> impl Future<Output = ()> + Send;
-    /// The request failed in a way worth retrying (5xx): forget the key.
-    fn idempotency_abort(&self, scope: &str, key: &str) -> impl Future<Output = ()> + Send;
-
-    // --- operations ---
+/// Feed pages and what steers them, plus search.
+pub trait Feed: Send + Sync + 'static {
     fn feed(
         &self,
         caller: Option<&Principal>,
         kind: FeedKind,
         query: FeedQuery,
-    ) -> impl Future<Output = ApiResult<Feed>> + Send;
+    ) -> impl Future<Output = ApiResult<crate::wire::Feed>> + Send;
     fn set_interests(
         &self,
         caller: &Principal,
         req: Interests,
     ) -> impl Future<Output = ApiResult<InterestsSet>> + Send;
+    fn search_videos(
+        &self,
+        query: SearchQuery,
+    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+    fn hashtag_videos(
+        &self,
+        tag: &str,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+}
+
+/// Watches, likes, saves, shares, comments, follows, trending hashtags.
+pub trait Engagement: Send + Sync + 'static {
     fn watch_batch(
         &self,
         caller: &Principal,
@@ -179,17 +179,12 @@ pub trait Service: Send + Sync + 'static {
         user_id: &str,
         on: bool,
     ) -> impl Future<Output = ApiResult<FollowState>> + Send;
-    fn search_videos(
+    fn follows(
         &self,
-        query: SearchQuery,
-    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
-    fn hashtag_videos(
-        &self,
-        tag: &str,
+        user_id: &str,
+        followers: bool,
         page: PageQuery,
-    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
-
-    // --- engagement ---
+    ) -> impl Future<Output = ApiResult<Page<FollowEntry>>> + Send;
     fn like(
         &self,
         caller: &Principal,
@@ -226,17 +221,14 @@ pub trait Service: Send + Sync + 'static {
         comment_id: &str,
         page: PageQuery,
     ) -> impl Future<Output = ApiResult<Page<Comment>>> + Send;
-    /// Followers (`followers = true`) or followees of a user.
-    fn follows(
-        &self,
-        user_id: &str,
-        followers: bool,
-        page: PageQuery,
-    ) -> impl Future<Output = ApiResult<Page<FollowEntry>>> + Send;
     fn trending_hashtags(
         &self,
         limit: u32,
     ) -> impl Future<Output = ApiResult<Vec<TrendingHashtag>>> + Send;
+}
+
+/// Per-video and per-creator analytics.
+pub trait Analytics: Send + Sync + 'static {
     fn video_analytics(
         &self,
         caller: &Principal,
@@ -249,11 +241,56 @@ pub trait Service: Send + Sync + 'static {
         creator_id: &str,
         query: PeriodQuery,
     ) -> impl Future<Output = ApiResult<CreatorOverview>> + Send;
+}
 
+/// Operations: hardware, jobs, readiness, metrics.
+pub trait Ops: Send + Sync + 'static {
     fn inventory(&self) -> impl Future<Output = ApiResult<serde_json::Value>> + Send;
     fn jobs(&self, limit: u32) -> impl Future<Output = ApiResult<Vec<Job>>> + Send;
     fn reprocess(&self, video_id: &str) -> impl Future<Output = ApiResult<Accepted>> + Send;
     fn readiness(&self) -> impl Future<Output = Health> + Send;
-    /// Prometheus text exposition.
     fn metrics(&self) -> impl Future<Output = String> + Send;
+}
+
+/// Idempotency-key bookkeeping (scope = caller + route).
+pub trait Idempotency: Send + Sync + 'static {
+    fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> impl Future<Output = ApiResult<IdempotencyBegin>> + Send;
+    fn idempotency_finish(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: Bytes,
+    ) -> impl Future<Output = ()> + Send;
+    fn idempotency_abort(&self, scope: &str, key: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// Where each domain's implementation lives: the router asks the service
+/// for the domain a route belongs to, so each domain is implemented (and
+/// can be replaced in tests) on its own.
+pub trait Service: Send + Sync + 'static {
+    type Accounts: Accounts;
+    type Uploads: Uploads;
+    type Videos: Videos;
+    type Origin: Origin;
+    type Feed: Feed;
+    type Engagement: Engagement;
+    type Analytics: Analytics;
+    type Ops: Ops;
+    type Idempotency: Idempotency;
+
+    fn accounts(&self) -> &Self::Accounts;
+    fn uploads(&self) -> &Self::Uploads;
+    fn videos(&self) -> &Self::Videos;
+    fn origin(&self) -> &Self::Origin;
+    fn feed(&self) -> &Self::Feed;
+    fn engagement(&self) -> &Self::Engagement;
+    fn analytics(&self) -> &Self::Analytics;
+    fn ops(&self) -> &Self::Ops;
+    fn idempotency(&self) -> &Self::Idempotency;
 }

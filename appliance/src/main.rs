@@ -1,33 +1,22 @@
-//! `appliance`: the one binary of the regional video appliance. This file is
-//! the composition root: it parses the command line, discovers the hardware,
-//! wires the crates together and turns their errors into exit codes.
+//! `appliance`: the one binary of the regional video appliance. This file
+//! only parses the command line and dispatches to `cli` (one file per
+//! command); `app` is the composition root that wires the domains.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod analytics;
+mod accounts;
 mod app;
-mod catalog;
+mod cli;
 mod config;
-mod doctor;
 mod engagement;
 mod error;
-mod events;
-mod fanout;
-mod feed_api;
-mod feedtools;
-mod hot;
-mod hub;
-mod ingest_bench;
-mod jobs;
-mod objects;
-mod progress;
-mod recommend;
-mod serve;
-mod social;
-mod spool;
+mod feed;
+mod ops;
+mod store;
+mod videos;
 
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Regional GPU video appliance")]
@@ -256,13 +245,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Serve {
             config,
             listen,
             demo,
-        } => run_server(config, listen, demo),
+        } => cli::serve::run(config, listen, demo),
         Command::User {
             which:
                 UserCommand::Add {
@@ -270,8 +258,15 @@ fn main() -> ExitCode {
                     role,
                     config,
                 },
-        } => add_user(config, &username, role),
-        Command::Doctor { config, json } => run_doctor(config, json),
+        } => {
+            let role = match role {
+                RoleArg::Viewer => api::wire::Role::Viewer,
+                RoleArg::Creator => api::wire::Role::Creator,
+                RoleArg::Admin => api::wire::Role::Admin,
+            };
+            cli::user::add(config, &username, role)
+        }
+        Command::Doctor { config, json } => cli::doctor::run(config, json),
         Command::Transcode {
             input,
             out,
@@ -280,28 +275,13 @@ fn main() -> ExitCode {
             preset,
             json,
             quiet,
-        } => transcode(input, out, &backend, rungs, preset, json, quiet),
+        } => cli::transcode::run(input, out, &backend, rungs, preset, json, quiet),
         Command::Simulate {
             out,
             users,
             videos,
             seed,
-        } => {
-            let cfg = inference::sim::WorldConfig {
-                users,
-                videos,
-                creators: (videos / 8).max(1),
-                seed,
-                ..Default::default()
-            };
-            match feedtools::simulate(&cfg, &out) {
-                Ok((v, e)) => {
-                    println!("wrote {v} videos and {e} watch events to {}", out.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => report(&e),
-            }
-        }
+        } => cli::feed::simulate(out, users, videos, seed),
         Command::EvalFeed {
             videos,
             log,
@@ -310,317 +290,52 @@ fn main() -> ExitCode {
             out,
             seed,
             quiet,
-        } => {
-            let model_dir = match config::Config::load(config.as_deref()) {
-                Ok(c) => c.feed.model_dir,
-                Err(e) => return report(&e),
-            };
-            let args = feedtools::EvalArgs {
-                videos,
-                log,
-                ranker,
-                model_dir,
-                out,
-                seed,
-                quiet,
-            };
-            match feedtools::eval_feed(&args) {
-                Ok(r) => {
-                    feedtools::print_json(&r);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => report(&e),
-            }
-        }
+        } => cli::feed::eval(videos, log, ranker, config, out, seed, quiet),
         Command::TrainRanker {
             config,
             videos,
             log,
             out,
             quiet,
-        } => {
-            let cfg = match config::Config::load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => return report(&e),
-            };
-            match feedtools::train_ranker(&cfg, videos.zip(log), out, quiet) {
-                Ok((path, r)) => {
-                    feedtools::print_json(&r);
-                    eprintln!(
-                        "wrote {} (a running server picks it up within seconds)",
-                        path.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => report(&e),
-            }
-        }
-        Command::Bench {
-            which: BenchCommand::Rank { out },
-        } => bench_done(benches::feed::rank(&out), &out),
-        Command::Bench {
-            which:
-                BenchCommand::Feed {
-                    out,
-                    sizes,
-                    clients,
-                    pages,
-                    secs,
-                },
-        } => bench_done(
+        } => cli::feed::train(config, videos, log, out, quiet),
+        Command::Bench { which } => bench(which),
+    }
+}
+
+fn bench(which: BenchCommand) -> ExitCode {
+    match which {
+        BenchCommand::Rank { out } => cli::bench::done(benches::feed::rank(&out), &out),
+        BenchCommand::Feed {
+            out,
+            sizes,
+            clients,
+            pages,
+            secs,
+        } => cli::bench::done(
             benches::feed::feed(&sizes, clients, pages, secs, &out),
             &out,
         ),
-        Command::Bench {
-            which: BenchCommand::Retrieval { out, sizes },
-        } => bench_done(benches::feed::retrieval(&sizes, &out), &out),
-        Command::Bench {
-            which:
-                BenchCommand::Ingest {
-                    out,
-                    config,
-                    clients,
-                    batch,
-                    secs,
-                    videos,
-                },
-        } => {
-            let o = ingest_bench::Options {
-                config,
-                clients,
-                batch,
-                secs,
-                videos,
-                out: out.clone(),
-            };
-            match ingest_bench::run(&o).and_then(|r| {
-                benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
-                Ok(r)
-            }) {
-                Ok(r) => {
-                    feedtools::print_json(&r);
-                    eprintln!("wrote {}", out.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => report(&e),
-            }
+        BenchCommand::Retrieval { out, sizes } => {
+            cli::bench::done(benches::feed::retrieval(&sizes, &out), &out)
         }
-        Command::Bench {
-            which: BenchCommand::Embed { out, model_dir },
-        } => bench_done(benches::feed::embed(&model_dir, &out), &out),
-        Command::Bench {
-            which:
-                BenchCommand::Encode {
-                    out,
-                    seconds,
-                    runs,
-                    preset,
-                    source: Source::Synthetic,
-                    backend,
-                },
-        } => {
-            let backend = match backend.parse::<hardware::BackendRequest>() {
-                Ok(b) => b,
-                Err(e) => return report(&e),
-            };
-            match benches::encode::run(&benches::encode::Config {
-                backend,
-                seconds,
-                runs,
-                preset,
-                out: out.clone(),
-            }) {
-                Ok(report) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).expect("serialisable")
-                    );
-                    eprintln!("wrote {}", out.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: bench failed: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        BenchCommand::Ingest {
+            out,
+            config,
+            clients,
+            batch,
+            secs,
+            videos,
+        } => cli::bench::ingest(out, config, clients, batch, secs, videos),
+        BenchCommand::Embed { out, model_dir } => {
+            cli::bench::done(benches::feed::embed(&model_dir, &out), &out)
         }
-    }
-}
-
-fn bench_done<T: serde::Serialize>(r: benches::Result<T>, out: &std::path::Path) -> ExitCode {
-    match r {
-        Ok(report) => {
-            feedtools::print_json(&report);
-            eprintln!("wrote {}", out.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: bench failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-}
-
-fn report(e: &dyn std::error::Error) -> ExitCode {
-    eprintln!("error: {e}");
-    let mut src = e.source();
-    while let Some(s) = src {
-        eprintln!("  caused by: {s}");
-        src = s.source();
-    }
-    ExitCode::FAILURE
-}
-
-fn run_server(
-    config: Option<PathBuf>,
-    listen: Option<std::net::SocketAddr>,
-    demo: Option<PathBuf>,
-) -> ExitCode {
-    let mut config = match config::Config::load(config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return report(&e),
-    };
-    if let Some(addr) = listen {
-        config.server.listen = addr;
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return report(&e),
-    };
-    match rt.block_on(serve::serve(config, demo)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&e),
-    }
-}
-
-fn run_doctor(config: Option<PathBuf>, json: bool) -> ExitCode {
-    let config = match config::Config::load(config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return report(&e),
-    };
-    let r = doctor::run(&config, hardware::Inventory::discover());
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&r).expect("serialisable")
-        );
-    } else {
-        print!("{}", r.render());
-    }
-    if r.healthy() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn add_user(config: Option<PathBuf>, username: &str, role: RoleArg) -> ExitCode {
-    let config = match config::Config::load(config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return report(&e),
-    };
-    // From stdin only: a password in argv or the environment leaks into
-    // process listings and shell history.
-    let mut password = String::new();
-    if let Err(e) = std::io::stdin().read_line(&mut password) {
-        return report(&e);
-    }
-    let password = password.trim_end_matches(['\r', '\n']).to_owned();
-    let role = match role {
-        RoleArg::Viewer => api::wire::Role::Viewer,
-        RoleArg::Creator => api::wire::Role::Creator,
-        RoleArg::Admin => api::wire::Role::Admin,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return report(&e),
-    };
-    match rt.block_on(serve::add_user(config, username, &password, role)) {
-        Ok(id) => {
-            println!("{id}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => report(&e),
-    }
-}
-
-/// Exit code for inputs the engine refuses (as opposed to failures).
-const EXIT_REJECTED: u8 = 2;
-
-fn transcode(
-    input: PathBuf,
-    out: PathBuf,
-    backend: &str,
-    rungs: Vec<u32>,
-    preset: String,
-    json: bool,
-    quiet: bool,
-) -> ExitCode {
-    let backend = match backend.parse::<hardware::BackendRequest>() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_REJECTED);
-        }
-    };
-    let inventory = hardware::Inventory::discover();
-    let opts = media::TranscodeOptions {
-        backend,
-        rungs,
-        encoder: media::backend::EncoderSettings { preset },
-        ..Default::default()
-    };
-    let bars = progress::Bars::new(quiet || json);
-    let result = media::transcode(&input, &out, &opts, &inventory, &|e| bars.on_event(&e));
-    bars.finish();
-    match result {
-        Ok(ladder) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&ladder).expect("serialisable")
-                );
-            } else {
-                for r in &ladder.renditions {
-                    eprintln!(
-                        "  {:>6}  {:>4}x{:<4}  {:>6} kb/s peak  {:>6} kb/s avg  {} segments",
-                        r.name,
-                        r.width,
-                        r.height,
-                        r.bandwidth / 1000,
-                        r.average_bandwidth / 1000,
-                        r.segments
-                    );
-                }
-                eprintln!("  poster: {}", ladder.poster.display());
-                eprintln!(
-                    "  play:   ffplay {}   (or serve the folder and open it in an HLS player)",
-                    ladder.master.display()
-                );
-                println!("{}", ladder.master.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => match e.reject_code() {
-            Some(_) => {
-                eprintln!("rejected: {e}");
-                ExitCode::from(EXIT_REJECTED)
-            }
-            None => {
-                eprintln!("error: {e}");
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    eprintln!("  caused by: {s}");
-                    src = s.source();
-                }
-                ExitCode::FAILURE
-            }
-        },
+        BenchCommand::Encode {
+            out,
+            seconds,
+            runs,
+            preset,
+            source: Source::Synthetic,
+            backend,
+        } => cli::bench::encode(out, seconds, runs, preset, backend),
     }
 }

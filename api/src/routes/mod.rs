@@ -1,0 +1,114 @@
+//! The whole HTTP surface, one module per resource, composed here. Each
+//! module holds its handlers (which parse and authorise, call the domain of
+//! the `Service` the route belongs to, and turn the result into a status
+//! code and JSON; nothing else) and a `router()` returning its routes;
+//! `extract` holds what they share (auth extractors, JSON helpers, the
+//! idempotency wrapper). This module owns the configuration, the shared
+//! state, the fallbacks and the layers every route runs under.
+
+mod accounts;
+mod analytics;
+mod engagement;
+mod extract;
+mod feed;
+mod openapi;
+mod ops;
+pub mod origin;
+mod player;
+mod state;
+mod uploads;
+mod videos;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::service::Service;
+use state::Ctx;
+
+pub use extract::{Auth, MaybeAuth};
+pub use openapi::openapi;
+pub use state::{BodyLimits, RouterConfig, CHUNK_DIGEST_HEADER, PREFIX};
+
+/// The whole HTTP surface: `/api/v1/…`, the HLS origin, the player page,
+/// health, metrics and the OpenAPI document.
+pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
+    let ctx = Arc::new(Ctx {
+        svc,
+        origin: cfg.origin,
+        hls_js: cfg.hls_js,
+    });
+    let limits = cfg.limits;
+    // Everything under `/api/v1`; each module's paths are relative to it.
+    let api = Router::new()
+        .merge(accounts::router::<S>())
+        .merge(uploads::router::<S>(&limits))
+        .merge(videos::router::<S>())
+        .merge(feed::router::<S>())
+        .merge(engagement::router::<S>())
+        .merge(analytics::router::<S>())
+        .merge(ops::router::<S>());
+
+    Router::new()
+        .nest(PREFIX, api)
+        .merge(origin::router::<S>())
+        .merge(player::router::<S>())
+        .merge(ops::probes::<S>())
+        .merge(openapi::router::<S>())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limits.json))
+        .layer(axum::middleware::map_response(errors_in_spec_shape))
+        .layer(TraceLayer::new_for_http())
+        .with_state(ctx)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes (then stops
+/// accepting and lets open requests finish).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}
+
+/// Responses made below the handlers (layers, extract failures we did not
+/// map) leave as the spec's error shape too.
+async fn errors_in_spec_shape(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = ErrorCode::for_status(status);
+    let message = status
+        .canonical_reason()
+        .unwrap_or("request failed")
+        .to_owned();
+    let mut r = ApiError::new(code, message).into_response();
+    *r.status_mut() = status;
+    r
+}

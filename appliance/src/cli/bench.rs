@@ -1,0 +1,83 @@
+//! `appliance bench …`: every benchmark writes its JSON (the work is the
+//! `benches` crate's, and `bench_ingest` here for the event path).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::bench_ingest;
+use super::report;
+use crate::error;
+use crate::feed::tools as feedtools;
+
+/// Prints a bench report and where it was written.
+pub fn done<T: serde::Serialize>(r: benches::Result<T>, out: &Path) -> ExitCode {
+    match r {
+        Ok(report) => {
+            feedtools::print_json(&report);
+            eprintln!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `appliance bench ingest`.
+pub fn ingest(
+    out: PathBuf,
+    config: Option<PathBuf>,
+    clients: usize,
+    batch: usize,
+    secs: u64,
+    videos: usize,
+) -> ExitCode {
+    let o = bench_ingest::Options {
+        config,
+        clients,
+        batch,
+        secs,
+        videos,
+        out: out.clone(),
+    };
+    match bench_ingest::run(&o).and_then(|r| {
+        benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
+        Ok(r)
+    }) {
+        Ok(r) => {
+            feedtools::print_json(&r);
+            eprintln!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
+    }
+}
+
+/// `appliance bench encode`.
+pub fn encode(out: PathBuf, seconds: u32, runs: u32, preset: String, backend: String) -> ExitCode {
+    let backend = match backend.parse::<hardware::BackendRequest>() {
+        Ok(b) => b,
+        Err(e) => return report(&e),
+    };
+    match benches::encode::run(&benches::encode::Config {
+        backend,
+        seconds,
+        runs,
+        preset,
+        out: out.clone(),
+    }) {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("serialisable")
+            );
+            eprintln!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The commands of the `appliance` binary, one file each; `main.rs` only
+//! parses the command line and calls them. They turn errors into exit
+//! codes and messages; the work is the domains'.
+//!
+//! May call: every domain and the composition root (`app`).
+
+pub mod bench;
+mod bench_ingest;
+pub mod doctor;
+pub mod feed;
+pub mod serve;
+pub mod transcode;
+pub mod user;
+
+use std::process::ExitCode;
+
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Prints an error and its causes; the exit code for a failure.
+pub fn report(e: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        eprintln!("  caused by: {s}");
+        src = s.source();
+    }
+    ExitCode::FAILURE
+}

@@ -1,0 +1,302 @@
+//! `appliance serve`: opens the box's state, starts the workers and the
+//! HTTP server, and shuts down gracefully (stop accepting, let requests and
+//! jobs finish for `server.shutdown_grace_secs`, release unfinished jobs
+//! for the next start).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::wire::{Principal, Role, VideoMeta, Visibility};
+use api::Uploads;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::app::{App, Handle};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::catalog::{self as cat, Catalog};
+use crate::store::Objects;
+
+/// `appliance serve`.
+pub fn run(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    demo: Option<PathBuf>,
+) -> ExitCode {
+    let mut config = match Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return super::report(&e),
+    };
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return super::report(&e),
+    };
+    match rt.block_on(serve(config, demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => super::report(&e),
+    }
+}
+
+/// The box's state, opened for exclusive use by this process.
+pub struct Opened {
+    pub app: Arc<App>,
+    /// Held for the life of the process: one appliance per data directory
+    /// (jobs are reclaimed at start on that basis).
+    _lock: std::fs::File,
+}
+
+pub fn open(config: Config) -> Result<Opened> {
+    let data = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data).map_err(Error::io("creating", data.display()))?;
+    let lock_path = data.join("appliance.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(Error::io("opening", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        Error::Config(format!(
+            "another appliance process is using {} (lock {})",
+            data.display(),
+            lock_path.display()
+        ))
+    })?;
+    let app = open_shared(config)?;
+    // Scratch of jobs that died with the previous process.
+    let work_dir = &app.videos.work_dir;
+    if work_dir.exists() {
+        std::fs::remove_dir_all(work_dir).map_err(Error::io("clearing", work_dir.display()))?;
+    }
+    std::fs::create_dir_all(work_dir).map_err(Error::io("creating", work_dir.display()))?;
+    Ok(Opened { app, _lock: lock })
+}
+
+/// The catalog and object store, without taking over the data directory
+/// (for one-off commands that may run beside a server).
+pub fn open_shared(config: Config) -> Result<Arc<App>> {
+    let data = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data).map_err(Error::io("creating", data.display()))?;
+    let catalog = Catalog::open(&data.join("catalog.db"))?;
+    let objects = Objects::from_config(&config)?;
+    let inventory = hardware::Inventory::discover();
+    Ok(Arc::new(App::new(config, catalog, objects, inventory)?))
+}
+
+pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
+    let opened = open(config)?;
+    let app = opened.app.clone();
+    // We hold the data directory, so a job still `running` belongs to a
+    // process that died: make it claimable now rather than after its lease.
+    app.catalog
+        .call(|c| {
+            c.execute(
+                "UPDATE jobs SET lease_expires = 0 WHERE state = 'running'",
+                [],
+            )
+            .map_err(Error::catalog("reclaiming jobs"))
+        })
+        .await?;
+
+    // Events: the spool first (nothing is accepted before it is open),
+    // then the feed learns from the catalog, the analytics store and what
+    // the spool has not delivered, before the first request is taken.
+    app.engagement
+        .start(&app.config.storage.data_dir, &app.catalog)
+        .await?;
+    let undelivered = app.engagement.undelivered()?;
+    app.recommender
+        .warm_up(
+            &app.catalog,
+            app.engagement.analytics.as_ref(),
+            &undelivered,
+        )
+        .await?;
+    drop(undelivered);
+
+    let hls_js = read_optional(&app.config.player.hls_js);
+    if hls_js.is_none() {
+        tracing::warn!(
+            "{} not found: /play pages fall back to native HLS (run `npm ci --prefix player`)",
+            app.config.player.hls_js.display()
+        );
+    }
+    let u = &app.config.uploads;
+    let router = api::router(
+        Handle(app.clone()),
+        api::RouterConfig {
+            origin: api::OriginPolicy {
+                playlist_max_age: Duration::from_secs(app.config.origin.playlist_max_age_secs),
+                not_found_max_age: Duration::from_secs(app.config.origin.not_found_max_age_secs),
+            },
+            limits: api::BodyLimits {
+                json: 64 << 10,
+                chunk: (u.chunk_size + (64 << 10)) as usize,
+                single_shot: (u.single_shot_max + (1 << 20)) as usize,
+            },
+            hls_js,
+        },
+    );
+
+    let listen = app.config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(Error::io("listening on", listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("listening on", listen))?;
+    // On stdout, for scripts and tests that start the server.
+    println!("listening on http://{addr}");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = app.spawn(stop_rx.clone());
+    if let Some(file) = demo {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = seed_demo(&app, &file, addr).await {
+                eprintln!("demo: {e}");
+            }
+        });
+    }
+
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        api::serve(listener, router, async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    eprintln!(
+        "shutting down (up to {} s)",
+        app.config.server.shutdown_grace_secs
+    );
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
+    // Open SSE streams would hold the server forever: give requests the
+    // grace period, then drop them.
+    let _ = tokio::time::timeout(grace, server).await;
+    for w in workers {
+        let _ = tokio::time::timeout(grace + Duration::from_secs(5), w).await;
+    }
+    Ok(())
+}
+
+fn read_optional(path: &Path) -> Option<Bytes> {
+    std::fs::read(path).ok().map(Bytes::from)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+const DEMO_USER: &str = "demo";
+const DEMO_PASSWORD: &str = "demo-password";
+
+/// Makes sure a `demo` creator owns a ready video made from `file`, then
+/// prints where to watch it.
+async fn seed_demo(app: &Arc<App>, file: &Path, addr: SocketAddr) -> Result<()> {
+    let user = match app
+        .catalog
+        .call(|c| cat::user_by_name(c, DEMO_USER))
+        .await?
+    {
+        Some(u) => u,
+        None => {
+            app.accounts
+                .create_user(DEMO_USER, DEMO_PASSWORD, Role::Creator)
+                .await?
+        }
+    };
+    let owner = user.id.clone();
+    let existing = app
+        .catalog
+        .call(move |c| cat::videos_of(c, &owner, false, None, 1))
+        .await?;
+    let video_id = match existing.into_iter().find(|v| v.state != "failed") {
+        Some(v) => v.id,
+        None => {
+            let bytes = tokio::fs::read(file)
+                .await
+                .map_err(Error::io("reading", file.display()))?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "demo.mp4".into());
+            let caller = Principal {
+                user_id: user.id.clone(),
+                role: Role::Creator,
+            };
+            let meta = VideoMeta {
+                title: "Demo".into(),
+                description: format!("{name}, transcoded by this box"),
+                hashtags: vec!["demo".into()],
+                sound_id: None,
+                visibility: Visibility::Public,
+            };
+            eprintln!("demo: transcoding {} …", file.display());
+            app.videos
+                .create_video(&caller, name, meta, Bytes::from(bytes))
+                .await?
+                .video_id
+        }
+    };
+    loop {
+        let vid = video_id.clone();
+        let v = app.catalog.call(move |c| cat::video(c, &vid)).await?;
+        let (state, failure) = v.map(|v| (v.state, v.failure)).unwrap_or_default();
+        match state.as_str() {
+            "ready" => break,
+            "processing" => tokio::time::sleep(Duration::from_millis(500)).await,
+            other => {
+                return Err(Error::Task(format!(
+                    "the demo video ended `{other}`: {}",
+                    failure.unwrap_or_default()
+                )))
+            }
+        }
+    }
+    println!("demo video ready (user `{DEMO_USER}`, password `{DEMO_PASSWORD}`):");
+    println!("  player:          http://{addr}/play/{video_id}");
+    println!("  master playlist: http://{addr}/hls/{video_id}/master.m3u8");
+    println!("  video (JSON):    http://{addr}/api/v1/videos/{video_id}");
+    println!("  API description: http://{addr}/openapi.json");
+    Ok(())
+}
+
+/// `appliance user add`: creates an account directly in the catalog
+/// (the only way to make an admin).
+pub async fn add_user(
+    config: Config,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<String> {
+    let app = open_shared(config)?;
+    let user = app.accounts.create_user(username, password, role).await?;
+    Ok(user.id)
+}

@@ -1,0 +1,139 @@
+//! The analytics store: every engagement event, and per-video per-hour
+//! rollups that creator analytics, trending and view-count reconciliation
+//! read. Two implementations behind one seam, chosen by `[analytics] kind`:
+//! an embedded SQLite file (no services) and ClickHouse.
+//!
+//! Contract every implementation keeps: `ingest` may be called again with
+//! events it has already stored (the shipper retries after a crash or an
+//! error whose outcome it cannot know) and stores each event id once.
+
+mod clickhouse;
+mod embedded;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+pub use self::clickhouse::ClickHouse;
+pub use self::embedded::Embedded;
+use crate::engagement::events::Event;
+use crate::error::Result;
+
+/// Whose rollups to read.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Video(String),
+    Creator(String),
+}
+
+/// One rollup row: a video (or creator), an hour, a traffic source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HourRow {
+    /// Start of the hour, unix seconds.
+    pub hour: i64,
+    /// Traffic source of the views; empty for engagement actions.
+    pub source: String,
+    pub views: u64,
+    pub watch_ms: u64,
+    pub completions: u64,
+    pub likes: i64,
+    pub comments: i64,
+    pub shares: i64,
+    pub saves: i64,
+}
+
+/// What trending needs per video and hour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VideoHour {
+    pub video: String,
+    pub hour: i64,
+    pub views: u64,
+    pub completions: u64,
+    pub shares: i64,
+    pub likes: i64,
+}
+
+/// A watch as the feed engine replays it at start-up.
+#[derive(Debug, Clone)]
+pub struct PastWatch {
+    pub user: String,
+    pub video: String,
+    pub watch_ms: u32,
+    pub duration_ms: u32,
+    pub completed: bool,
+    pub liked: bool,
+    pub shared: bool,
+    pub ts: i64,
+}
+
+impl From<&Event> for PastWatch {
+    fn from(e: &Event) -> Self {
+        Self {
+            user: e.user.clone(),
+            video: e.video.clone(),
+            watch_ms: e.watch_ms,
+            duration_ms: e.duration_ms,
+            completed: e.completed,
+            liked: e.liked,
+            shared: e.shared,
+            ts: e.ts,
+        }
+    }
+}
+
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Creates or upgrades the schema (idempotent).
+    async fn migrate(&self) -> Result<()>;
+    /// Stores the events not stored before; returns how many were new.
+    async fn ingest(&self, events: &[Event]) -> Result<usize>;
+    /// Rollup rows of `scope` from `since` (unix seconds) on.
+    async fn rollups(&self, scope: &Scope, since: i64) -> Result<Vec<HourRow>>;
+    /// Distinct viewers of `scope` from `since` on.
+    async fn unique_viewers(&self, scope: &Scope, since: i64) -> Result<u64>;
+    /// Per-video hourly activity of every video from `since` on.
+    async fn activity(&self, since: i64) -> Result<Vec<VideoHour>>;
+    /// All-time views of each of `videos` (absent: none).
+    async fn total_views(&self, videos: &[String]) -> Result<HashMap<String, u64>>;
+    /// Every stored watch in time order, in chunks, for the feed's warm-up.
+    async fn watch_history(&self, sink: &mut (dyn FnMut(Vec<PastWatch>) + Send)) -> Result<u64>;
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Totals over rollup rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub views: u64,
+    pub watch_ms: u64,
+    pub completions: u64,
+    pub likes: i64,
+    pub comments: i64,
+    pub shares: i64,
+    pub saves: i64,
+}
+
+impl Totals {
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a HourRow>) -> Self {
+        rows.into_iter().fold(Self::default(), |mut t, r| {
+            t.views += r.views;
+            t.watch_ms += r.watch_ms;
+            t.completions += r.completions;
+            t.likes += r.likes;
+            t.comments += r.comments;
+            t.shares += r.shares;
+            t.saves += r.saves;
+            t
+        })
+    }
+}
+
+/// Collapses duplicate ids within one batch (the first wins).
+pub(crate) fn distinct(events: &[Event]) -> Vec<&Event> {
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .filter(|e| seen.insert(e.id.as_str()))
+        .collect()
+}

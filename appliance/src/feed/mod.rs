@@ -1,0 +1,40 @@
+//! The feed: the recommender (candle embeddings, FAISS indexes, the
+//! inference engine, ranker hot-reload, the embed loop, the circuit
+//! breaker and trending fallback), its HTTP-facing service (feed pages,
+//! interests, search, hashtag pages), and the offline commands
+//! (`simulate`, `eval-feed`, `train-ranker`).
+//!
+//! May call: `store` (embeddings, follows, interests, public videos; pages
+//! are hydrated through the catalog's read pool) and `engagement` (rate
+//! limits, the analytics store for warm-up, events). It learns from
+//! engagement through `engagement::Listener`, implemented here.
+//!
+//! Invariants: a feed page is ranked in one batch from one session, so a
+//! session never shows a video twice ("a feed page is ranked" lives in
+//! `recommend::Recommender::feed` → `inference::Engine::feed`); any
+//! failure, timeout or open breaker serves trending with
+//! `source: "trending_fallback"`, never a 5xx; the HTTP path never waits
+//! on the embed loop.
+
+mod recommend;
+mod service;
+pub mod tools;
+
+pub use recommend::{doc_of, watch_of, Recommender};
+pub use service::FeedService;
+
+use crate::engagement::{Event, Listener};
+
+impl Listener for Recommender {
+    fn watched(&self, events: &[Event]) {
+        self.record(events);
+    }
+
+    fn followed(&self, follower: &str, followee: &str, on: bool) {
+        self.engine.set_follow(follower, followee, on);
+    }
+
+    fn trending(&self, videos: &[String]) {
+        self.engine.set_trending(videos);
+    }
+}

@@ -1,0 +1,666 @@
+//! Wiring of the recommendation engine: loads what it learns from out of the
+//! catalog at start, embeds videos as they become ready, records watches,
+//! hot-reloads the trained ranker, and serves feeds behind a timeout and a
+//! circuit breaker so a viewer always gets a page.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use inference::engine::{EngineConfig, FeedKind, FeedPage, Source, VideoDoc, Watch};
+use inference::{Embedder, Engine, InferenceError, RankModel, Ranker};
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+
+use crate::config;
+use crate::engagement::{AnalyticsStore, Event, Kind, PastWatch};
+use crate::error::{Error, Result};
+use crate::store::catalog::{self as cat, Catalog, VideoRow};
+
+const MODEL_NAME: &str = "all-MiniLM-L6-v2";
+
+/// Opens after `failures` consecutive failures; while open, personalised
+/// feeds are not attempted for `open_for`.
+pub struct Breaker {
+    failures: AtomicU32,
+    threshold: u32,
+    open_until: Mutex<Option<Instant>>,
+    open_for: Duration,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, open_for: Duration) -> Self {
+        Self {
+            failures: AtomicU32::new(0),
+            threshold: threshold.max(1),
+            open_until: Mutex::new(None),
+            open_for,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        let mut until = self.open_until.lock();
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                // Half-open: let the next request try.
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    pub fn failure(&self) {
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.threshold {
+            *self.open_until.lock() = Some(Instant::now() + self.open_for);
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct FeedStats {
+    pub requests: AtomicU64,
+    pub fallbacks: AtomicU64,
+    pub embedded: AtomicU64,
+    pub watches: AtomicU64,
+    /// Feed latency histogram: counts per bucket of [`LATENCY_BUCKETS_MS`].
+    pub latency: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    pub latency_sum_us: AtomicU64,
+}
+
+pub const LATENCY_BUCKETS_MS: [f64; 8] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0];
+
+pub struct Served {
+    pub page: FeedPage,
+    pub source: &'static str,
+    pub degraded: Option<String>,
+}
+
+pub struct Recommender {
+    pub engine: Arc<Engine>,
+    embedder: OnceLock<std::result::Result<Arc<Embedder>, String>>,
+    cfg: config::Feed,
+    index_path: PathBuf,
+    ranker_path: PathBuf,
+    ranker_mtime: Mutex<Option<SystemTime>>,
+    ranker_broken: Mutex<Option<String>>,
+    breaker: Breaker,
+    pub embed_wake: Notify,
+    index_dirty: AtomicBool,
+    pub stats: FeedStats,
+}
+
+pub fn now_secs() -> i64 {
+    cat::now_ms() / 1000
+}
+
+pub fn doc_of(v: &VideoRow) -> VideoDoc {
+    VideoDoc {
+        id: v.id.clone(),
+        creator: v.owner_id.clone(),
+        caption: format!("{} {}", v.title, v.description),
+        hashtags: v.hashtags.clone(),
+        sound: v.sound_id.clone(),
+        created_at: v.updated_at / 1000,
+    }
+}
+
+pub fn watch_of(w: PastWatch) -> Watch {
+    Watch {
+        user: w.user,
+        video: w.video,
+        watch_ms: u64::from(w.watch_ms),
+        duration_ms: u64::from(w.duration_ms.max(1)),
+        completed: w.completed,
+        liked: w.liked,
+        shared: w.shared,
+        ts: w.ts / 1000,
+    }
+}
+
+impl Recommender {
+    pub fn new(config: &config::Config) -> Self {
+        let cfg = config.feed.clone();
+        let data = &config.storage.data_dir;
+        let engine = Engine::new(EngineConfig {
+            new_video_fanout: cfg.new_video_fanout,
+            exploration_ttl_secs: cfg.exploration_ttl_secs,
+            ..EngineConfig::default()
+        });
+        Self {
+            engine: Arc::new(engine),
+            embedder: OnceLock::new(),
+            index_path: data.join("index").join("videos.faiss"),
+            ranker_path: if cfg.ranker.is_absolute() {
+                cfg.ranker.clone()
+            } else {
+                data.join(&cfg.ranker)
+            },
+            breaker: Breaker::new(
+                cfg.breaker_failures,
+                Duration::from_secs(cfg.breaker_open_secs),
+            ),
+            cfg,
+            ranker_mtime: Mutex::new(None),
+            ranker_broken: Mutex::new(None),
+            embed_wake: Notify::new(),
+            index_dirty: AtomicBool::new(false),
+            stats: FeedStats::default(),
+        }
+    }
+
+    /// The embedding model, loaded on first use; a missing model is
+    /// reported once and leaves embedding paused (feeds still serve).
+    pub fn embedder(&self) -> std::result::Result<Arc<Embedder>, String> {
+        self.embedder
+            .get_or_init(|| match Embedder::load(&self.cfg.model_dir) {
+                Ok(e) => Ok(Arc::new(e)),
+                Err(e) => {
+                    tracing::error!(error = %e, "embedding model unavailable: new videos are not embedded, search is keyword-only");
+                    Err(e.to_string())
+                }
+            })
+            .clone()
+    }
+
+    /// Rebuilds the engine's state from the catalog: videos and their
+    /// embeddings, follows, interests, then every watch event in arrival
+    /// order. The video index is loaded from disk when it matches the
+    /// catalog, else rebuilt in the background (feeds fall back to
+    /// trending until it is ready).
+    pub async fn warm_up(
+        self: &Arc<Self>,
+        catalog: &Catalog,
+        analytics: &dyn AnalyticsStore,
+        unshipped: &[Event],
+    ) -> Result<()> {
+        let started = Instant::now();
+        let videos = catalog.call(|c| cat::embedded_videos(c)).await?;
+        let follows = catalog.call(|c| cat::all_follows(c)).await?;
+        let interests = catalog.call(|c| cat::all_interests(c)).await?;
+        let engine = self.engine.clone();
+        let n_videos = videos.len();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for (row, emb) in videos {
+                engine.load_video(doc_of(&row), emb)?;
+            }
+            for (a, b) in follows {
+                engine.set_follow(&a, &b, true);
+            }
+            Ok(())
+        })
+        .await??;
+        for (user, tags) in interests {
+            self.apply_interests(&user, &tags).await;
+        }
+        // Watch history: what the analytics store holds, then what the
+        // spool has not delivered yet.
+        let engine = self.engine.clone();
+        let n_watches = analytics
+            .watch_history(&mut |chunk| {
+                for w in chunk {
+                    engine.record_watch(&watch_of(w), false);
+                }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "watch history unavailable; the feed starts without it");
+                0
+            });
+        let mut pending = 0usize;
+        for e in unshipped.iter().filter(|e| e.kind == Kind::Watch) {
+            self.engine.record_watch(&watch_of(e.into()), false);
+            pending += 1;
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.load_or_rebuild_index()).await??;
+        self.engine.rebuild_user_index()?;
+        self.engine.refresh(now_secs())?;
+        self.reload_ranker();
+        tracing::info!(
+            videos = n_videos,
+            watches = n_watches,
+            undelivered_watches = pending,
+            users = self.engine.user_count(),
+            index = ?self.engine.videos_index.kind(),
+            ranker = self.engine.ranker_name(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "feed engine ready"
+        );
+        Ok(())
+    }
+
+    fn ids_path(&self) -> PathBuf {
+        self.index_path.with_extension("ids.json")
+    }
+
+    fn load_or_rebuild_index(&self) -> Result<()> {
+        let ids = self.engine.video_ids();
+        let saved: Option<Vec<String>> = std::fs::read(self.ids_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if saved.as_ref() == Some(&ids) {
+            match self.engine.videos_index.load(&self.index_path) {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::warn!(error = %e, "saved video index unreadable; rebuilding"),
+            }
+        } else if self.index_path.exists() {
+            tracing::info!("saved video index does not match the catalog; rebuilding");
+        }
+        self.engine.rebuild_video_index(None)?;
+        self.index_dirty.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn save_index(&self) -> Result<()> {
+        if !self.index_dirty.swap(false, Ordering::Relaxed) || !self.engine.videos_index.is_loaded()
+        {
+            return Ok(());
+        }
+        let dir = self.index_path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir.display()))?;
+        // The id list first: a crash between the two leaves a mismatch, and a
+        // mismatch means "rebuild", never a wrong mapping.
+        let _ = std::fs::remove_file(self.ids_path());
+        self.engine.videos_index.save(&self.index_path)?;
+        let ids = serde_json::to_vec(&self.engine.video_ids()).unwrap_or_default();
+        let tmp = self.ids_path().with_extension("tmp");
+        std::fs::write(&tmp, ids).map_err(Error::io("writing", tmp.display()))?;
+        std::fs::rename(&tmp, self.ids_path()).map_err(Error::io("renaming", tmp.display()))?;
+        Ok(())
+    }
+
+    /// Picks up a new or changed ranker file. A file that exists but cannot
+    /// be used marks ranking broken (feeds fall back to trending and say
+    /// why) until a good file replaces it; no file means the formula.
+    pub fn reload_ranker(&self) {
+        let mtime = std::fs::metadata(&self.ranker_path)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut seen = self.ranker_mtime.lock();
+        if *seen == mtime && (mtime.is_some() || self.engine.ranker_name() == "formula") {
+            return;
+        }
+        *seen = mtime;
+        if mtime.is_none() {
+            self.engine.set_ranker(Ranker::Formula);
+            *self.ranker_broken.lock() = None;
+            return;
+        }
+        match RankModel::load(&self.ranker_path) {
+            Ok(m) => {
+                self.engine.set_ranker(Ranker::Model(m));
+                *self.ranker_broken.lock() = None;
+                tracing::info!(path = %self.ranker_path.display(), "ranking model loaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ranking model unusable; feeds fall back to trending");
+                *self.ranker_broken.lock() = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Background upkeep until shutdown: embeddings, the user index,
+    /// trending and early checks, ranker reloads, index saves and rebuilds.
+    pub fn spawn(
+        self: &Arc<Self>,
+        catalog: Catalog,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let embedder = {
+            let me = self.clone();
+            let catalog = catalog.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = me.embed_pending(&catalog).await {
+                        tracing::warn!(error = %e, "embedding new videos failed; retrying");
+                    }
+                    tokio::select! {
+                        _ = me.embed_wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                }
+            })
+        };
+        let me = self.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut last_refresh = Instant::now();
+            let mut last_save = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
+                let m = me.clone();
+                let refresh =
+                    last_refresh.elapsed() >= Duration::from_secs(me.cfg.refresh_secs.max(1));
+                let save =
+                    last_save.elapsed() >= Duration::from_secs(me.cfg.save_index_secs.max(1));
+                if refresh {
+                    last_refresh = Instant::now();
+                }
+                if save {
+                    last_save = Instant::now();
+                }
+                let r = tokio::task::spawn_blocking(move || -> Result<()> {
+                    let flushed = m.engine.flush_users()?;
+                    if flushed > 0 {
+                        tracing::debug!(
+                            users = flushed,
+                            "user embeddings refreshed in the user index"
+                        );
+                    }
+                    m.reload_ranker();
+                    if refresh {
+                        m.engine.refresh(now_secs())?;
+                    }
+                    if m.engine.videos_index.wants_rebuild() {
+                        tracing::info!(
+                            videos = m.engine.video_count(),
+                            "catalog outgrew the video index; rebuilding"
+                        );
+                        m.engine.rebuild_video_index(None)?;
+                        m.index_dirty.store(true, Ordering::Relaxed);
+                    }
+                    if save {
+                        m.save_index()?;
+                    }
+                    Ok(())
+                })
+                .await;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "feed upkeep failed"),
+                    Err(e) => tracing::error!(error = %e, "feed upkeep panicked"),
+                }
+            }
+            let m = me.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = m.save_index() {
+                    tracing::warn!(error = %e, "saving the video index at shutdown failed");
+                }
+            })
+            .await;
+        });
+        vec![embedder, upkeep]
+    }
+
+    /// Embeds ready videos that have no embedding yet, in batches, and adds
+    /// them to the engine (index + exploration pools of nearby users).
+    pub async fn embed_pending(&self, catalog: &Catalog) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let rows = catalog.call(|c| cat::unembedded_videos(c, 32)).await?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            let Ok(embedder) = self.embedder() else {
+                return Ok(done);
+            };
+            let texts: Vec<String> = rows
+                .iter()
+                .map(|v| {
+                    inference::embed::video_text(
+                        &format!("{} {}", v.title, v.description),
+                        &v.hashtags,
+                        v.sound_id.as_deref(),
+                    )
+                })
+                .collect();
+            let vectors = tokio::task::spawn_blocking(move || {
+                embedder.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .await??;
+            for (row, vector) in rows.into_iter().zip(vectors) {
+                let (id, v) = (row.id.clone(), vector.clone());
+                catalog
+                    .call(move |c| cat::store_embedding(c, &id, MODEL_NAME, &v))
+                    .await?;
+                let reached = self.engine.add_video(doc_of(&row), vector, now_secs())?;
+                self.index_dirty.store(true, Ordering::Relaxed);
+                self.stats.embedded.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(video = %row.id, pushed_to_users = reached, "video embedded and indexed");
+                done += 1;
+            }
+        }
+    }
+
+    pub fn forget_video(&self, id: &str) {
+        if let Err(e) = self.engine.remove_video(id) {
+            tracing::warn!(video = id, error = %e, "removing a video from the index failed");
+        }
+        self.index_dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Learns from freshly accepted events (watches only).
+    pub fn record(&self, events: &[Event]) {
+        let mut n = 0;
+        for w in events.iter().filter(|e| e.kind == Kind::Watch) {
+            self.engine.record_watch(&watch_of(w.into()), false);
+            n += 1;
+        }
+        self.stats.watches.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub async fn apply_interests(&self, user: &str, tags: &[String]) {
+        let vectors = match self.embedder() {
+            Ok(e) => {
+                let texts: Vec<String> = tags.iter().map(|t| format!("#{t} {t}")).collect();
+                tokio::task::spawn_blocking(move || {
+                    e.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+                })
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        };
+        if let Err(e) = self.engine.set_interests(user, tags, &vectors) {
+            tracing::info!(user, error = %e, "interests did not give a first embedding");
+        }
+    }
+
+    pub async fn embed_query(&self, q: &str) -> Option<Vec<f32>> {
+        let e = self.embedder().ok()?;
+        let q = q.to_string();
+        tokio::task::spawn_blocking(move || e.embed(&[q.as_str()]).ok().and_then(|mut v| v.pop()))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// A page of a feed, never an error except for a malformed cursor:
+    /// personalisation that fails, is too slow, or is switched off by the
+    /// breaker or a broken ranker is replaced by trending.
+    pub async fn feed(
+        &self,
+        kind: FeedKind,
+        user: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Served> {
+        let started = Instant::now();
+        if let Some(c) = cursor {
+            inference::session::decode_cursor(c)?;
+        }
+        let personal = matches!(kind, FeedKind::ForYou | FeedKind::Following) && user.is_some();
+        let blocked = if !personal {
+            None
+        } else if let Some(why) = self.ranker_broken.lock().clone() {
+            Some(format!("ranking model unusable: {why}"))
+        } else if self.breaker.is_open() {
+            Some(
+                "personalisation paused by the circuit breaker after repeated failures".to_string(),
+            )
+        } else {
+            None
+        };
+        let served = match blocked {
+            Some(why) => self.fallback(user, limit, why),
+            None => {
+                let engine = self.engine.clone();
+                let (u, c) = (user.map(str::to_string), cursor.map(str::to_string));
+                let task = tokio::task::spawn_blocking(move || {
+                    engine.feed(kind, u.as_deref(), limit, c.as_deref(), now_secs())
+                });
+                match tokio::time::timeout(Duration::from_millis(self.cfg.timeout_ms), task).await {
+                    Ok(Ok(Ok(page))) => {
+                        self.breaker.success();
+                        let source = match page.source {
+                            Source::Personalized => "personalized",
+                            Source::ColdStart => "cold_start",
+                            Source::Following => "following",
+                            Source::Trending => "trending",
+                        };
+                        Served {
+                            page,
+                            source,
+                            degraded: None,
+                        }
+                    }
+                    Ok(Ok(Err(e @ InferenceError::BadCursor(_)))) => return Err(e.into()),
+                    Ok(Ok(Err(e))) => {
+                        self.breaker.failure();
+                        self.fallback(user, limit, format!("personalisation failed: {e}"))
+                    }
+                    Ok(Err(e)) => {
+                        self.breaker.failure();
+                        self.fallback(user, limit, format!("personalisation crashed: {e}"))
+                    }
+                    Err(_) => {
+                        self.breaker.failure();
+                        self.fallback(
+                            user,
+                            limit,
+                            format!("personalisation exceeded {} ms", self.cfg.timeout_ms),
+                        )
+                    }
+                }
+            }
+        };
+        self.observe(started.elapsed(), served.degraded.is_some());
+        Ok(served)
+    }
+
+    fn fallback(&self, user: Option<&str>, limit: usize, why: String) -> Served {
+        tracing::warn!(reason = %why, "feed served from trending");
+        let page = self
+            .engine
+            .feed(FeedKind::Trending, user, limit, None, now_secs())
+            .unwrap_or_else(|_| FeedPage {
+                items: Vec::new(),
+                next_cursor: None,
+                prefetch_ids: Vec::new(),
+                source: Source::Trending,
+                ranker: "none",
+            });
+        Served {
+            page,
+            source: "trending_fallback",
+            degraded: Some(why),
+        }
+    }
+
+    fn observe(&self, took: Duration, fallback: bool) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if fallback {
+            self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+        let ms = took.as_secs_f64() * 1000.0;
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.stats.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .latency_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let s = &self.stats;
+        let series = [
+            (
+                "appliance_feed_requests_total",
+                "counter",
+                s.requests.load(Ordering::Relaxed),
+            ),
+            (
+                "appliance_feed_fallbacks_total",
+                "counter",
+                s.fallbacks.load(Ordering::Relaxed),
+            ),
+            (
+                "appliance_videos_embedded_total",
+                "counter",
+                s.embedded.load(Ordering::Relaxed),
+            ),
+            (
+                "appliance_watch_events_total",
+                "counter",
+                s.watches.load(Ordering::Relaxed),
+            ),
+            (
+                "appliance_feed_index_videos",
+                "gauge",
+                self.engine.videos_index.len() as u64,
+            ),
+        ];
+        for (name, kind, value) in series {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+        }
+        let _ = writeln!(out, "# TYPE appliance_feed_latency_seconds histogram");
+        let mut cum = 0;
+        for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            cum += s.latency[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "appliance_feed_latency_seconds_bucket{{le=\"{}\"}} {cum}",
+                b / 1000.0
+            );
+        }
+        cum += s.latency[LATENCY_BUCKETS_MS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "appliance_feed_latency_seconds_bucket{{le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(
+            out,
+            "appliance_feed_latency_seconds_sum {}",
+            s.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "appliance_feed_latency_seconds_count {cum}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_consecutive_failures_and_half_opens() {
+        let b = Breaker::new(3, Duration::from_millis(50));
+        b.failure();
+        b.failure();
+        b.success();
+        b.failure();
+        b.failure();
+        assert!(!b.is_open(), "a success resets the count");
+        b.failure();
+        assert!(b.is_open());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!b.is_open(), "half-open after the cool-down");
+    }
+}

@@ -1,0 +1,250 @@
+//! The feed's HTTP-facing service: feed pages, interests, search and
+//! hashtag pages — validation, catalog persistence, then the engine.
+
+use std::collections::HashMap;
+
+use api::wire::*;
+use api::{ApiError, ApiResult};
+
+use std::sync::Arc;
+
+use super::recommend::Recommender;
+use crate::config::Config;
+use crate::engagement::Engagement;
+use crate::error::Result;
+use crate::store::catalog::{self as cat, Catalog};
+
+fn engine_kind(kind: FeedKind) -> inference::FeedKind {
+    match kind {
+        FeedKind::ForYou => inference::FeedKind::ForYou,
+        FeedKind::Following => inference::FeedKind::Following,
+        FeedKind::Trending => inference::FeedKind::Trending,
+    }
+}
+
+fn reason_str(r: inference::Reason) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `#Cooking ` → `cooking`; refuses what cannot be a hashtag.
+pub fn normalize_tag(raw: &str) -> std::result::Result<String, ApiError> {
+    let t = raw.trim().trim_start_matches('#').to_lowercase();
+    if t.is_empty() || t.chars().count() > 50 || !t.chars().all(|c| c.is_alphanumeric() || c == '_')
+    {
+        return Err(ApiError::validation(format!(
+            "{raw:?} is not a hashtag: 1–50 letters, digits or underscores"
+        )));
+    }
+    Ok(t)
+}
+
+/// The feed domain's service: what `api::Feed` runs on.
+pub struct FeedService {
+    config: Arc<Config>,
+    catalog: Catalog,
+    recommender: Arc<Recommender>,
+    engagement: Arc<Engagement>,
+}
+
+impl FeedService {
+    pub fn new(
+        config: Arc<Config>,
+        catalog: Catalog,
+        recommender: Arc<Recommender>,
+        engagement: Arc<Engagement>,
+    ) -> Self {
+        Self {
+            config,
+            catalog,
+            recommender,
+            engagement,
+        }
+    }
+
+    async fn hydrate(&self, ids: Vec<String>) -> Result<Vec<Video>> {
+        let rows = self
+            .catalog
+            .read(move |c| cat::public_videos(c, &ids))
+            .await?;
+        Ok(rows.iter().map(crate::store::video_wire).collect())
+    }
+
+    pub async fn feed_page(
+        &self,
+        caller: Option<&Principal>,
+        kind: FeedKind,
+        q: FeedQuery,
+    ) -> Result<Feed> {
+        let limit = q.limit.unwrap_or(10);
+        if !(1..=50).contains(&limit) {
+            return Err(ApiError::validation(format!("limit must be 1–50, got {limit}")).into());
+        }
+        if let Some(p) = caller {
+            self.engagement
+                .limit(
+                    "feed pages",
+                    &p.user_id,
+                    self.config.limits.feed_per_minute,
+                    std::time::Duration::from_secs(60),
+                )
+                .await?;
+        }
+        let user = caller.map(|p| p.user_id.as_str());
+        let served = self
+            .recommender
+            .feed(engine_kind(kind), user, limit as usize, q.cursor.as_deref())
+            .await?;
+        let reasons: HashMap<String, inference::Reason> = served
+            .page
+            .items
+            .iter()
+            .map(|i| (i.video_id.clone(), i.reason))
+            .collect();
+        let ids: Vec<String> = served
+            .page
+            .items
+            .iter()
+            .map(|i| i.video_id.clone())
+            .collect();
+        let videos = self
+            .hydrate(ids)
+            .await?
+            .into_iter()
+            .map(|video| FeedVideo {
+                reason: reasons
+                    .get(&video.id)
+                    .map(|r| reason_str(*r))
+                    .unwrap_or_default(),
+                video,
+            })
+            .collect();
+        Ok(Feed {
+            videos,
+            next_cursor: served.page.next_cursor,
+            source: served.source.to_string(),
+            prefetch_ids: served.page.prefetch_ids,
+            degraded: served.degraded,
+        })
+    }
+
+    pub async fn set_interests(&self, caller: &Principal, req: Interests) -> Result<InterestsSet> {
+        let mut tags = Vec::new();
+        for raw in &req.interests {
+            let t = normalize_tag(raw)?;
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        if !(3..=20).contains(&tags.len()) {
+            return Err(ApiError::validation(format!(
+                "pick 3–20 distinct interests, got {}",
+                tags.len()
+            ))
+            .into());
+        }
+        let (user, t) = (caller.user_id.clone(), tags.clone());
+        self.catalog
+            .call(move |c| cat::set_interests(c, &user, &t))
+            .await?;
+        self.recommender
+            .apply_interests(&caller.user_id, &tags)
+            .await;
+        Ok(InterestsSet { interests: tags })
+    }
+
+    pub async fn search_videos(&self, q: SearchQuery) -> Result<Page<Video>> {
+        let text = q.q.trim();
+        if text.is_empty() || text.chars().count() > 200 {
+            return Err(ApiError::validation("q must be 1–200 characters").into());
+        }
+        let limit = q.limit.unwrap_or(20);
+        if !(1..=50).contains(&limit) {
+            return Err(ApiError::validation(format!("limit must be 1–50, got {limit}")).into());
+        }
+        let emb = self.recommender.embed_query(text).await;
+        let hits = match self
+            .recommender
+            .engine
+            .search(text, emb.as_deref(), limit as usize)
+        {
+            Ok(h) => h,
+            // Without the index, search is keyword-only rather than down.
+            Err(inference::InferenceError::IndexUnavailable(_)) => {
+                self.recommender.engine.search(text, None, limit as usize)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let items = self
+            .hydrate(hits.into_iter().map(|(id, _)| id).collect())
+            .await?;
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
+    }
+
+    pub async fn hashtag_videos(&self, tag: &str, page: PageQuery) -> Result<Page<Video>> {
+        let tag = normalize_tag(tag)?;
+        let limit = page.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::validation(format!("limit must be 1–100, got {limit}")).into());
+        }
+        let offset: usize = match page.cursor.as_deref() {
+            None => 0,
+            Some(c) => c
+                .strip_prefix("o")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| ApiError::validation("malformed cursor"))?,
+        };
+        let (ids, total) = self
+            .recommender
+            .engine
+            .hashtag(&tag, offset, limit as usize);
+        let next = offset + ids.len();
+        let items = self.hydrate(ids).await?;
+        Ok(Page {
+            items,
+            next_cursor: (next < total).then(|| format!("o{next}")),
+        })
+    }
+}
+
+impl api::Feed for FeedService {
+    async fn feed(
+        &self,
+        caller: Option<&Principal>,
+        kind: FeedKind,
+        query: FeedQuery,
+    ) -> ApiResult<Feed> {
+        Ok(self.feed_page(caller, kind, query).await?)
+    }
+
+    async fn set_interests(&self, caller: &Principal, req: Interests) -> ApiResult<InterestsSet> {
+        Ok(self.set_interests(caller, req).await?)
+    }
+
+    async fn search_videos(&self, query: SearchQuery) -> ApiResult<Page<Video>> {
+        Ok(self.search_videos(query).await?)
+    }
+
+    async fn hashtag_videos(&self, tag: &str, page: PageQuery) -> ApiResult<Page<Video>> {
+        Ok(self.hashtag_videos(tag, page).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashtags_are_normalised_and_junk_refused() {
+        assert_eq!(normalize_tag(" #Cooking").unwrap(), "cooking");
+        assert_eq!(normalize_tag("street_food").unwrap(), "street_food");
+        for bad in ["", "#", "two words", "a/b", &"x".repeat(51)] {
+            assert!(normalize_tag(bad).is_err(), "{bad:?}");
+        }
+    }
+}

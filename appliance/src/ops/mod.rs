@@ -1,0 +1,171 @@
+//! Operations: what an operator asks the box — hardware inventory and
+//! placement, recent jobs, reprocessing a video, readiness, Prometheus
+//! metrics — and `appliance doctor`.
+//!
+//! May call: every domain below the composition root (`store`, `videos`,
+//! `feed`, `engagement`), read-only except `reprocess`.
+//! Invariants: readiness and metrics never fail the request (a broken
+//! dependency is part of the answer); an impossible configured backend is
+//! reported, not a 500.
+
+pub mod doctor;
+mod metrics;
+
+use std::sync::Arc;
+
+use api::wire::*;
+use api::{ApiError, ApiResult};
+
+use crate::config::Config;
+use crate::engagement::Engagement;
+use crate::error::Error;
+use crate::feed::Recommender;
+use crate::store::catalog::{self as cat, rfc3339, Catalog};
+use crate::store::Objects;
+use crate::videos::Videos;
+
+/// The ops domain's service: what `api::Ops` runs on.
+pub struct Ops {
+    config: Arc<Config>,
+    catalog: Catalog,
+    objects: Objects,
+    inventory: Arc<hardware::Inventory>,
+    videos: Arc<Videos>,
+    feed: Arc<Recommender>,
+    engagement: Arc<Engagement>,
+}
+
+impl Ops {
+    pub fn new(videos: Arc<Videos>, feed: Arc<Recommender>, engagement: Arc<Engagement>) -> Self {
+        Self {
+            config: videos.config.clone(),
+            catalog: videos.catalog.clone(),
+            objects: videos.objects.clone(),
+            inventory: videos.inventory.clone(),
+            videos,
+            feed,
+            engagement,
+        }
+    }
+}
+
+impl api::Ops for Ops {
+    async fn inventory(&self) -> ApiResult<serde_json::Value> {
+        // An impossible configured backend is part of the answer, not a 500.
+        let placement = match self
+            .config
+            .transcode
+            .backend
+            .parse::<hardware::BackendRequest>()
+            .and_then(|r| self.inventory.place(r))
+        {
+            Ok(p) => serde_json::json!(p),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        let utilisation: Vec<_> = self
+            .inventory
+            .gpus
+            .iter()
+            .map(|g| {
+                g.pci_bus_id
+                    .as_deref()
+                    .and_then(|pci| hardware::nvidia::nvml::get().ok()?.utilisation(pci))
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "hardware": &*self.inventory,
+            "stages": self.inventory.stage_report(),
+            "load": self.inventory.load(),
+            "utilisation": utilisation,
+            "gpuFallbacks": media::gpu_fallbacks(),
+            "placement": placement,
+            "workers": crate::videos::worker_count(&self.config, &self.inventory),
+            "objects": self.objects.describe(),
+        }))
+    }
+
+    async fn jobs(&self, limit: u32) -> ApiResult<Vec<Job>> {
+        let rows = self
+            .catalog
+            .call(move |c| cat::recent_jobs(c, limit))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|j| Job {
+                id: j.id,
+                video_id: j.video_id,
+                state: j.state,
+                attempts: j.attempts,
+                max_attempts: j.max_attempts,
+                last_error: j.last_error,
+                lease_owner: j.lease_owner,
+                lease_expires: j.lease_expires.map(rfc3339),
+                run_after: rfc3339(j.run_after),
+                created_at: rfc3339(j.created_at),
+                updated_at: rfc3339(j.updated_at),
+            })
+            .collect())
+    }
+
+    async fn reprocess(&self, video_id: &str) -> ApiResult<Accepted> {
+        let (id, max) = (video_id.to_owned(), self.config.jobs.max_attempts);
+        let ok = self
+            .catalog
+            .call(move |c| cat::requeue_video(c, &id, max))
+            .await?;
+        if !ok {
+            return Err(ApiError::conflict(
+                "only a ready or failed video can be reprocessed",
+            ));
+        }
+        // The old ladder is not served while the video is `processing`; the
+        // worker replaces it before publishing, and it is embedded again.
+        self.feed.forget_video(video_id);
+        self.videos.work_ready.notify_one();
+        Ok(Accepted {
+            video_id: video_id.to_owned(),
+            status: VideoState::Processing,
+        })
+    }
+
+    async fn readiness(&self) -> Health {
+        let mut problems = Vec::new();
+        if let Err(e) = self
+            .catalog
+            .call(|c| {
+                c.query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(Error::catalog("probing"))
+            })
+            .await
+        {
+            problems.push(format!("catalog: {e}"));
+        }
+        if let Err(e) = self.objects.head("readiness-probe").await {
+            problems.push(format!("object store: {e}"));
+        }
+        // Degraded, not down: events wait in the spool, counters and limits
+        // carry on in process.
+        if let Err(e) = self.engagement.analytics.ping().await {
+            problems.push(format!(
+                "analytics store: {e} ({} events waiting in the spool)",
+                self.engagement.spool_depth()
+            ));
+        }
+        if let Err(e) = self.engagement.hot.ping().await {
+            problems.push(format!("hot store: {e} (running on in-process state)"));
+        }
+        Health {
+            status: if problems.is_empty() {
+                "ready"
+            } else {
+                "degraded"
+            }
+            .into(),
+            problems,
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        metrics::render(self).await
+    }
+}

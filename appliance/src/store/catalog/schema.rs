@@ -1,0 +1,213 @@
+//! The catalog's schema and its migrations (`PRAGMA user_version`): a
+//! fresh file gets every version at once, an older one the versions it
+//! lacks, a newer one is refused.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+const SCHEMA_VERSION: i64 = 3;
+
+const SCHEMA: &str = r#"
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE uploads (
+    id           TEXT PRIMARY KEY,
+    owner_id     TEXT NOT NULL REFERENCES users(id),
+    video_id     TEXT NOT NULL UNIQUE,
+    filename     TEXT NOT NULL,
+    file_size    INTEGER NOT NULL,
+    mime_type    TEXT NOT NULL,
+    chunk_size   INTEGER NOT NULL,
+    total_chunks INTEGER NOT NULL,
+    status       TEXT NOT NULL,          -- open | completed | cancelled | expired | rejected
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+);
+CREATE INDEX uploads_expiry ON uploads(status, expires_at);
+CREATE TABLE upload_chunks (
+    upload_id TEXT NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+    n         INTEGER NOT NULL,
+    size      INTEGER NOT NULL,
+    sha256    TEXT NOT NULL,
+    PRIMARY KEY (upload_id, n)
+);
+CREATE TABLE videos (
+    id          TEXT PRIMARY KEY,
+    owner_id    TEXT NOT NULL REFERENCES users(id),
+    title       TEXT NOT NULL,
+    description TEXT NOT NULL,
+    hashtags    TEXT NOT NULL,           -- JSON array
+    sound_id    TEXT,
+    visibility  TEXT NOT NULL,
+    state       TEXT NOT NULL,           -- processing | ready | failed | deleting
+    stage       TEXT NOT NULL,
+    failure     TEXT,
+    source_key  TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    ladder      TEXT,                    -- JSON, once ready
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX videos_owner ON videos(owner_id, created_at DESC, id DESC);
+CREATE INDEX videos_state ON videos(state);
+CREATE TABLE jobs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    video_id      TEXT NOT NULL,
+    state         TEXT NOT NULL,         -- queued | running | succeeded | failed | cancelled
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    max_attempts  INTEGER NOT NULL,
+    run_after     INTEGER NOT NULL,
+    lease_owner   TEXT,
+    lease_expires INTEGER,
+    last_error    TEXT,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE INDEX jobs_due ON jobs(state, run_after);
+CREATE INDEX jobs_video ON jobs(video_id);
+CREATE TABLE idempotency (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status      INTEGER,                 -- NULL while the first request runs
+    body        BLOB,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+"#;
+
+/// Version 2: what the feed learns from and needs to rebuild its state.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE video_embeddings (
+    video_id   TEXT PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    model      TEXT NOT NULL,
+    vector     BLOB NOT NULL,            -- little-endian f32
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE watch_events (
+    event_id    TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    video_id    TEXT NOT NULL,
+    watch_ms    INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    completed   INTEGER NOT NULL,
+    liked       INTEGER NOT NULL,
+    shared      INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    ts          INTEGER NOT NULL,        -- client clock, ms
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE follows (
+    follower_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    followee_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (follower_id, followee_id)
+);
+CREATE TABLE interests (
+    user_id    TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    interests  TEXT NOT NULL,            -- JSON array
+    updated_at INTEGER NOT NULL
+);
+"#;
+
+/// Version 3: engagement (likes, saves, shares, threaded comments), the
+/// counters shown on videos, and the record of applied counter flushes.
+/// Watch events move to the spool and the analytics store: rows left in
+/// `watch_events` by version 2 are handed to the spool at start-up
+/// (`legacy_watches`) and the table is dropped when it is empty.
+const SCHEMA_V3: &str = r#"
+CREATE INDEX IF NOT EXISTS follows_followee ON follows(followee_id, created_at DESC, follower_id);
+CREATE INDEX IF NOT EXISTS follows_follower ON follows(follower_id, created_at DESC, followee_id);
+CREATE TABLE likes (
+    video_id   TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (video_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE saves (
+    video_id   TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (video_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX saves_user ON saves(user_id, created_at DESC);
+CREATE TABLE shares (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    video_id   TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    channel    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX shares_video ON shares(video_id, channel);
+CREATE TABLE comments (
+    id          TEXT PRIMARY KEY,
+    video_id    TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    parent_id   TEXT REFERENCES comments(id) ON DELETE CASCADE,
+    body        TEXT NOT NULL,
+    reply_count INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL
+);
+-- Pages follow rowid (insertion order, unique even within a millisecond),
+-- which every index carries last.
+CREATE INDEX comments_thread ON comments(video_id, parent_id);
+CREATE INDEX comments_replies ON comments(parent_id);
+CREATE TABLE video_stats (
+    video_id TEXT PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    views    INTEGER NOT NULL DEFAULT 0,
+    likes    INTEGER NOT NULL DEFAULT 0,
+    comments INTEGER NOT NULL DEFAULT 0,
+    shares   INTEGER NOT NULL DEFAULT 0,
+    saves    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE counter_flushes (
+    id         TEXT PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+);
+"#;
+
+/// Brings the file at `path` to this binary's schema version.
+pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(Error::catalog("reading the schema version"))?;
+    match version {
+        0 => conn
+            .execute_batch(&format!(
+                "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(Error::catalog("creating the schema"))?,
+        1 => conn
+            .execute_batch(&format!(
+                "BEGIN; {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(Error::catalog("migrating the schema to version 3"))?,
+        2 => conn
+            .execute_batch(&format!(
+                "BEGIN; {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(Error::catalog("migrating the schema to version 3"))?,
+        SCHEMA_VERSION => {}
+        newer => {
+            return Err(Error::Config(format!(
+                "{} has schema version {newer}, newer than this binary's {SCHEMA_VERSION}",
+                path.display()
+            )))
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The video endpoints: a video (with its counts and the caller's flags),
+//! its status and status stream (SSE), deletion, and a creator's page.
+
+use api::wire::*;
+use api::{ApiError, ApiResult};
+use futures::stream::BoxStream;
+
+use super::Videos;
+use crate::store::catalog as cat;
+use crate::store::{video_wire, visible_video};
+
+impl api::Videos for Videos {
+    async fn get_video(&self, caller: Option<&Principal>, id: &str) -> ApiResult<Video> {
+        let v = visible_video(&self.catalog, caller, id).await?;
+        Ok(self.engagement.video_with_engagement(caller, &v).await?)
+    }
+
+    async fn video_status(&self, caller: Option<&Principal>, id: &str) -> ApiResult<VideoStatus> {
+        let v = visible_video(&self.catalog, caller, id).await?;
+        Ok(self.status_of(&v).await?)
+    }
+
+    async fn video_events(
+        &self,
+        caller: Option<&Principal>,
+        id: &str,
+    ) -> ApiResult<BoxStream<'static, StatusEvent>> {
+        visible_video(&self.catalog, caller, id).await?;
+        let rx = self.hub.subscribe(id);
+        // Re-read after subscribing: the snapshot is at least as new as
+        // anything the subscription could have missed.
+        let v = visible_video(&self.catalog, caller, id).await?;
+        let snapshot = self.status_of(&v).await?;
+        Ok(self.hub.stream(rx, snapshot))
+    }
+
+    async fn delete_video(&self, caller: &Principal, id: &str) -> ApiResult<()> {
+        let vid = id.to_owned();
+        let row = self.catalog.call(move |c| cat::video(c, &vid)).await?;
+        match row {
+            Some(v) if v.state != "deleting" && caller.may_manage(&v.owner_id) => {
+                Ok(self.delete_now(id).await?)
+            }
+            Some(v) if v.state == "ready" && v.visibility != "private" => Err(ApiError::forbidden(
+                "only the owner or an admin may delete a video",
+            )),
+            Some(_) | None => Err(ApiError::not_found("video")),
+        }
+    }
+
+    async fn user_videos(
+        &self,
+        caller: Option<&Principal>,
+        user_id: &str,
+        page: PageQuery,
+    ) -> ApiResult<Page<Video>> {
+        let limit = page.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::validation("limit must be 1–100"));
+        }
+        let after = page.cursor.as_deref().map(cursor_decode).transpose()?;
+        api::Accounts::get_user(self.accounts.as_ref(), user_id).await?;
+        let public_only = !caller.is_some_and(|p| p.may_manage(user_id));
+        let owner = user_id.to_owned();
+        let rows = self
+            .catalog
+            .call(move |c| cat::videos_of(c, &owner, public_only, after, limit + 1))
+            .await?;
+        let more = rows.len() > limit as usize;
+        let items: Vec<Video> = rows.iter().take(limit as usize).map(video_wire).collect();
+        let next_cursor = more
+            .then(|| rows.get(limit as usize - 1))
+            .flatten()
+            .map(|v| cursor_encode(v.created_at, &v.id));
+        Ok(Page { items, next_cursor })
+    }
+}
+
+fn cursor_encode(created_at: i64, id: &str) -> String {
+    hex::encode(format!("{created_at}:{id}"))
+}
+
+fn cursor_decode(cursor: &str) -> ApiResult<(i64, String)> {
+    let bad = || ApiError::validation("cursor is not one this server issued");
+    let raw = hex::decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (t, id) = text.split_once(':').ok_or_else(bad)?;
+    let t = t.parse().map_err(|_| bad())?;
+    if id.is_empty() || !api::origin::valid_id(id) {
+        return Err(bad());
+    }
+    Ok((t, id.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = cursor_encode(1234, "abc");
+        assert_eq!(cursor_decode(&c).unwrap(), (1234, "abc".to_owned()));
+        for bad in ["zz", "", &hex::encode("nocolon"), &hex::encode("1:../x")] {
+            assert!(cursor_decode(bad).is_err(), "{bad}");
+        }
+    }
+}

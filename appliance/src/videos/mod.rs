@@ -1,0 +1,172 @@
+//! Videos: uploads (resumable chunks and single-shot), the durable job
+//! queue's workers and janitor, the status hub (SSE) and its fan-out
+//! between processes, the CLI progress bars, the video endpoints, and the
+//! origin's lookups.
+//!
+//! May call: `store` (rows and objects), `accounts` (a creator's page
+//! checks the user), `engagement` (rate limits, counts, forgetting a
+//! deleted video's counters, the hot store's pub/sub for fan-out), `feed`
+//! (waking the embed loop on publish, forgetting a deleted video).
+//!
+//! Invariants: "a chunk is stored" in `uploads` (`store_chunk`: size and
+//! digest checked, object first, then its row; a repeat is harmless); "a
+//! job is claimed" in `store::catalog::jobs::claim` under a lease that
+//! `jobs` renews; a video is published only by `store::catalog::publish`
+//! after its whole ladder is uploaded, and never if it was deleted
+//! meanwhile; "a segment is served" by `origin` (ready and not private,
+//! looked up through the catalog's read pool) and `api::routes::origin`.
+
+mod fanout;
+mod hub;
+mod jobs;
+mod library;
+mod origin;
+pub mod progress;
+mod uploads;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use api::wire::*;
+use tokio::sync::Notify;
+
+pub use fanout::spawn as spawn_fanout;
+pub use hub::Hub;
+pub use jobs::{spawn, worker_count, Counters};
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::engagement::Engagement;
+use crate::error::Result;
+use crate::feed::Recommender;
+use crate::store::catalog::{self as cat, now_ms, rfc3339, Catalog, VideoRow};
+use crate::store::{objects, video_state, Objects};
+
+/// The videos domain's state: what `api::Uploads`, `api::Videos` and
+/// `api::Origin` run on, and what the workers share.
+pub struct Videos {
+    pub config: Arc<Config>,
+    pub catalog: Catalog,
+    pub objects: Objects,
+    pub hub: Hub,
+    pub inventory: Arc<hardware::Inventory>,
+    /// Wakes idle workers when a job is enqueued.
+    pub work_ready: Notify,
+    /// Uploads being completed right now (a second complete waits its turn
+    /// with a 409 instead of assembling the same file twice).
+    completing: Mutex<HashSet<String>>,
+    pub work_dir: PathBuf,
+    pub counters: Counters,
+    accounts: Arc<Accounts>,
+    feed: Arc<Recommender>,
+    engagement: Arc<Engagement>,
+}
+
+impl Videos {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Arc<Config>,
+        catalog: Catalog,
+        objects: Objects,
+        inventory: Arc<hardware::Inventory>,
+        accounts: Arc<Accounts>,
+        feed: Arc<Recommender>,
+        engagement: Arc<Engagement>,
+    ) -> Self {
+        Self {
+            work_dir: config.storage.data_dir.join("work"),
+            config,
+            catalog,
+            objects,
+            hub: Hub::default(),
+            inventory,
+            work_ready: Notify::new(),
+            completing: Mutex::new(HashSet::new()),
+            counters: Counters::default(),
+            accounts,
+            feed,
+            engagement,
+        }
+    }
+
+    /// The status of a video: durable state from the catalog, live
+    /// progress from the hub.
+    pub async fn status_of(&self, v: &VideoRow) -> Result<VideoStatus> {
+        let vid = v.id.clone();
+        let job = self
+            .catalog
+            .call(move |c| cat::job_for_video(c, &vid))
+            .await?;
+        let live = self.hub.live(&v.id);
+        Ok(status_wire(v, job.as_ref(), live.as_ref()))
+    }
+
+    pub async fn delete_now(&self, video_id: &str) -> Result<()> {
+        let id = video_id.to_owned();
+        let existed = self
+            .catalog
+            .call(move |c| cat::begin_delete(c, &id))
+            .await?;
+        if existed {
+            self.hub.publish(deleted_event(video_id));
+        }
+        self.feed.forget_video(video_id);
+        self.engagement.forget_video(video_id);
+        self.finish_delete(video_id).await
+    }
+
+    /// Removes a `deleting` video's objects, then its row (the janitor
+    /// re-runs this for deletions a crash interrupted).
+    pub async fn finish_delete(&self, video_id: &str) -> Result<()> {
+        self.objects
+            .delete_prefix(&objects::video_prefix(video_id))
+            .await?;
+        let id = video_id.to_owned();
+        self.catalog.call(move |c| cat::finish_delete(c, &id)).await
+    }
+}
+
+pub fn status_wire(
+    v: &VideoRow,
+    job: Option<&cat::JobRow>,
+    live: Option<&hub::Live>,
+) -> VideoStatus {
+    let state = video_state(&v.state);
+    let (stage, rungs, percent) = match (state, live) {
+        (VideoState::Processing, Some(l)) if !l.stage.is_empty() => {
+            (l.stage.clone(), l.rungs.clone(), l.percent())
+        }
+        (VideoState::Ready, _) => (v.stage.clone(), Default::default(), 100.0),
+        (VideoState::Processing | VideoState::Failed, _) => {
+            (v.stage.clone(), Default::default(), 0.0)
+        }
+    };
+    VideoStatus {
+        video_id: v.id.clone(),
+        status: state,
+        stage,
+        percent,
+        rungs,
+        attempts: job.map_or(0, |j| j.attempts),
+        error: v.failure.clone(),
+        updated_at: rfc3339(v.updated_at),
+    }
+}
+
+/// The last event subscribers of a deleted video get.
+pub fn deleted_event(video_id: &str) -> StatusEvent {
+    StatusEvent {
+        name: "transcode.failed",
+        status: VideoStatus {
+            video_id: video_id.to_owned(),
+            status: VideoState::Failed,
+            stage: "deleted".into(),
+            percent: 0.0,
+            rungs: Default::default(),
+            attempts: 0,
+            error: Some("the video was deleted".into()),
+            updated_at: rfc3339(now_ms()),
+        },
+    }
+}
