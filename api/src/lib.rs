@@ -17,11 +17,13 @@
 //! `routes::openapi` the document, and `routes` itself composes the
 //! routers under one set of layers.
 
+pub mod conn;
 pub mod error;
 mod routes;
 pub mod service;
 pub mod wire;
 
+pub use conn::{ConnPolicy, ConnStats};
 pub use error::{ApiError, ApiResult, ErrorCode};
 pub use routes::origin;
 pub use routes::origin::OriginPolicy;

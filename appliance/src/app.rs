@@ -27,6 +27,8 @@ pub struct App {
     pub engagement: Arc<Engagement>,
     pub social: Social,
     pub ops: Ops,
+    /// What the HTTP listener did with connections (for `/metrics`).
+    pub conn_stats: Arc<api::ConnStats>,
 }
 
 impl App {
@@ -58,7 +60,13 @@ impl App {
         );
         let listener: Arc<dyn Listener> = recommender.clone();
         let social = Social::new(catalog.clone(), engagement.clone(), listener);
-        let ops = Ops::new(videos.clone(), recommender.clone(), engagement.clone());
+        let conn_stats = Arc::new(api::ConnStats::default());
+        let ops = Ops::new(
+            videos.clone(),
+            recommender.clone(),
+            engagement.clone(),
+            conn_stats.clone(),
+        );
         Ok(Self {
             config,
             catalog,
@@ -69,6 +77,7 @@ impl App {
             engagement,
             social,
             ops,
+            conn_stats,
         })
     }
 

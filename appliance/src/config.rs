@@ -41,6 +41,20 @@ pub struct Server {
     /// Seconds to let requests and running jobs finish after SIGTERM/Ctrl-C
     /// before jobs are checkpointed (released for the next start).
     pub shutdown_grace_secs: u64,
+    /// Open HTTP connections at most (also bounded by the file-descriptor
+    /// limit less `fd_reserve`). At the cap the longest-idle connection is
+    /// closed to make room; a 503 only when every connection is busy.
+    pub max_connections: usize,
+    /// From the first byte of a request head to its end.
+    pub header_timeout_secs: u64,
+    /// A keep-alive connection with no request in progress is closed after
+    /// this long.
+    pub idle_timeout_secs: u64,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout_secs: u64,
+    /// File descriptors kept free of connections for the spool, the
+    /// catalog, the object store and transcodes.
+    pub fd_reserve: u64,
 }
 
 impl Default for Server {
@@ -48,6 +62,11 @@ impl Default for Server {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_secs: 10,
+            max_connections: 4096,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            body_timeout_secs: 30,
+            fd_reserve: 256,
         }
     }
 }
@@ -421,6 +440,20 @@ impl Config {
                 min_chunk >> 10,
                 self.uploads.chunk_size
             ));
+        }
+        let srv = &self.server;
+        if srv.max_connections < 16 {
+            return bad(format!(
+                "server.max_connections must be at least 16 (got {})",
+                srv.max_connections
+            ));
+        }
+        if srv.header_timeout_secs == 0 || srv.idle_timeout_secs == 0 || srv.body_timeout_secs == 0
+        {
+            return bad(
+                "server.header_timeout_secs, idle_timeout_secs and body_timeout_secs must be ≥ 1"
+                    .into(),
+            );
         }
         if self.jobs.max_attempts == 0 {
             return bad("jobs.max_attempts must be at least 1".into());

@@ -13,6 +13,7 @@ use crate::appliance_bin;
 
 pub struct Server {
     child: Option<Child>,
+    pid: u32,
     pub base: String,
     pub data: PathBuf,
     pub config: PathBuf,
@@ -71,21 +72,47 @@ impl Server {
         let data = dir.join("data");
         let config = dir.join("appliance.toml");
         std::fs::write(&config, test_config(&data, extra)).unwrap();
-        Self::spawn(&config, &data, dir.join("server.log"), env)
+        Self::spawn(&config, &data, dir.join("server.log"), env, None)
+    }
+
+    /// Like `start`, with the server's open-file limit (soft and hard) set
+    /// to `nofile` by util-linux `prlimit`.
+    pub fn start_nofile(dir: &Path, extra: &str, nofile: u64) -> Self {
+        let data = dir.join("data");
+        let config = dir.join("appliance.toml");
+        std::fs::write(&config, test_config(&data, extra)).unwrap();
+        Self::spawn(&config, &data, dir.join("server.log"), &[], Some(nofile))
     }
 
     /// Starts (or restarts) a server on an existing config.
     pub fn start_with(config: &Path, data: &Path, stderr_log: PathBuf) -> Self {
-        Self::spawn(config, data, stderr_log, &[])
+        Self::spawn(config, data, stderr_log, &[], None)
     }
 
-    fn spawn(config: &Path, data: &Path, stderr_log: PathBuf, env: &[(&str, &str)]) -> Self {
+    fn spawn(
+        config: &Path,
+        data: &Path,
+        stderr_log: PathBuf,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&stderr_log)
             .unwrap();
-        let mut child = Command::new(appliance_bin())
+        // prlimit execs the command, so the child is the server itself.
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(appliance_bin());
+                c
+            }
+            None => Command::new(appliance_bin()),
+        };
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,tower_http=warn")
@@ -115,12 +142,17 @@ impl Server {
             }
         };
         Self {
+            pid: child.id(),
             child: Some(child),
             base,
             data: data.to_path_buf(),
             config: config.to_path_buf(),
             stderr_log,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     pub fn log(&self) -> String {

@@ -26,8 +26,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::conn::{self, ConnPolicy, ConnStats, ConnTag, Guarded};
 use crate::error::{ApiError, ErrorCode};
 use crate::service::Service;
 use state::Ctx;
@@ -71,14 +73,24 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
 
 /// Serves `router` on `listener` until `shutdown` completes (then stops
 /// accepting and lets open requests finish).
+/// Every connection is held to `conns` (cap, header/idle/body timeouts;
+/// see `conn`) and counted in `stats`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    conns: ConnPolicy,
+    stats: Arc<ConnStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = router
+        .layer(axum::middleware::from_fn(conn::track))
+        .layer(RequestBodyTimeoutLayer::new(conns.body_timeout));
+    axum::serve(
+        Guarded::new(listener, conns, stats),
+        router.into_make_service_with_connect_info::<ConnTag>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn not_found() -> ApiError {

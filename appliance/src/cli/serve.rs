@@ -165,9 +165,11 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
         });
     }
 
+    let conns = conn_policy(&app.config);
+    let conn_stats = app.conn_stats.clone();
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
-        api::serve(listener, router, async move {
+        api::serve(listener, router, conns, conn_stats, async move {
             let _ = server_stop.wait_for(|s| *s).await;
         })
         .await
@@ -187,6 +189,55 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
         let _ = tokio::time::timeout(grace + Duration::from_secs(5), w).await;
     }
     Ok(())
+}
+
+/// The connection policy from `[server]`, with the cap kept inside the
+/// file-descriptor limit: the soft `RLIMIT_NOFILE` is raised to the hard
+/// one first, and `fd_reserve` descriptors stay free for the spool, the
+/// catalog, the object store and transcodes.
+pub fn conn_policy(config: &Config) -> api::ConnPolicy {
+    let s = &config.server;
+    let nofile = raise_nofile();
+    let room = nofile.saturating_sub(s.fd_reserve).max(16) as usize;
+    let max_connections = s.max_connections.min(room);
+    if max_connections < s.max_connections {
+        tracing::warn!(
+            "server.max_connections {} lowered to {max_connections}: the file-descriptor limit is {nofile} and {} are reserved",
+            s.max_connections,
+            s.fd_reserve
+        );
+    }
+    api::ConnPolicy {
+        max_connections,
+        header_timeout: Duration::from_secs(s.header_timeout_secs),
+        idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+        body_timeout: Duration::from_secs(s.body_timeout_secs),
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the
+/// limit in force.
+fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
 }
 
 fn read_optional(path: &Path) -> Option<Bytes> {

@@ -12,6 +12,7 @@ pub(super) async fn render(app: &Ops) -> String {
     let mut out = String::new();
     app.feed.render_metrics(&mut out);
     app.engagement.render_metrics(&mut out);
+    app.conns.render(&mut out);
     let counts = app
         .catalog
         .call(|c| cat::job_counts(c))

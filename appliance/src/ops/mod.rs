@@ -33,10 +33,16 @@ pub struct Ops {
     videos: Arc<Videos>,
     feed: Arc<Recommender>,
     engagement: Arc<Engagement>,
+    conns: Arc<api::ConnStats>,
 }
 
 impl Ops {
-    pub fn new(videos: Arc<Videos>, feed: Arc<Recommender>, engagement: Arc<Engagement>) -> Self {
+    pub fn new(
+        videos: Arc<Videos>,
+        feed: Arc<Recommender>,
+        engagement: Arc<Engagement>,
+        conns: Arc<api::ConnStats>,
+    ) -> Self {
         Self {
             config: videos.config.clone(),
             catalog: videos.catalog.clone(),
@@ -45,6 +51,7 @@ impl Ops {
             videos,
             feed,
             engagement,
+            conns,
         }
     }
 }

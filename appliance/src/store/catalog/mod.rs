@@ -77,13 +77,39 @@ impl ReadPool {
                 idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let out = f(&conn);
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
-        self.returned.notify_one();
-        out
+        // Back in the pool however `f` ends, a panic included: a lost
+        // reader would leave later reads waiting for ever.
+        let lease = Lease {
+            pool: self,
+            conn: Some(conn),
+        };
+        let conn = lease.conn.as_ref().expect("held until drop");
+        // One snapshot for the whole closure (a page of rows is consistent
+        // even while a write commits in between); read-only, so it simply
+        // ends when dropped.
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(Error::catalog("starting a read"))?;
+        f(&tx)
+    }
+}
+
+/// A reader taken from the pool, returned when dropped.
+struct Lease<'a> {
+    pool: &'a ReadPool,
+    conn: Option<Connection>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(c);
+            self.pool.returned.notify_one();
+        }
     }
 }
 
