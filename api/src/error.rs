@@ -22,6 +22,7 @@ pub enum ErrorCode {
     UploadExpired,
     UploadIncomplete,
     RangeNotSatisfiable,
+    PreconditionFailed,
     RateLimited,
     Unavailable,
     InternalError,
@@ -40,6 +41,7 @@ impl ErrorCode {
             Self::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UploadExpired => StatusCode::GONE,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -59,6 +61,7 @@ impl ErrorCode {
             410 => Self::UploadExpired,
             413 => Self::PayloadTooLarge,
             415 => Self::UnsupportedFormat,
+            412 => Self::PreconditionFailed,
             416 => Self::RangeNotSatisfiable,
             429 => Self::RateLimited,
             503 | 504 | 408 => Self::Unavailable,
@@ -177,6 +180,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // RFC 9110 §11.6.1 / RFC 6750 §3: a 401 names the scheme to use.
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"appliance\""),
+            );
         }
         // Errors are about this request; a shared cache must not keep them
         // (the origin sets its own, short, policy for its 404s).

@@ -248,6 +248,7 @@ mod tests {
             },
         );
         let request = Request::get("/hls/v1/master.m3u8")
+            .header("host", "origin.example")
             .body(Body::empty())
             .unwrap();
         // Through the writer's connection this would wait for the commit,

@@ -231,6 +231,37 @@ fn origin_semantics(server: &Server, video: &str) {
     );
     let tail = anon.request("GET", &seg_url, &[("range", "bytes=-50")], None);
     assert_eq!(tail.body, seg.body[seg.body.len() - 50..]);
+    // RFC 9110 §14.1.3: a suffix longer than the file is the whole file.
+    let long_tail = format!("bytes=-{}", seg.body.len() * 2);
+    let all = anon.request("GET", &seg_url, &[("range", &long_tail)], None);
+    assert_eq!(all.status, 206);
+    assert_eq!(all.body, seg.body);
+    assert_eq!(
+        all.header("content-range"),
+        Some(format!("bytes 0-{}/{}", seg.body.len() - 1, seg.body.len()).as_str())
+    );
+    // RFC 9110 §13.1.1/§13.1.4: If-Match and If-Unmodified-Since → 412
+    // when they do not hold, before any 304 or range is considered.
+    for (header, value, want) in [
+        ("if-match", etag.as_str(), 200),
+        ("if-match", "*", 200),
+        ("if-match", "\"nope\"", 412),
+        ("if-unmodified-since", modified.as_str(), 200),
+        ("if-unmodified-since", "Sat, 01 Jan 2000 00:00:00 GMT", 412),
+    ] {
+        let r = anon.request("GET", &seg_url, &[(header, value)], None);
+        assert_eq!(r.status, want, "{header}: {value}");
+        if want == 412 {
+            assert_eq!(r.error_code(), "PRECONDITION_FAILED");
+        }
+    }
+    let both = anon.request(
+        "GET",
+        &seg_url,
+        &[("if-match", "\"nope\""), ("if-none-match", &etag)],
+        None,
+    );
+    assert_eq!(both.status, 412, "If-Match is evaluated first");
     let past = anon.request(
         "GET",
         &seg_url,
@@ -371,8 +402,44 @@ fn errors_auth_and_validation() {
     );
     let r = anon.post_json(&server.url("/api/v1/uploads/init"), &json!({}));
     assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+    // RFC 9110 §11.6.1: a 401 says which scheme to use.
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"appliance\"")
+    );
     let r = Client::with_token("forged").get(&server.url("/api/v1/videos/x"));
     assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Bearer")));
+    // RFC 9112 §3.2: no Host, two Hosts or a malformed one is a 400, on
+    // the API and the origin alike; HTTP/1.0 may leave it out.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    for (request, want) in [
+        ("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", "400"),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
+        (
+            "GET /hls/x/master.m3u8 HTTP/1.1\r\nHost: user@a.example\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
+        ("GET /healthz HTTP/1.0\r\n\r\n", "200"),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a.example:8080\r\nConnection: close\r\n\r\n",
+            "200",
+        ),
+    ] {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = tcp.read_to_string(&mut answer);
+        let status = answer.split_whitespace().nth(1).unwrap_or_default();
+        assert_eq!(status, want, "{request:?} → {answer}");
+    }
     let init = json!({"filename": "a.mp4", "fileSize": 1000, "mimeType": "video/mp4"});
     let r = viewer.post_json(&server.url("/api/v1/uploads/init"), &init);
     assert_eq!((r.status, r.error_code().as_str()), (403, "FORBIDDEN"));

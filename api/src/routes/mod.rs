@@ -66,6 +66,7 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.json))
+        .layer(axum::middleware::from_fn(one_host))
         .layer(axum::middleware::map_response(errors_in_spec_shape))
         .layer(TraceLayer::new_for_http())
         .with_state(ctx)
@@ -91,6 +92,31 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without a Host header, with more
+/// than one, or with one that is not a host[:port] is a 400 (a proxy and
+/// this server could otherwise disagree on which site was asked for).
+async fn one_host(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let verdict = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err("a request carries one Host header, this one has several"),
+        (None, _) if request.version() == axum::http::Version::HTTP_11 => {
+            Err("an HTTP/1.1 request needs a Host header")
+        }
+        (None, _) => Ok(()),
+        (Some(v), None) => v
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+            .filter(|a| !a.as_str().contains('@'))
+            .map(|_| ())
+            .ok_or("the Host header is not a host[:port]"),
+    };
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(why) => ApiError::validation(why).into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -12,7 +12,11 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, IfRange, LastModified};
+use headers::{
+    ETag, HeaderMapExt, IfMatch, IfModifiedSince, IfNoneMatch, IfRange, IfUnmodifiedSince,
+    LastModified,
+};
+use http_range_header::StartPosition;
 
 use super::state::Ctx;
 pub use super::state::OriginPolicy;
@@ -147,7 +151,7 @@ pub(crate) async fn preflight() -> Response {
             (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"),
             (
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
-                "Range, If-None-Match, If-Modified-Since, If-Range",
+                "Range, If-None-Match, If-Modified-Since, If-Range, If-Match, If-Unmodified-Since",
             ),
             (header::ACCESS_CONTROL_MAX_AGE, "86400"),
             (header::CACHE_CONTROL, "public, max-age=86400"),
@@ -192,7 +196,7 @@ async fn serve<S: Service>(
     };
     let plan = match plan_response(&meta, headers) {
         Ok(plan) => plan,
-        Err(unsatisfiable) => return unsatisfiable.into_response(),
+        Err(refusal) => return refusal.into_response(),
     };
     let mut response = match &plan {
         Plan::NotModified => StatusCode::NOT_MODIFIED.into_response(),
@@ -265,10 +269,21 @@ impl Plan {
     }
 }
 
-/// RFC 9110 §13.2.2 order: If-None-Match, else If-Modified-Since; then
-/// Range, honoured only if If-Range (when sent) still matches.
-fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Unsatisfiable> {
+/// RFC 9110 §13.2.2 order: If-Match, else If-Unmodified-Since (412 when
+/// they fail); If-None-Match, else If-Modified-Since (304); then Range,
+/// honoured only if If-Range (when sent) still matches.
+fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Refusal> {
     let etag = etag(meta);
+    if let Some(im) = headers.typed_get::<IfMatch>() {
+        // Strong comparison; `*` matches any current representation.
+        if !im.is_any() && !etag.as_ref().is_some_and(|e| im.precondition_passes(e)) {
+            return Err(Refusal::PreconditionFailed("If-Match"));
+        }
+    } else if let Some(ius) = headers.typed_get::<IfUnmodifiedSince>() {
+        if !ius.precondition_passes(meta.last_modified) {
+            return Err(Refusal::PreconditionFailed("If-Unmodified-Since"));
+        }
+    }
     if let Some(inm) = headers.typed_get::<IfNoneMatch>() {
         let passes = etag.as_ref().is_none_or(|e| inm.precondition_passes(e));
         if !passes {
@@ -296,41 +311,58 @@ fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Unsatis
     let Ok(parsed) = http_range_header::parse_range_header(text) else {
         return Ok(Plan::Full);
     };
+    // A suffix longer than the file means the whole file (RFC 9110
+    // §14.1.3), still as a 206.
+    if let [one] = parsed.ranges.as_slice() {
+        if let StartPosition::FromLast(n) = one.start {
+            if n >= meta.size && n > 0 && meta.size > 0 {
+                return Ok(Plan::Partial(0..meta.size));
+            }
+        }
+    }
     match parsed.validate(meta.size) {
         Ok(ranges) => match ranges.as_slice() {
             [one] => Ok(Plan::Partial(*one.start()..*one.end() + 1)),
             // Multipart/byteranges buys a CDN nothing for HLS: send it all.
             _ => Ok(Plan::Full),
         },
-        Err(_) => Err(Unsatisfiable {
+        Err(_) => Err(Refusal::Unsatisfiable {
             size: meta.size,
             range: text.to_owned(),
         }),
     }
 }
 
-/// A parseable Range that lies outside the file: 416 with `bytes */size`.
+/// A request the origin answers with an error instead of the file.
 #[derive(Debug)]
-struct Unsatisfiable {
-    size: u64,
-    range: String,
+enum Refusal {
+    /// A parseable Range that lies outside the file: 416 with `bytes */size`.
+    Unsatisfiable { size: u64, range: String },
+    /// `If-Match` or `If-Unmodified-Since` failed: 412.
+    PreconditionFailed(&'static str),
 }
 
-impl IntoResponse for Unsatisfiable {
+impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let mut r = ApiError::new(
-            ErrorCode::RangeNotSatisfiable,
-            format!(
-                "range `{}` lies outside the {} bytes of the file",
-                self.range, self.size
-            ),
-        )
-        .into_response();
-        r.headers_mut().insert(
-            header::CONTENT_RANGE,
-            header_value(&format!("bytes */{}", self.size)),
-        );
-        r
+        match self {
+            Self::Unsatisfiable { size, range } => {
+                let mut r = ApiError::new(
+                    ErrorCode::RangeNotSatisfiable,
+                    format!("range `{range}` lies outside the {size} bytes of the file"),
+                )
+                .into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    header_value(&format!("bytes */{size}")),
+                );
+                r
+            }
+            Self::PreconditionFailed(which) => ApiError::new(
+                ErrorCode::PreconditionFailed,
+                format!("{which} does not hold for the current file"),
+            )
+            .into_response(),
+        }
     }
 }
 
