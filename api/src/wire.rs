@@ -56,8 +56,10 @@ impl Principal {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
     /// 3–32 characters: letters, digits, `_`, `.`, `-`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
-    /// At least 10 characters.
+    /// 10–1024 characters.
+    #[schema(min_length = 10, max_length = 1024)]
     pub password: String,
     /// `viewer` (default) or `creator`. Admins are made with `appliance user add`.
     #[serde(default)]
@@ -120,9 +122,20 @@ impl Visibility {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UploadInit {
+    /// 1–255 characters, not all blank, without `/`, `\\` or NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^/\\\x00]*[^/\\\x00\s][^/\\\x00]*$"
+    )]
     pub filename: String,
-    /// Bytes; at most the configured limit (5 GB by default).
+    /// Bytes, at least 1; at most the configured limit (5 GB by default),
+    /// else 413.
+    #[schema(minimum = 1)]
     pub file_size: u64,
+    /// A video container type (`video/mp4`, `video/quicktime`, `video/webm`,
+    /// `video/x-matroska`, `video/mp2t`, `video/x-msvideo`, `video/mpeg`,
+    /// `application/octet-stream`; any case), else 415.
     pub mime_type: String,
 }
 
@@ -158,16 +171,38 @@ pub struct ChunkReceipt {
     pub created: bool,
 }
 
+/// The parts of a single-shot upload (`POST /videos`, `multipart/form-data`).
+/// Only the OpenAPI document uses this type: the handler reads the parts as
+/// they stream in.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct SingleShotUpload {
+    /// JSON `VideoMeta`.
+    pub metadata: String,
+    /// The video, with its filename.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
 /// The metadata a creator gives a video when completing its upload.
 #[derive(Debug, Clone, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VideoMeta {
+    /// 1–150 characters, not all blank.
+    #[schema(min_length = 1, max_length = 150, pattern = r"\S")]
     pub title: String,
+    /// At most 5000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
+    /// At most 30: letters, digits or `_`, 1–64 each (a leading `#` is
+    /// dropped; repeats are merged).
     #[serde(default)]
+    #[schema(max_items = 30)]
     pub hashtags: Vec<String>,
+    /// 1–64 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
     pub sound_id: Option<String>,
     #[serde(default)]
     pub visibility: Visibility,
@@ -323,12 +358,15 @@ pub struct Page<T> {
 
 #[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1–100, default 20.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Opaque; from the previous page's `nextCursor`.
     #[serde(default)]
+    #[param(min_length = 1, max_length = 512)]
     pub cursor: Option<String>,
 }
 
@@ -374,10 +412,15 @@ pub enum FeedKind {
 /// `nextCursor`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
+    /// 1–50, default 10.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
+    /// Opaque; from the previous page's `nextCursor`.
     #[serde(default)]
+    #[param(min_length = 1, max_length = 512)]
     pub cursor: Option<String>,
 }
 
@@ -412,7 +455,10 @@ pub struct Feed {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Interests {
-    /// At least 3 interests: hashtags or plain words (`cooking`, `travel`).
+    /// 3–20 distinct interests: hashtags or plain words (`cooking`,
+    /// `travel`), 1–50 letters, digits or `_` each (a leading `#` is
+    /// dropped).
+    #[schema(min_items = 3, max_items = 20)]
     pub interests: Vec<String>,
 }
 
@@ -450,9 +496,15 @@ impl WatchSource {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WatchEvent {
     /// Client-generated, unique per event; a repeated id is ignored.
+    /// 1–128 visible ASCII characters.
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub event_id: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub video_id: String,
+    /// At most 100 loops of the video.
     pub watch_ms: u64,
+    /// 1 ms – 24 h.
+    #[schema(minimum = 1, maximum = 86_400_000)]
     pub duration_ms: u64,
     #[serde(default)]
     pub completed: bool,
@@ -469,6 +521,7 @@ pub struct WatchEvent {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WatchBatch {
     /// 1–500 events.
+    #[schema(min_items = 1, max_items = 500)]
     pub events: Vec<WatchEvent>,
 }
 
@@ -492,10 +545,14 @@ pub struct FollowState {
 
 #[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// Words to look for: 1–200 characters, not all blank.
+    #[param(min_length = 1, max_length = 200, pattern = r"\S")]
     pub q: String,
     /// 1–50, default 20.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
 }
 
@@ -520,9 +577,25 @@ pub struct SaveState {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShareRequest {
-    /// Where it was shared: `copy_link`, `sms`, `whatsapp`, `messenger`,
-    /// `email`, `twitter`, `facebook`, `instagram`, `telegram`, `other`.
+    /// Where it was shared.
+    #[schema(inline, value_type = ShareChannel)]
     pub channel: String,
+}
+
+/// The share channels the box counts.
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ShareChannel {
+    CopyLink,
+    Sms,
+    Whatsapp,
+    Messenger,
+    Email,
+    Twitter,
+    Facebook,
+    Instagram,
+    Telegram,
+    Other,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -537,7 +610,8 @@ pub struct ShareAccepted {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommentCreate {
-    /// 1–2000 characters.
+    /// 1–2000 characters, not all blank.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub body: String,
     /// Reply to this comment (replies to a reply attach to its thread).
     #[serde(default)]
@@ -577,10 +651,24 @@ pub struct TrendingHashtag {
 
 #[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PeriodQuery {
     /// `24h` (default), `7d` or `30d`.
     #[serde(default)]
+    #[param(inline, value_type = Option<Period>)]
     pub period: Option<String>,
+}
+
+/// The analytics periods (kept a string on the wire side of the server so a
+/// wrong one gets the spec's error with the accepted values).
+#[derive(Debug, Clone, Copy, ToSchema)]
+pub enum Period {
+    #[schema(rename = "24h")]
+    Day,
+    #[schema(rename = "7d")]
+    Week,
+    #[schema(rename = "30d")]
+    Month,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -641,8 +729,10 @@ pub struct CreatorOverview {
 
 #[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     /// 1–100, default 20.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }

@@ -42,6 +42,162 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Operations that take a bearer token when one is sent (a bad one is a
+/// 401) and serve anonymous callers too.
+const OPTIONAL_AUTH: &[&str] = &[
+    "get_video",
+    "video_status",
+    "video_events",
+    "user_videos",
+    "comments",
+    "replies",
+    "feed_trending",
+];
+/// For creators (and admins) only: a viewer gets 403.
+const CREATORS_ONLY: &[&str] = &["init_upload", "create_video", "register"];
+/// 409: an `X-Idempotency-Key` reused for another request or still running,
+/// or a state that forbids the action (an upload already complete, a video
+/// not yet published, a username taken).
+const CONFLICTS: &[&str] = &[
+    "register",
+    "init_upload",
+    "put_chunk",
+    "complete_upload",
+    "cancel_upload",
+    "create_video",
+    "like",
+    "unlike",
+    "save",
+    "unsave",
+    "share",
+    "add_comment",
+    "reprocess",
+];
+/// 410: the upload session expired.
+const GONE: &[&str] = &["put_chunk", "get_upload", "complete_upload"];
+/// 415: a container or codec the box does not take.
+const UNSUPPORTED: &[&str] = &["init_upload", "create_video", "complete_upload"];
+/// 429 with `Retry-After`: per-user rate limits.
+const RATE_LIMITED: &[&str] = &[
+    "init_upload",
+    "create_video",
+    "feed_for_you",
+    "feed_following",
+    "feed_trending",
+];
+
+/// Every error status an operation can answer, with the spec's error body:
+/// the rules that hold across the API are applied here once (a parameter
+/// or body can be refused: 400; a path names something: 404; a body can be
+/// too large: 413; a token is needed or was bad: 401 with
+/// `WWW-Authenticate`; ops routes are for admins: 403), the rest from the
+/// tables above.
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::security::SecurityRequirement;
+
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                let id = op.operation_id.clone().unwrap_or_default();
+                let is = |table: &[&str]| table.contains(&id.as_str());
+                if is(OPTIONAL_AUTH) {
+                    op.security = Some(vec![
+                        SecurityRequirement::default(),
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    ]);
+                }
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let has_path = params
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+                let mut add = |status: &str, why: &str| {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_response(status, why).into());
+                };
+                if !params.is_empty() || op.request_body.is_some() {
+                    add("400", "the request is malformed or breaks a rule");
+                }
+                if op.security.is_some() {
+                    add("401", "no bearer token, or one that is unknown or expired");
+                }
+                if path.starts_with("/api/v1/ops/") || is(CREATORS_ONLY) {
+                    add("403", "the caller's role may not do this");
+                }
+                if has_path {
+                    add("404", "no such resource, or not visible to the caller");
+                }
+                if is(CONFLICTS) {
+                    add(
+                        "409",
+                        "conflicts with the resource's state or an idempotency key",
+                    );
+                }
+                if is(GONE) {
+                    add("410", "the upload session expired");
+                }
+                if op.request_body.is_some() {
+                    add("413", "the body is larger than this route takes");
+                }
+                if is(UNSUPPORTED) {
+                    add("415", "the box does not take this media");
+                }
+                if is(RATE_LIMITED) {
+                    add(
+                        "429",
+                        "over the caller's rate limit; retry after `Retry-After`",
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn error_response(status: &str, why: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, ResponseBuilder, Type,
+    };
+    let mut r = ResponseBuilder::new().description(why).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    );
+    match status {
+        "401" => {
+            r = r.header(
+                "WWW-Authenticate",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some("`Bearer realm=\"appliance\"`"))
+                    .build(),
+            )
+        }
+        "429" => {
+            r = r.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("seconds until the limit admits the request"))
+                    .build(),
+            )
+        }
+        _ => {}
+    }
+    r.build()
+}
+
 // `paths(...)` names each handler without its module, as before the split:
 // utoipa turns a module path (`accounts::register`) into an operation tag,
 // and the document has no tags. The glob imports of the resource modules
@@ -59,7 +215,7 @@ impl utoipa::Modify for BearerAuth {
         video_analytics, creator_overview
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorResponses)
 )]
 struct ApiDoc;
 

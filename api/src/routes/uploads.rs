@@ -62,7 +62,11 @@ async fn init_upload<S: Service>(
 }
 
 #[utoipa::path(put, path = "/api/v1/uploads/{id}/chunks/{n}", request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    params(("x-chunk-sha256" = Option<String>, Header, description = "hex SHA-256 of the body")),
+    params(
+        ("id" = String, Path, description = "the upload session"),
+        ("n" = u32, Path, minimum = 0, description = "the chunk's number, from 0"),
+        ("x-chunk-sha256" = Option<String>, Header, description = "hex SHA-256 of the body")
+    ),
     responses((status = 200, body = ChunkReceipt), (status = 400, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn put_chunk<S: Service>(
@@ -136,7 +140,7 @@ async fn cancel_upload<S: Service>(
 
 /// `multipart/form-data` with a `metadata` part (JSON `VideoMeta`) and a
 /// `file` part (the video, with its filename).
-#[utoipa::path(post, path = "/api/v1/videos", request_body(content_type = "multipart/form-data", description = "parts `metadata` (JSON VideoMeta) and `file`"),
+#[utoipa::path(post, path = "/api/v1/videos", request_body(content = SingleShotUpload, content_type = "multipart/form-data"),
     responses((status = 202, body = Accepted), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create_video<S: Service>(

@@ -54,7 +54,7 @@ impl Accounts {
         role: Role,
     ) -> Result<cat::UserRow> {
         validate_username(username)?;
-        if password.chars().count() < 10 || password.len() > 1024 {
+        if !(10..=1024).contains(&password.chars().count()) {
             return Err(ApiError::validation("passwords are 10–1024 characters")
                 .with_details(serde_json::json!({"field": "password"}))
                 .into());

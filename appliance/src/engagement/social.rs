@@ -153,7 +153,8 @@ impl Social {
         id: &str,
         req: ShareRequest,
     ) -> Result<ShareAccepted> {
-        let channel = req.channel.trim().to_lowercase();
+        // Exactly one of the listed names, as the API schema's enum says.
+        let channel = req.channel.clone();
         if !SHARE_CHANNELS.contains(&channel.as_str()) {
             return Err(ApiError::validation(format!(
                 "channel {:?} is not one of {SHARE_CHANNELS:?}",
@@ -187,8 +188,11 @@ impl Social {
         id: &str,
         req: CommentCreate,
     ) -> Result<Comment> {
+        // The length as sent (what the API schema states); blankness after
+        // trimming.
+        let long = req.body.chars().count() > 2000;
         let body = req.body.trim().to_owned();
-        if body.is_empty() || body.chars().count() > 2000 {
+        if body.is_empty() || long {
             return Err(ApiError::validation("a comment is 1–2000 characters").into());
         }
         let v = self.engageable(caller, id).await?;

@@ -157,7 +157,7 @@ impl FeedService {
 
     pub async fn search_videos(&self, q: SearchQuery) -> Result<Page<Video>> {
         let text = q.q.trim();
-        if text.is_empty() || text.chars().count() > 200 {
+        if text.is_empty() || q.q.chars().count() > 200 {
             return Err(ApiError::validation("q must be 1–200 characters").into());
         }
         let limit = q.limit.unwrap_or(20);

@@ -98,8 +98,10 @@ impl Videos {
         req: UploadInit,
         chunk_size: u64,
     ) -> Result<UploadRow> {
+        // Limits count characters as sent, as the API schema states them.
         let name = req.filename.trim();
-        if name.is_empty() || name.len() > 255 || name.contains(['/', '\\', '\0']) {
+        if name.is_empty() || req.filename.chars().count() > 255 || name.contains(['/', '\\', '\0'])
+        {
             return Err(ApiError::validation(
                 "filename must be 1–255 characters without path separators",
             )
@@ -472,8 +474,10 @@ fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
             .with_details(serde_json::json!({ "field": f }))
             .into()
     };
+    // Lengths as sent (what the API schema states); blankness after trimming.
+    let long = meta.title.chars().count() > 150;
     meta.title = meta.title.trim().to_owned();
-    if meta.title.is_empty() || meta.title.chars().count() > 150 {
+    if meta.title.is_empty() || long {
         return Err(field("title", "title must be 1–150 characters"));
     }
     if meta.description.chars().count() > 5000 {
@@ -505,7 +509,7 @@ fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
     if meta
         .sound_id
         .as_ref()
-        .is_some_and(|s| s.is_empty() || s.len() > 64)
+        .is_some_and(|s| s.is_empty() || s.chars().count() > 64)
     {
         return Err(field("soundId", "soundId must be 1–64 characters"));
     }
