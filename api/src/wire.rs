@@ -282,6 +282,11 @@ pub struct Video {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poster_url: Option<String>,
     pub renditions: Vec<Rendition>,
+    /// What was wrong with the upload and worked around when it was
+    /// transcoded (damaged packets dropped, a truncated tail); absent for a
+    /// clean upload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
     pub stats: VideoStats,
     pub viewer: ViewerEngagement,
 }

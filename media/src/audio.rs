@@ -2,6 +2,7 @@
 //! its own thread, fed the audio packets the demuxer reads.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Receiver;
 use ff::Rational;
@@ -10,6 +11,7 @@ use ffmpeg_next as ff;
 use crate::cmaf::{Track, TrackWriter};
 use crate::error::{Location, MediaError, Result};
 use crate::plan::AudioPlan;
+use crate::repair::Repairs;
 
 /// Everything the audio thread needs from the demuxer.
 pub struct AudioInput {
@@ -29,6 +31,7 @@ pub fn run(
     segment_secs: (i64, i64),
     lead_in_secs: (i64, i64),
     packets: Receiver<ff::Packet>,
+    repairs: &Repairs,
 ) -> Result<Track> {
     let at = |ts: Option<i64>| Location {
         file: input.file.clone(),
@@ -140,8 +143,12 @@ pub fn run(
     for packet in packets {
         match decoder.send_packet(&packet) {
             Ok(()) => {}
-            Err(ff::Error::InvalidData) => {
-                tracing::warn!(location = %at(packet.pts()), "skipping undecodable audio packet");
+            // A damaged packet (the AAC decoder says EINVAL or EPERM) is a
+            // gap, filled with silence by the resampler, not a failed job.
+            Err(e @ (ff::Error::InvalidData | ff::Error::Other { .. })) if !matches!(e, ff::Error::Other { errno } if errno == ff::ffi::ENOMEM) =>
+            {
+                repairs.audio.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(location = %at(packet.pts()), error = %e, "skipping undecodable audio packet");
                 continue;
             }
             Err(e) => return Err(err("decoding audio", packet.pts(), e)),

@@ -27,6 +27,10 @@ pub trait VideoDecoder: Send {
     fn send_eof(&mut self) -> Result<()>;
     /// The next normalised frame, or `None` when more input is needed (or at the end).
     fn receive_frame(&mut self) -> Result<Option<ff::frame::Video>>;
+    /// Packets or frames dropped so far as undecodable.
+    fn damaged(&self) -> u64 {
+        0
+    }
 }
 
 pub trait Scaler {

@@ -12,6 +12,7 @@ mod error;
 pub mod plan;
 pub mod playlist;
 pub mod probe;
+mod repair;
 pub mod thumbnail;
 mod transcode;
 

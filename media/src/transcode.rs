@@ -20,6 +20,7 @@ use crate::error::{Location, MediaError, RejectCode, Result};
 use crate::plan::{LadderPlan, Rung};
 use crate::playlist::{self, Bandwidth, Variant};
 use crate::probe::{probe, Limits, SourceInfo};
+use crate::repair::Repairs;
 use crate::thumbnail::{PosterPicker, POSTER};
 
 /// Frames in flight per rung: enough to absorb jitter between encoders,
@@ -90,6 +91,9 @@ pub struct LadderOutput {
     pub frames: u64,
     pub renditions: Vec<RenditionSummary>,
     pub audio: Option<PathBuf>,
+    /// What was wrong with the input and worked around (dropped damaged
+    /// packets, a truncated tail); empty for a clean input.
+    pub repairs: Vec<String>,
 }
 
 /// Transcodes `input` into an HLS ladder in `out_dir`. `out_dir` must be
@@ -229,7 +233,8 @@ fn publish(staging: &Path, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-type Tracks = (u64, Vec<Track>, Option<Track>);
+/// Frames, the rungs' tracks, the audio track, and what was repaired.
+type Tracks = (u64, Vec<Track>, Option<Track>, Vec<String>);
 
 fn segment_secs(plan: &LadderPlan) -> (i64, i64) {
     (
@@ -252,6 +257,8 @@ fn run(
         placement: stages.describe(),
     });
     let file = &source.path;
+    let repairs = Repairs::default();
+    let repairs = &repairs;
     let at_frame = |index: u64| Location {
         file: file.clone(),
         stream: Some(source.video.index),
@@ -320,7 +327,7 @@ fn run(
                 let h = std::thread::Builder::new()
                     .name("audio".into())
                     .spawn_scoped(scope, move || {
-                        audio::run(input, aplan, &adir, seg, lead_in, rx)
+                        audio::run(input, aplan, &adir, seg, lead_in, rx, repairs)
                     })
                     .map_err(|e| MediaError::io("spawning the audio worker", dir, e))?;
                 (Some(tx), Some(h))
@@ -373,6 +380,9 @@ fn run(
                 Ok(true)
             };
             let mut packet = ff::Packet::empty();
+            // The latest video time read, to tell a file cut short (the
+            // demuxer just reaches its end) from a complete one.
+            let mut last_video_secs = 0f64;
             loop {
                 match packet.read(&mut ictx) {
                     Ok(()) => {}
@@ -381,11 +391,15 @@ fn run(
                     Err(e) => {
                         // Truncated or damaged tail: keep what decoded, as players do.
                         tracing::warn!(file = %file.display(), error = %e, "input ends early; finishing with what was read");
+                        repairs.ended_early.store(true, Ordering::Relaxed);
                         break;
                     }
                 }
                 let idx = packet.stream();
                 if idx == vindex {
+                    if let Some(p) = packet.pts().or(packet.dts()) {
+                        last_video_secs = last_video_secs.max(p as f64 * f64::from(vtb));
+                    }
                     let at = || Location {
                         file: file.clone(),
                         stream: Some(vindex),
@@ -408,6 +422,12 @@ fn run(
                         return Ok(());
                     }
                 }
+            }
+            // The container promised more than its packets hold: the tail
+            // is missing (a 1 s or 10 % shortfall, whichever is larger).
+            let shortfall = source.duration_secs - last_video_secs;
+            if shortfall > (source.duration_secs * 0.1).max(1.0) {
+                repairs.ended_early.store(true, Ordering::Relaxed);
             }
             let at_end = at_frame(frames);
             decoder
@@ -455,7 +475,10 @@ fn run(
             ));
         }
         poster.write(&dir.join(POSTER))?;
-        Ok((frames, video, audio))
+        repairs
+            .video
+            .fetch_add(decoder.damaged(), Ordering::Relaxed);
+        Ok((frames, video, audio, repairs.describe()))
     })
 }
 
@@ -607,7 +630,7 @@ fn package(
     source: &SourceInfo,
     plan: &LadderPlan,
     placement: Placement,
-    (frames, video, audio): &Tracks,
+    (frames, video, audio, repairs): &Tracks,
 ) -> Result<LadderOutput> {
     let (frames, audio) = (*frames, audio.as_ref());
     for t in video.iter().chain(audio) {
@@ -651,5 +674,6 @@ fn package(
         frames,
         renditions,
         audio: audio.map(|_| published.join(playlist::AUDIO_DIR).join(playlist::MEDIA)),
+        repairs: repairs.clone(),
     })
 }

@@ -17,6 +17,9 @@ pub struct LadderInfo {
     pub renditions: Vec<RenditionInfo>,
     pub placement: String,
     pub frames: u64,
+    /// What the transcode worked around (`media::LadderOutput::repairs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -81,6 +84,7 @@ pub fn video_wire(v: &VideoRow) -> Video {
         master_url: ready.then(|| format!("/hls/{}/master.m3u8", v.id)),
         poster_url: ready.then(|| format!("/thumbs/{}/poster.jpg", v.id)),
         renditions,
+        repairs: info.as_ref().map(|i| i.repairs.clone()).unwrap_or_default(),
         stats: VideoStats::default(),
         viewer: ViewerEngagement::default(),
     }

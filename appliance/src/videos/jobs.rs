@@ -391,6 +391,7 @@ async fn transcode_and_upload(
             .collect(),
         placement: ladder.placement.to_string(),
         frames: ladder.frames,
+        repairs: ladder.repairs.clone(),
     })
 }
 

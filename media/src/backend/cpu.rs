@@ -46,6 +46,7 @@ impl DecodeBackend for Cpu {
             graph: None,
             carry: Default::default(),
             eof_sent: false,
+            damaged: 0,
         }))
     }
 }
@@ -83,7 +84,17 @@ struct CpuDecoder {
     /// Frames flushed out of a replaced graph, delivered before anything else.
     carry: std::collections::VecDeque<ff::frame::Video>,
     eof_sent: bool,
+    /// Packets or frames dropped as undecodable.
+    damaged: u64,
 }
+
+fn out_of_memory(e: &ff::Error) -> bool {
+    matches!(e, ff::Error::Other { errno } if *errno == ff::ffi::ENOMEM)
+}
+
+/// More undecodable packets or frames than this and the input is not
+/// damaged video but something else: the job fails.
+const MAX_DAMAGED: u64 = 100_000;
 
 impl CpuDecoder {
     fn build_graph(&self, frame: &ff::frame::Video) -> Result<Graph> {
@@ -138,6 +149,15 @@ impl CpuDecoder {
                 Ok(()) => {}
                 Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => return Ok(()),
                 Err(ff::Error::Eof) => return Ok(()),
+                // A damaged frame (frame threads report it here, not at
+                // send) costs that frame, as ffmpeg and players do.
+                Err(e @ (ff::Error::InvalidData | ff::Error::Other { .. }))
+                    if self.damaged < MAX_DAMAGED && !out_of_memory(&e) =>
+                {
+                    self.damaged += 1;
+                    tracing::warn!(error = %e, "dropping an undecodable video frame");
+                    continue;
+                }
                 Err(e) => return Err(ff_err("decoding video", e)),
             }
             let key = (frame.width(), frame.height(), frame.format());
@@ -176,11 +196,16 @@ impl CpuDecoder {
 }
 
 impl VideoDecoder for CpuDecoder {
+    fn damaged(&self) -> u64 {
+        self.damaged
+    }
+
     fn send_packet(&mut self, packet: &ff::Packet) -> Result<()> {
         match self.decoder.send_packet(packet) {
             Ok(()) => {}
             // A damaged packet costs a frame, not the job (players do the same).
-            Err(ff::Error::InvalidData) => {
+            Err(ff::Error::InvalidData) if self.damaged < MAX_DAMAGED => {
+                self.damaged += 1;
                 tracing::warn!(pts = ?packet.pts(), "skipping undecodable video packet");
             }
             Err(e) => return Err(ff_err("decoding video", e)),
@@ -300,10 +325,42 @@ impl EncodeBackend for Cpu {
             color_primaries: ff::color::Primaries::Unspecified,
             color_trc: ff::color::TransferCharacteristic::Unspecified,
         };
-        let x = open_x264(&probe, plan, &desc, settings)?;
-        // SAFETY: reading a field of an opened codec context.
-        Ok(unsafe { (*x.enc.as_ptr()).has_b_frames }.max(0) as u32)
+        let mut x = open_x264(&probe, plan, &desc, settings)?;
+        // Measured, not read from `has_b_frames`: libavcodec sets that from
+        // the B-frames asked for, but x264 allows fewer when the GOP is
+        // short (a 1 fps source has 2-frame GOPs), and the first packet's
+        // decode time is what audio is led in against.
+        let frames = (3 * u64::from(plan.gop_frames) + 8).min(64);
+        let mut frame = ff::frame::Video::new(Pixel::YUV420P, probe.width, probe.height);
+        for plane in 0..3 {
+            frame.data_mut(plane).fill(128);
+        }
+        for index in 0..frames {
+            frame.set_pts(Some(index as i64));
+            frame.set_kind(if index.is_multiple_of(u64::from(plan.gop_frames)) {
+                ff::picture::Type::I
+            } else {
+                ff::picture::Type::None
+            });
+            x.send_frame(Some(&frame))?;
+            if let Some(p) = x.receive_packet()? {
+                return Ok(first_delay(&p));
+            }
+        }
+        x.send_frame(None)?;
+        match x.receive_packet()? {
+            Some(p) => Ok(first_delay(&p)),
+            None => Err(MediaError::Worker {
+                stage: "encode".into(),
+                reason: "the probe encoder produced no packet".into(),
+            }),
+        }
     }
+}
+
+/// The reorder delay a first packet shows: its decode time is `-delay`.
+fn first_delay(p: &ff::Packet) -> u32 {
+    p.dts().map_or(0, |d| (-d).max(0) as u32)
 }
 
 fn open_x264(
