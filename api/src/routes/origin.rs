@@ -333,6 +333,18 @@ fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Refusal
     }
 }
 
+/// What the origin answers a request for a file of `meta` with these
+/// headers: the status and the bytes it would send. Public for the fuzz
+/// target (`fuzz/fuzz_targets/origin_range.rs`); `serve` uses the same
+/// planner.
+pub fn decide(meta: &OriginMeta, headers: &HeaderMap) -> (u16, Option<Range<u64>>) {
+    match plan_response(meta, headers) {
+        Ok(plan) => (plan.status().as_u16(), plan.range(meta.size)),
+        Err(Refusal::Unsatisfiable { .. }) => (416, None),
+        Err(Refusal::PreconditionFailed(_)) => (412, None),
+    }
+}
+
 /// A request the origin answers with an error instead of the file.
 #[derive(Debug)]
 enum Refusal {

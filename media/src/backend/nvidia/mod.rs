@@ -11,6 +11,10 @@
 //! - CPU decode + CPU scale + NVENC: each rung is uploaded once, before NVENC.
 
 mod annexb;
+
+/// Public for the fuzz target (`fuzz/fuzz_targets/annexb.rs`): it parses
+/// bytes from uploaded files.
+pub use annexb::AnnexB;
 mod device;
 mod nvdec;
 mod nvenc;
