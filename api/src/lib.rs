@@ -17,7 +17,9 @@
 //! `routes::openapi` the document, and `routes` itself composes the
 //! routers under one set of layers.
 
+pub mod chunks;
 pub mod conn;
+pub mod cursor;
 pub mod error;
 mod routes;
 pub mod service;

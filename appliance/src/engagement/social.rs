@@ -35,21 +35,6 @@ fn page_limit(limit: Option<u32>, max: u32) -> Result<u32> {
     Ok(l)
 }
 
-fn cursor_of(at: i64, id: &str) -> String {
-    format!("{at}.{id}")
-}
-
-fn parse_cursor(c: Option<&str>) -> Result<Option<(i64, String)>> {
-    let Some(c) = c else { return Ok(None) };
-    let bad = || ApiError::validation("malformed cursor");
-    let (at, id) = c.split_once('.').ok_or_else(bad)?;
-    let at: i64 = at.parse().map_err(|_| bad())?;
-    if id.is_empty() || !id.chars().all(|ch| ch.is_ascii_alphanumeric()) {
-        return Err(bad().into());
-    }
-    Ok(Some((at, id.to_owned())))
-}
-
 fn comment_wire(c: cat::CommentRow) -> Comment {
     Comment {
         id: c.id,
@@ -245,13 +230,11 @@ impl Social {
         page: PageQuery,
     ) -> Result<Page<Comment>> {
         let limit = page_limit(page.limit, 100)?;
-        let after = match page.cursor.as_deref() {
-            None => None,
-            Some(c) => Some(
-                c.parse::<i64>()
-                    .map_err(|_| ApiError::validation("malformed cursor"))?,
-            ),
-        };
+        let after = page
+            .cursor
+            .as_deref()
+            .map(api::cursor::parse_seq)
+            .transpose()?;
         let video_id = match (video, parent) {
             (Some(v), _) => v.to_owned(),
             (None, Some(p)) => {
@@ -272,7 +255,10 @@ impl Social {
             .await?;
         let more = rows.len() > limit as usize;
         let next_cursor = more
-            .then(|| rows.get(limit as usize - 1).map(|c| c.seq.to_string()))
+            .then(|| {
+                rows.get(limit as usize - 1)
+                    .map(|c| api::cursor::seq(c.seq))
+            })
             .flatten();
         let items = rows
             .into_iter()
@@ -289,7 +275,11 @@ impl Social {
         page: PageQuery,
     ) -> Result<Page<FollowEntry>> {
         let limit = page_limit(page.limit, 100)?;
-        let after = parse_cursor(page.cursor.as_deref())?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(api::cursor::parse_since)
+            .transpose()?;
         let uid = user.to_owned();
         let rows = self
             .catalog
@@ -305,7 +295,7 @@ impl Social {
         let next_cursor = more
             .then(|| {
                 rows.get(limit as usize - 1)
-                    .map(|(id, _, at)| cursor_of(*at, id))
+                    .map(|(id, _, at)| api::cursor::since(*at, id))
             })
             .flatten();
         Ok(Page {
@@ -426,21 +416,5 @@ impl api::Engagement for Social {
 
     async fn trending_hashtags(&self, limit: u32) -> ApiResult<Vec<TrendingHashtag>> {
         Ok(self.trending_tags(limit)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_are_validated() {
-        assert_eq!(
-            parse_cursor(Some("12.abc")).unwrap(),
-            Some((12, "abc".into()))
-        );
-        for bad in ["", "x.y", "12.", "12.a'b", "12"] {
-            assert!(parse_cursor(Some(bad)).is_err(), "{bad}");
-        }
     }
 }

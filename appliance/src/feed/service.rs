@@ -192,13 +192,12 @@ impl FeedService {
         if !(1..=100).contains(&limit) {
             return Err(ApiError::validation(format!("limit must be 1–100, got {limit}")).into());
         }
-        let offset: usize = match page.cursor.as_deref() {
-            None => 0,
-            Some(c) => c
-                .strip_prefix("o")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| ApiError::validation("malformed cursor"))?,
-        };
+        let offset = page
+            .cursor
+            .as_deref()
+            .map(api::cursor::parse_offset)
+            .transpose()?
+            .unwrap_or(0);
         let (ids, total) = self
             .recommender
             .engine
@@ -207,7 +206,7 @@ impl FeedService {
         let items = self.hydrate(ids).await?;
         Ok(Page {
             items,
-            next_cursor: (next < total).then(|| format!("o{next}")),
+            next_cursor: (next < total).then(|| api::cursor::offset(next)),
         })
     }
 }

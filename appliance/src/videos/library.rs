@@ -58,7 +58,11 @@ impl api::Videos for Videos {
         if !(1..=100).contains(&limit) {
             return Err(ApiError::validation("limit must be 1–100"));
         }
-        let after = page.cursor.as_deref().map(cursor_decode).transpose()?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(api::cursor::parse_created)
+            .transpose()?;
         api::Accounts::get_user(self.accounts.as_ref(), user_id).await?;
         let public_only = !caller.is_some_and(|p| p.may_manage(user_id));
         let owner = user_id.to_owned();
@@ -71,36 +75,7 @@ impl api::Videos for Videos {
         let next_cursor = more
             .then(|| rows.get(limit as usize - 1))
             .flatten()
-            .map(|v| cursor_encode(v.created_at, &v.id));
+            .map(|v| api::cursor::created(v.created_at, &v.id));
         Ok(Page { items, next_cursor })
-    }
-}
-
-fn cursor_encode(created_at: i64, id: &str) -> String {
-    hex::encode(format!("{created_at}:{id}"))
-}
-
-fn cursor_decode(cursor: &str) -> ApiResult<(i64, String)> {
-    let bad = || ApiError::validation("cursor is not one this server issued");
-    let raw = hex::decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (t, id) = text.split_once(':').ok_or_else(bad)?;
-    let t = t.parse().map_err(|_| bad())?;
-    if id.is_empty() || !api::origin::valid_id(id) {
-        return Err(bad());
-    }
-    Ok((t, id.to_owned()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        let c = cursor_encode(1234, "abc");
-        assert_eq!(cursor_decode(&c).unwrap(), (1234, "abc".to_owned()));
-        for bad in ["zz", "", &hex::encode("nocolon"), &hex::encode("1:../x")] {
-            assert!(cursor_decode(bad).is_err(), "{bad}");
-        }
     }
 }

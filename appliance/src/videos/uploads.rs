@@ -142,7 +142,8 @@ impl Videos {
             )
             .await?;
         let now = now_ms();
-        let total = req.file_size.div_ceil(chunk_size);
+        let total = api::chunks::total(req.file_size, chunk_size)
+            .ok_or_else(|| ApiError::validation("too many chunks"))?;
         let row = UploadRow {
             id: new_id(),
             owner_id: caller.user_id.clone(),
@@ -151,8 +152,7 @@ impl Videos {
             file_size: req.file_size,
             mime_type: mime,
             chunk_size,
-            total_chunks: u32::try_from(total)
-                .map_err(|_| ApiError::validation("too many chunks"))?,
+            total_chunks: total,
             status: "open".into(),
             created_at: now,
             expires_at: now + (self.config.uploads.session_ttl_secs as i64) * 1000,
@@ -171,18 +171,7 @@ impl Videos {
         body: Bytes,
         digest: Option<String>,
     ) -> Result<ChunkReceipt> {
-        if n >= u.total_chunks {
-            return Err(ApiError::validation(format!(
-                "chunk {n} is out of range: this upload has chunks 0–{}",
-                u.total_chunks - 1
-            ))
-            .into());
-        }
-        let expected = if n + 1 == u.total_chunks {
-            u.file_size - u.chunk_size * u64::from(u.total_chunks - 1)
-        } else {
-            u.chunk_size
-        };
+        let expected = api::chunks::expected_size(u.file_size, u.chunk_size, u.total_chunks, n)?;
         if body.len() as u64 != expected {
             return Err(ApiError::validation(format!(
                 "chunk {n} must be {expected} bytes, got {}",
