@@ -25,6 +25,8 @@ mod routes;
 pub mod service;
 pub mod wire;
 
+/// The router `router()` builds, for callers that hold it until `serve`.
+pub use axum::Router;
 pub use conn::{ConnPolicy, ConnStats};
 pub use error::{ApiError, ApiResult, ErrorCode};
 pub use routes::origin;

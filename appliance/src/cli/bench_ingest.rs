@@ -117,15 +117,7 @@ async fn run_in(config: Config, o: &Options) -> Result<Report> {
     let addr = listener
         .local_addr()
         .map_err(Error::io("listening on", "127.0.0.1:0"))?;
-    let conns = super::serve::conn_policy(&app.config);
-    let conn_stats = app.conn_stats.clone();
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        api::serve(listener, router, conns, conn_stats, async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let server = super::serve::spawn_http(&app, listener, router, stop_rx.clone());
 
     eprintln!(
         "ingest: {} clients × batches of {} for {} s against {} / {} …",

@@ -165,15 +165,7 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
         });
     }
 
-    let conns = conn_policy(&app.config);
-    let conn_stats = app.conn_stats.clone();
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        api::serve(listener, router, conns, conn_stats, async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let server = spawn_http(&app, listener, router, stop_rx.clone());
     shutdown_signal().await;
     tracing::info!("shutting down");
     eprintln!(
@@ -189,6 +181,24 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
         let _ = tokio::time::timeout(grace + Duration::from_secs(5), w).await;
     }
     Ok(())
+}
+
+/// Serves `router` on `listener` under the connection policy until `stop`
+/// turns true.
+pub fn spawn_http(
+    app: &App,
+    listener: tokio::net::TcpListener,
+    router: api::Router,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let conns = conn_policy(&app.config);
+    let conn_stats = app.conn_stats.clone();
+    tokio::spawn(async move {
+        api::serve(listener, router, conns, conn_stats, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+    })
 }
 
 /// The connection policy from `[server]`, with the cap kept inside the
