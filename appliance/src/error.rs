@@ -57,6 +57,12 @@ pub enum Error {
     Hot { op: &'static str, message: String },
 }
 
+impl From<settings::ConfigError> for Error {
+    fn from(e: settings::ConfigError) -> Self {
+        Self::Config(e.0)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

@@ -10,13 +10,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod accounts;
 mod app;
 mod cli;
-mod config;
 mod engagement;
 mod error;
 mod feed;
 mod ops;
 mod store;
 mod videos;
+
+// The config lives in its own crate (fuzzed on its own); the box reads it
+// as `crate::config`.
+use settings as config;
 
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Regional GPU video appliance")]

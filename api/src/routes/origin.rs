@@ -297,6 +297,11 @@ fn plan_response(meta: &OriginMeta, headers: &HeaderMap) -> Result<Plan, Refusal
     let Some(range) = headers.get(header::RANGE) else {
         return Ok(Plan::Full);
     };
+    // An empty file has no byte to range over; Range may be ignored (RFC
+    // 9110 §14.2), and the whole (empty) file is the honest answer.
+    if meta.size == 0 {
+        return Ok(Plan::Full);
+    }
     if let Some(if_range) = headers.typed_get::<IfRange>() {
         let last_modified = LastModified::from(meta.last_modified);
         if if_range.is_modified(etag.as_ref(), Some(&last_modified)) {
@@ -533,5 +538,23 @@ mod tests {
         let mut h = HeaderMap::new();
         h.typed_insert(LastModified::from(t));
         h[header::LAST_MODIFIED].to_str().unwrap().to_owned()
+    }
+
+    /// Found by the `origin_range` fuzz target: a Range on an empty file
+    /// planned a 206 for byte 0, which does not exist.
+    #[test]
+    fn a_range_on_an_empty_file_is_ignored() {
+        let empty = OriginMeta { size: 0, ..meta() };
+        for range in ["bytes=0-9", "bytes=-5", "bytes=0-"] {
+            assert_eq!(
+                plan_response(&empty, &req(&[("range", range)])).unwrap(),
+                Plan::Full,
+                "{range}"
+            );
+        }
+        assert_eq!(
+            decide(&empty, &req(&[("range", "bytes=0-9")])),
+            (200, Some(0..0))
+        );
     }
 }

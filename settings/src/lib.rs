@@ -1,4 +1,6 @@
-//! `appliance.toml` plus environment overrides. Every key is documented
+//! The appliance's configuration: `appliance.toml` plus environment
+//! overrides (its own crate so the fuzz target can parse configs without
+//! building the whole box). Every key is documented
 //! here and in `appliance.example.toml`; an unknown key (in the file or as
 //! an `APPLIANCE_…` variable) is an error, so a typo never silently falls
 //! back to a default. The defaults are the embedded profile in `./data`.
@@ -13,7 +15,12 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+/// A config that cannot be used: what is wrong, naming the key or file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+pub type Result<T> = std::result::Result<T, ConfigError>;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -407,7 +414,7 @@ impl Config {
         match file {
             Some(path) => {
                 if !path.is_file() {
-                    return Err(Error::Config(format!(
+                    return Err(ConfigError(format!(
                         "config file {} does not exist",
                         path.display()
                     )));
@@ -422,13 +429,26 @@ impl Config {
         let config: Config = fig
             .merge(Env::prefixed("APPLIANCE_").split("__"))
             .extract()
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
+    /// A config from TOML text alone (defaults, then `text`; no file and no
+    /// environment), validated as `load` validates. For tools and the fuzz
+    /// target (`fuzz/fuzz_targets/config.rs`).
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every rule beyond the types: ranges, combinations, the backend name.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ConfigError(m));
         // S3 multipart parts are at least 5 MiB (but the last).
         let min_chunk = match self.objects.kind {
             ObjectsKind::S3 => 5 << 20,
