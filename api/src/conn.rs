@@ -9,10 +9,10 @@
 //! request is being answered (until its response body is dropped, so a
 //! segment being streamed or an SSE stream is never idle). A reaper closes
 //! connections that sit idle too long or take too long to send a request
-//! head; at the cap, a new connection first evicts the connection that has
-//! been idle the longest (idle ones are cheap to re-open, and an attacker's
-//! silent connections are always the oldest idle ones), and is refused with
-//! a 503 only when every open connection is busy. Closing is done from the
+//! head; at the cap, a new connection first evicts an idle connection —
+//! one that never completed a request (a flood's or slowloris's) before one
+//! a client has been served on, oldest first — and is refused with a 503
+//! only when every open connection is busy. Closing is done from the
 //! read side: the stream reports end-of-file, hyper ends the connection and
 //! the socket is dropped.
 
@@ -38,8 +38,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// Limits on connections (`[server]` in `appliance.toml`).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnPolicy {
-    /// Open connections at most; beyond it the longest-idle one is closed
-    /// to make room, or the newcomer gets a 503 when none is idle.
+    /// Open connections at most; beyond it an idle one is closed to make
+    /// room (one never served first), or the newcomer gets a 503 when none
+    /// is idle.
     pub max_connections: usize,
     /// From the first byte of a request head to its end (nginx's
     /// `client_header_timeout`).
@@ -134,6 +135,8 @@ pub struct ConnState {
     idle_since: AtomicU64,
     /// When the first byte after becoming idle arrived (0: none yet).
     head_started: AtomicU64,
+    /// Requests answered on this connection.
+    served: AtomicU64,
     closing: AtomicBool,
     waker: AtomicWaker,
 }
@@ -180,14 +183,23 @@ impl Registry {
         }
     }
 
-    /// At the cap: closes the connection idle the longest; `false` when
-    /// every connection is busy.
+    /// At the cap: closes an idle connection, `false` when every connection
+    /// is busy. Connections that never completed a request go first (a
+    /// flood's silent connections, slowloris), oldest first; a client's
+    /// keep-alive connection that has been served is closed only when no
+    /// such connection is left, so a real client keeps its connection
+    /// through an attack.
     fn make_room(&self) -> bool {
         let victim = self
             .lock()
             .values()
             .filter(|c| !c.closing.load(Ordering::Acquire) && c.busy.load(Ordering::Acquire) == 0)
-            .min_by_key(|c| c.idle_since.load(Ordering::Acquire))
+            .min_by_key(|c| {
+                (
+                    c.served.load(Ordering::Acquire) > 0,
+                    c.idle_since.load(Ordering::Acquire),
+                )
+            })
             .cloned();
         match victim {
             Some(c) => {
@@ -285,6 +297,7 @@ impl axum::serve::Listener for Guarded {
                 busy: AtomicUsize::new(0),
                 idle_since: AtomicU64::new(r.now()),
                 head_started: AtomicU64::new(0),
+                served: AtomicU64::new(0),
                 closing: AtomicBool::new(false),
                 waker: AtomicWaker::new(),
             });
@@ -428,6 +441,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let now = self.registry.now();
         self.state.idle_since.store(now, Ordering::Release);
+        self.state.served.fetch_add(1, Ordering::Relaxed);
         self.state.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }

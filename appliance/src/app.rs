@@ -9,13 +9,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accounts::Accounts;
-use crate::config::Config;
 use crate::engagement::{Engagement, Listener, Social};
 use crate::error::Result;
 use crate::feed::{FeedService, Recommender};
 use crate::ops::Ops;
 use crate::store::{Catalog, Objects};
 use crate::videos::Videos;
+use settings::Config;
 
 pub struct App {
     pub config: Arc<Config>,

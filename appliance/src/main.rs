@@ -17,10 +17,6 @@ mod ops;
 mod store;
 mod videos;
 
-// The config lives in its own crate (fuzzed on its own); the box reads it
-// as `crate::config`.
-use settings as config;
-
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Regional GPU video appliance")]
 struct Cli {

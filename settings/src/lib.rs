@@ -49,8 +49,9 @@ pub struct Server {
     /// before jobs are checkpointed (released for the next start).
     pub shutdown_grace_secs: u64,
     /// Open HTTP connections at most (also bounded by the file-descriptor
-    /// limit less `fd_reserve`). At the cap the longest-idle connection is
-    /// closed to make room; a 503 only when every connection is busy.
+    /// limit less `fd_reserve`). At the cap an idle connection is closed
+    /// to make room (one never served before one a client uses); a 503 only
+    /// when every connection is busy.
     pub max_connections: usize,
     /// From the first byte of a request head to its end.
     pub header_timeout_secs: u64,

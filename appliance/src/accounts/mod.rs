@@ -13,10 +13,10 @@ use api::{ApiError, ApiResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, now_ms, rfc3339, Catalog};
 use crate::store::{new_id, sha256_hex};
+use settings::Config;
 
 /// The accounts domain's service: what `api::Accounts` runs on.
 pub struct Accounts {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::app::Handle;
-use crate::config::Config;
 use crate::engagement::{Listener, Scope};
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, now_ms, rfc3339};
+use settings::Config;
 
 pub struct Options {
     pub config: Option<PathBuf>,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::report;
-use crate::config;
 use crate::ops::doctor;
+use settings as config;
 
 pub fn run(config: Option<PathBuf>, json: bool) -> ExitCode {
     let config = match config::Config::load(config.as_deref()) {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::report;
-use crate::config;
 use crate::feed::tools as feedtools;
+use settings as config;
 
 /// `appliance simulate`.
 pub fn simulate(out: PathBuf, users: usize, videos: usize, seed: u64) -> ExitCode {

@@ -15,10 +15,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::app::{App, Handle};
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, Catalog};
 use crate::store::Objects;
+use settings::Config;
 
 /// `appliance serve`.
 pub fn run(

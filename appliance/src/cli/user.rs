@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use api::wire::Role;
 
 use super::{report, runtime};
-use crate::config;
+use settings as config;
 
 pub fn add(config: Option<PathBuf>, username: &str, role: Role) -> ExitCode {
     let config = match config::Config::load(config.as_deref()) {

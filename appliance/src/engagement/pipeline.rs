@@ -23,9 +23,9 @@ use super::events::{Event, Kind, RecentIds};
 use super::hot::{self, Counts, Hot};
 use super::spool::Spool;
 use super::Listener;
-use crate::config::{AnalyticsKind, Config, HotKind};
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, now_ms, Catalog};
+use settings::{AnalyticsKind, Config, HotKind};
 
 /// Trending hashtags as last computed from the rollups: tag, score, videos.
 pub type TrendingTags = Vec<(String, f64, u32)>;
@@ -57,7 +57,7 @@ pub struct Engagement {
     pub stats: Stats,
     /// Tags status events this process publishes, so it ignores its own.
     pub instance: String,
-    cfg: crate::config::Analytics,
+    cfg: settings::Analytics,
     flush_every: Duration,
     /// How long a finished idempotency key replays its response.
     pub(super) idempotency_hours: u64,

@@ -13,10 +13,10 @@ use inference::{Embedder, Engine, InferenceError, RankModel, Ranker};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 
-use crate::config;
 use crate::engagement::{AnalyticsStore, Event, Kind, PastWatch};
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, Catalog, VideoRow};
+use settings as config;
 
 const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 

@@ -9,10 +9,10 @@ use api::{ApiError, ApiResult};
 use std::sync::Arc;
 
 use super::recommend::Recommender;
-use crate::config::Config;
 use crate::engagement::Engagement;
 use crate::error::Result;
 use crate::store::catalog::{self as cat, Catalog};
+use settings::Config;
 
 fn engine_kind(kind: FeedKind) -> inference::FeedKind {
     match kind {

@@ -9,9 +9,9 @@ use inference::eval::{evaluate, EvalConfig};
 use inference::sim::{World, WorldConfig, TOPICS};
 use inference::Embedder;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::catalog as cat;
+use settings::Config;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct VideoLine {

@@ -16,13 +16,13 @@ use std::sync::Arc;
 use api::wire::*;
 use api::{ApiError, ApiResult};
 
-use crate::config::Config;
 use crate::engagement::Engagement;
 use crate::error::Error;
 use crate::feed::Recommender;
 use crate::store::catalog::{self as cat, rfc3339, Catalog};
 use crate::store::Objects;
 use crate::videos::Videos;
+use settings::Config;
 
 /// The ops domain's service: what `api::Ops` runs on.
 pub struct Ops {

@@ -22,8 +22,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::{ObjectMeta, ObjectStore, PutPayload, WriteMultipart};
 
-use crate::config::{Config, ObjectsKind};
 use crate::error::{Error, Result};
+use settings::{Config, ObjectsKind};
 
 #[derive(Clone)]
 pub struct Objects {

@@ -15,10 +15,10 @@ use api::wire::{StatusEvent, VideoState, VideoStatus};
 use tokio::sync::watch;
 
 use super::{deleted_event, status_wire, Videos};
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, now_ms, rfc3339, JobRow, Settle};
 use crate::store::{objects, LadderInfo, RenditionInfo};
+use settings::Config;
 
 #[derive(Default)]
 pub struct Counters {

@@ -36,12 +36,12 @@ pub use hub::Hub;
 pub use jobs::{spawn, worker_count, Counters};
 
 use crate::accounts::Accounts;
-use crate::config::Config;
 use crate::engagement::Engagement;
 use crate::error::Result;
 use crate::feed::Recommender;
 use crate::store::catalog::{self as cat, now_ms, rfc3339, Catalog, VideoRow};
 use crate::store::{objects, video_state, Objects};
+use settings::Config;
 
 /// The videos domain's state: what `api::Uploads`, `api::Videos` and
 /// `api::Origin` run on, and what the workers share.
