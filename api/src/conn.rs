@@ -389,15 +389,15 @@ impl AsyncWrite for GuardedStream {
 /// can mark it busy.
 #[derive(Clone)]
 pub struct ConnTag {
-    state: Option<Arc<ConnState>>,
-    registry: Option<Arc<Registry>>,
+    state: Arc<ConnState>,
+    registry: Arc<Registry>,
 }
 
 impl Connected<IncomingStream<'_, Guarded>> for ConnTag {
     fn connect_info(stream: IncomingStream<'_, Guarded>) -> Self {
         Self {
-            state: Some(stream.io().state.clone()),
-            registry: Some(stream.io().registry.clone()),
+            state: stream.io().state.clone(),
+            registry: stream.io().registry.clone(),
         }
     }
 }
@@ -410,11 +410,7 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<ConnTag>>()
         .map(|c| c.0.clone());
-    let Some(ConnTag {
-        state: Some(state),
-        registry: Some(registry),
-    }) = tag
-    else {
+    let Some(ConnTag { state, registry }) = tag else {
         return next.run(request).await;
     };
     state.busy.fetch_add(1, Ordering::AcqRel);

@@ -91,10 +91,7 @@ impl App {
                 .spawn(self.catalog.clone(), shutdown.clone()),
         );
         let listener: Arc<dyn Listener> = self.recommender.clone();
-        tasks.extend(
-            self.engagement
-                .spawn(self.catalog.clone(), listener, shutdown.clone()),
-        );
+        tasks.extend(self.engagement.spawn(listener, shutdown.clone()));
         tasks.extend(crate::videos::spawn_fanout(self.videos.clone(), shutdown));
         tasks
     }

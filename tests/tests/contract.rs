@@ -79,14 +79,8 @@ fn a_client_generated_from_openapi_calls_search_feed_and_analytics() {
     for title in ["harbour sunrise", "mountain sunrise", "city sunrise"] {
         videos.push(publish(&server, &creator, &clip, title, &["sunrise"], "s1"));
     }
-    let (_, _) = register(&server, "genviewer", "viewer");
-    let token = |name: &str| -> String {
-        let r = Client::new().post_json(
-            &server.url("/api/v1/auth/login"),
-            &serde_json::json!({"username": name, "password": "correct horse battery"}),
-        );
-        r.json()["token"].as_str().unwrap().to_owned()
-    };
+    let (viewer, _) = register(&server, "genviewer", "viewer");
+    let token = |c: &Client| c.token.clone().expect("register gives a token");
 
     let spec = dir.path().join("openapi.json");
     std::fs::write(&spec, Client::new().get(&server.url("/openapi.json")).body).unwrap();
@@ -114,9 +108,9 @@ fn a_client_generated_from_openapi_calls_search_feed_and_analytics() {
             .arg(&gen)
             .args([
                 &server.base,
-                &token("gencreator"),
+                &token(&creator),
                 &creator_id,
-                &token("genviewer"),
+                &token(&viewer),
                 &videos[0],
                 "sunrise",
             ]),

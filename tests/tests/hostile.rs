@@ -31,16 +31,9 @@ fn watch_event(video: &str, n: usize) -> Value {
         "eventId": format!("flood-{n}"), "videoId": video, "watchMs": 1000,
         "durationMs": 1500, "completed": false, "source": "fyp",
         "liked": false, "shared": false,
-        "timestamp": time_now_rfc3339(),
+        // Ahead of any clock: the server clamps it to now (as feed.rs does).
+        "timestamp": "2099-01-01T00:00:00Z",
     }]})
-}
-
-fn time_now_rfc3339() -> String {
-    let out = Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 #[test]

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::server::{
-    assert_decodes_over_http, register, upload_small, wait_event, wait_final, Client, Server,
-};
+use e2e::server::{assert_decodes, register, upload_small, wait_event, wait_final, Client, Server};
 use e2e::{run, shared_media};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -161,7 +159,7 @@ fn resumable_upload_to_playable_ladder() {
     assert_eq!(v["hashtags"], json!(["bunny", "open_movie"]));
     assert_eq!(v["renditions"][0]["name"], "240p");
     let master = server.url(v["masterUrl"].as_str().unwrap());
-    assert_decodes_over_http(&master);
+    assert_decodes(&master);
     let poster = Client::new().get(&server.url(v["posterUrl"].as_str().unwrap()));
     assert_eq!(poster.header("content-type"), Some("image/jpeg"));
     assert_eq!(&poster.body[..2], &[0xff, 0xd8]);
@@ -727,7 +725,7 @@ fn crash_mid_transcode_and_delete_mid_transcode() {
         "the job ran again: {status}"
     );
     let master = server.url(&format!("/hls/{video}/master.m3u8"));
-    assert_decodes_over_http(&master);
+    assert_decodes(&master);
     let objects = server.objects();
     let expected_prefix = format!("videos/{video}/");
     assert!(

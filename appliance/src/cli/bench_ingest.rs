@@ -63,9 +63,7 @@ pub fn run(o: &Options) -> Result<Report> {
 async fn run_in(config: Config, o: &Options) -> Result<Report> {
     let opened = super::serve::open(config)?;
     let app = opened.app.clone();
-    app.engagement
-        .start(&app.config.storage.data_dir, &app.catalog)
-        .await?;
+    app.engagement.start(&app.config.storage.data_dir).await?;
     // Users with tokens, and videos to watch (catalog rows are enough).
     let creator = app
         .accounts
@@ -93,9 +91,7 @@ async fn run_in(config: Config, o: &Options) -> Result<Report> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let listener: Arc<dyn Listener> = app.recommender.clone();
-    let workers = app
-        .engagement
-        .spawn(app.catalog.clone(), listener, stop_rx.clone());
+    let workers = app.engagement.spawn(listener, stop_rx.clone());
     let router = api::router(
         Handle(app.clone()),
         api::RouterConfig {

@@ -107,9 +107,7 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
     // Events: the spool first (nothing is accepted before it is open),
     // then the feed learns from the catalog, the analytics store and what
     // the spool has not delivered, before the first request is taken.
-    app.engagement
-        .start(&app.config.storage.data_dir, &app.catalog)
-        .await?;
+    app.engagement.start(&app.config.storage.data_dir).await?;
     let undelivered = app.engagement.undelivered()?;
     app.recommender
         .warm_up(

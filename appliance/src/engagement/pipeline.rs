@@ -107,7 +107,8 @@ impl Engagement {
 
     /// Opens the spool in `<data_dir>/spool` and moves watch events a
     /// version-2 catalog still holds into it.
-    pub async fn start(&self, data_dir: &Path, catalog: &Catalog) -> Result<()> {
+    pub async fn start(&self, data_dir: &Path) -> Result<()> {
+        let catalog = &self.catalog;
         let spool = Spool::open(&data_dir.join("spool"))?;
         let spool = match self.spool.set(spool) {
             Ok(()) => self.spool()?,
@@ -183,11 +184,8 @@ impl Engagement {
     }
 
     /// Owner of each of `videos` that exists (cached; owners never change).
-    pub async fn owners(
-        &self,
-        catalog: &Catalog,
-        videos: &[&str],
-    ) -> Result<HashMap<String, String>> {
+    pub async fn owners(&self, videos: &[&str]) -> Result<HashMap<String, String>> {
+        let catalog = &self.catalog;
         let mut out = HashMap::new();
         let mut missing = Vec::new();
         {
@@ -284,7 +282,6 @@ impl Engagement {
     /// The background work; returns the tasks to await at shutdown.
     pub fn spawn(
         self: &Arc<Self>,
-        catalog: Catalog,
         listener: Arc<dyn Listener>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -295,7 +292,6 @@ impl Engagement {
         };
         let flusher = {
             let me = self.clone();
-            let catalog = catalog.clone();
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let mut last_reconcile = tokio::time::Instant::now();
@@ -304,12 +300,12 @@ impl Engagement {
                         _ = tokio::time::sleep(me.flush_every) => false,
                         _ = stop.changed() => true,
                     };
-                    let flushed = me.flush(&catalog).await;
+                    let flushed = me.flush().await;
                     let due =
                         last_reconcile.elapsed() >= Duration::from_secs(me.cfg.reconcile_secs);
                     if (due || me.hot.take_recovered()) && flushed && !me.hot.degraded() {
                         last_reconcile = tokio::time::Instant::now();
-                        if let Err(e) = me.reconcile(&catalog).await {
+                        if let Err(e) = me.reconcile().await {
                             tracing::warn!(error = %e, "reconciling counters failed; will retry");
                         }
                     }
@@ -324,7 +320,7 @@ impl Engagement {
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 loop {
-                    if let Err(e) = me.recompute_trending(&catalog, listener.as_ref()).await {
+                    if let Err(e) = me.recompute_trending(listener.as_ref()).await {
                         tracing::warn!(error = %e, "recomputing trending failed; keeping the last list");
                     }
                     tokio::select! {
@@ -410,7 +406,8 @@ impl Engagement {
 
     /// Moves every store's pending counters into the catalog. `true` when
     /// every store was flushed.
-    pub async fn flush(&self, catalog: &Catalog) -> bool {
+    pub async fn flush(&self) -> bool {
+        let catalog = &self.catalog;
         let mut all = true;
         for store in self.hot.stores() {
             let r = async {
@@ -444,7 +441,8 @@ impl Engagement {
     /// Sets the counters of recently touched videos from their sources of
     /// truth. Views only when the spool is drained (else the rollups are
     /// behind and would pull the count back).
-    pub async fn reconcile(&self, catalog: &Catalog) -> Result<usize> {
+    pub async fn reconcile(&self) -> Result<usize> {
+        let catalog = &self.catalog;
         let ids: Vec<String> = std::mem::take(&mut *self.touched.lock())
             .into_iter()
             .collect();
@@ -488,11 +486,8 @@ impl Engagement {
     /// likes and shares per hour, halving every 6 h) × quality (smoothed
     /// completion rate, boosted by share rate) × recency of the video
     /// (halving every 48 h). Hashtags score the sum of their videos.
-    pub async fn recompute_trending(
-        &self,
-        catalog: &Catalog,
-        listener: &dyn Listener,
-    ) -> Result<()> {
+    pub async fn recompute_trending(&self, listener: &dyn Listener) -> Result<()> {
+        let catalog = &self.catalog;
         let now = now_ms() / 1000;
         let rows = self.analytics.activity(now - 48 * 3600).await?;
         let mut per: HashMap<String, (f64, u64, u64, i64)> = HashMap::new();

@@ -60,7 +60,7 @@ impl Social {
         }
         let total = parsed.len() as u32;
         let videos: Vec<&str> = parsed.iter().map(|(e, _)| e.video_id.as_str()).collect();
-        let owners = self.engagement.owners(&self.catalog, &videos).await?;
+        let owners = self.engagement.owners(&videos).await?;
         let mut events = Vec::with_capacity(parsed.len());
         for (e, ts) in parsed {
             let Some(creator) = owners.get(&e.video_id) else {
