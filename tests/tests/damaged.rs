@@ -1,7 +1,7 @@
 //! Damaged uploads that `ffmpeg -i clip -f null -` decodes are published,
 //! with what was repaired recorded; only a file with no decodable video is
 //! refused. The damage is made here from real encodes: bytes overwritten in
-//! the middle of an MP4's `mdat`, a file cut at 50 %, a 1 fps clip, and a
+//! the middle of an MP4's `mdat`, a file cut at 50 %, 1 fps and 240 fps clips, and a
 //! clip with a 5 s hole in its timestamps.
 
 use std::path::{Path, PathBuf};
@@ -162,19 +162,26 @@ fn a_file_cut_in_half_is_published_up_to_its_last_frame() {
 }
 
 #[test]
-fn one_frame_per_second_and_a_five_second_hole_work() {
+fn one_and_240_frames_per_second_and_a_five_second_hole_work() {
     let dir = tempfile::tempdir().unwrap();
-    let slow = dir.path().join("onefps.mp4");
-    lavfi(
-        &slow,
-        &["testsrc2=size=640x360:rate=1:duration=8"],
-        &[
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        ],
-    );
-    let out = dir.path().join("onefps");
-    transcode(&slow, &out);
-    assert_decodes(out.join("master.m3u8").to_str().unwrap());
+    for (rate, secs) in [(1, 8), (240, 3)] {
+        let clip = dir.path().join(format!("{rate}fps.mp4"));
+        lavfi(
+            &clip,
+            &[&format!(
+                "testsrc2=size=640x360:rate={rate}:duration={secs}"
+            )],
+            &[
+                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            ],
+        );
+        let out = dir.path().join(format!("{rate}fps"));
+        let v = transcode(&clip, &out);
+        assert_decodes(out.join("master.m3u8").to_str().unwrap());
+        // 240 fps comes down to the ladder's 60 fps ceiling; 1 fps stays.
+        let want = if rate == 240 { 60 } else { rate };
+        assert_eq!(v["plan"]["frame_rate"][0].as_i64(), Some(want), "{v}");
+    }
 
     let gap = dir.path().join("gap.mp4");
     lavfi(
