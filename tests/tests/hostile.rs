@@ -128,9 +128,12 @@ fn idle_floods_and_slowloris_do_not_starve_the_box() {
             "idle connections outlived the flood: {v}"
         );
         assert_eq!(v["closed_by_server"], v["opened"], "{v}");
+        // The client's clock starts at connect, the server's at accept: a
+        // connection can wait in the kernel's accept queue while 800 others
+        // arrive, and the reaper looks every 0.5 s here. 3 s covers both.
         let longest = v["longest_life_secs"].as_f64().unwrap();
         assert!(
-            longest <= (IDLE_TIMEOUT + 2) as f64,
+            longest <= (IDLE_TIMEOUT + 3) as f64,
             "an idle connection lived {longest} s with idle_timeout_secs = {IDLE_TIMEOUT}: {v}"
         );
     }
