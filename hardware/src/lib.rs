@@ -28,6 +28,9 @@ pub enum HardwareError {
     },
     #[error("unknown backend `{0}` (expected one of: auto, cpu, nvidia)")]
     UnknownBackend(String),
+    /// A CUDA, NVDEC or kernel call failed on the GPU.
+    #[error("GPU: {op}: {reason}")]
+    Device { op: &'static str, reason: String },
 }
 
 /// What a caller asked for on the command line or in a job.

@@ -31,6 +31,12 @@ impl Embedder {
     /// Loads the model from a directory holding [`MODEL_FILES`]; never
     /// touches the network.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_on(dir, crate::device::models())
+    }
+
+    /// [`load`](Self::load) onto a given device (benchmarks compare CPU and
+    /// GPU side by side in one process).
+    pub fn load_on(dir: &Path, device: Device) -> Result<Self> {
         let model_err = |reason: String| InferenceError::Model {
             dir: dir.to_path_buf(),
             reason,
@@ -59,7 +65,6 @@ impl Embedder {
                 ..TruncationParams::default()
             }))
             .map_err(|e| InferenceError::Tokenizer(e.to_string()))?;
-        let device = crate::device::models();
         let weights: PathBuf = dir.join("model.safetensors");
         // SAFETY: the weights file is mapped read-only and is not modified
         // while the process runs (set-up writes it once).

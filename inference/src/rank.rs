@@ -88,8 +88,13 @@ impl RankModel {
     /// Loads weights written by [`train`]; any missing or misshapen tensor is
     /// an error, so a truncated file is refused rather than half-used.
     pub fn load(path: &Path) -> Result<Self> {
-        let device = crate::device::models();
-        let tensors = candle_core::safetensors::load(path, &device)
+        Self::load_on(path, &crate::device::models())
+    }
+
+    /// [`load`](Self::load) onto a given device (benchmarks compare CPU and
+    /// GPU side by side in one process).
+    pub fn load_on(path: &Path, device: &Device) -> Result<Self> {
+        let tensors = candle_core::safetensors::load(path, device)
             .map_err(|e| InferenceError::Ranker(format!("{}: {e}", path.display())))?;
         let get = |name: &str| {
             tensors.get(name).cloned().ok_or_else(|| {
@@ -105,7 +110,7 @@ impl RankModel {
                 )));
             }
         }
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         Self::new(vb, mean, std)
             .map_err(|e| InferenceError::Ranker(format!("{}: {e}", path.display())))
     }

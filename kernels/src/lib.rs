@@ -9,6 +9,8 @@
 //!   device pointers with a pitch, as NVDEC and NVENC hand them out.
 //! - [`cpu`] is the same maths on host frames: the oracle for the tests, and
 //!   a CPU path.
+//! - [`conformance`] runs every kernel against [`cpu`] and reports the
+//!   differences (the GPU tests and the bring-up kit both use it).
 //! - [`probe`] says whether NVRTC and the CUDA driver can be loaded; `cudarc`
 //!   panics when a library is missing, so this crate probes before every first
 //!   use and returns [`KernelError`] instead.
@@ -46,6 +48,7 @@
 //! --test gpu -- --nocapture`.
 
 mod abi;
+pub mod conformance;
 pub mod cpu;
 mod error;
 pub mod gpu;

@@ -93,7 +93,7 @@ pub enum MediaError {
     InvalidRequest(String),
 
     #[error(transparent)]
-    Backend(#[from] hardware::HardwareError),
+    Backend(hardware::HardwareError),
 
     /// Our own output did not have the shape we wrote (a bug, or a full disk).
     #[error("packaging {}: {reason}", path.display())]
@@ -191,3 +191,15 @@ impl MediaError {
 }
 
 pub type Result<T, E = MediaError> = std::result::Result<T, E>;
+
+/// A GPU failure inside `hardware` is a device error here, as one raised by
+/// media's own GPU code is; other hardware errors (placement) stay as they
+/// are.
+impl From<hardware::HardwareError> for MediaError {
+    fn from(e: hardware::HardwareError) -> Self {
+        match e {
+            hardware::HardwareError::Device { op, reason } => Self::Device { op, reason },
+            other => Self::Backend(other),
+        }
+    }
+}

@@ -3,9 +3,13 @@
 //! driver, not the toolkit, so any of them may be absent on a given host.
 //!
 //! The entry-point tables (`cuvid`, `nvenc`) are resolved here once and shared
-//! with `media`, as FFmpeg's nv-codec-headers loader does.
+//! with `media`, as FFmpeg's nv-codec-headers loader does. [`memory`] (device
+//! frame buffers) and [`decode`] (NVDEC with the fused ladder scale) hold no
+//! FFmpeg types, so the GPU bring-up kit runs them without FFmpeg.
 
 pub mod cuvid;
+pub mod decode;
+pub mod memory;
 pub mod nvenc;
 pub mod nvml;
 
