@@ -199,7 +199,8 @@ impl From<hardware::HardwareError> for MediaError {
     fn from(e: hardware::HardwareError) -> Self {
         match e {
             hardware::HardwareError::Device { op, reason } => Self::Device { op, reason },
-            other => Self::Backend(other),
+            other @ (hardware::HardwareError::BackendUnavailable { .. }
+            | hardware::HardwareError::UnknownBackend(_)) => Self::Backend(other),
         }
     }
 }
