@@ -418,13 +418,7 @@ pub struct EmbedReport {
 pub fn embed(model_dir: &Path, out: &Path) -> Result<EmbedReport> {
     let e = inference::Embedder::load(model_dir)?;
     let world = inference::sim::World::generate(&inference::sim::WorldConfig::default());
-    let texts: Vec<String> = world
-        .videos
-        .iter()
-        .map(|v| {
-            inference::embed::video_text(&v.doc.caption, &v.doc.hashtags, v.doc.sound.as_deref())
-        })
-        .collect();
+    let texts = world.video_texts();
     let mut rows = Vec::new();
     for batch in [1usize, 8, 32, 64] {
         let t = Instant::now();

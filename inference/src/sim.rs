@@ -267,6 +267,16 @@ pub struct World {
 pub const EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
 impl World {
+    /// Each video's text as the embedder sees it (caption, hashtags, sound).
+    pub fn video_texts(&self) -> Vec<String> {
+        self.videos
+            .iter()
+            .map(|v| {
+                crate::embed::video_text(&v.doc.caption, &v.doc.hashtags, v.doc.sound.as_deref())
+            })
+            .collect()
+    }
+
     pub fn generate(cfg: &WorldConfig) -> Self {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let quality = Normal::new(0.0f32, 0.6).unwrap_or_else(|_| unreachable!());

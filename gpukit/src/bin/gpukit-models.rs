@@ -129,12 +129,9 @@ type Result<T> = std::result::Result<T, String>;
 fn sentences(count: usize, out: &Path) -> Result<()> {
     let world = inference::sim::World::generate(&inference::sim::WorldConfig::default());
     let texts: Vec<String> = world
-        .videos
-        .iter()
-        .map(|v| {
-            inference::embed::video_text(&v.doc.caption, &v.doc.hashtags, v.doc.sound.as_deref())
-                .replace('\n', " ")
-        })
+        .video_texts()
+        .into_iter()
+        .map(|t| t.replace('\n', " "))
         .cycle()
         .take(count)
         .collect();
