@@ -289,6 +289,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let plan = LadderPlan::new(&info, &[])?;
     let settings = EncoderSettings {
         preset: cfg.preset.clone(),
+        ..Default::default()
     };
     let inventory = hardware::Inventory::discover();
     let opts = TranscodeOptions {

@@ -104,12 +104,16 @@ pub trait EncodeBackend: Sync {
 pub struct EncoderSettings {
     /// x264 preset for the CPU encoder.
     pub preset: String,
+    /// x264 tune, e.g. `zerolatency` for live (no B-frames, no look-ahead:
+    /// a packet leaves the encoder with its frame).
+    pub tune: Option<String>,
 }
 
 impl Default for EncoderSettings {
     fn default() -> Self {
         Self {
             preset: "veryfast".into(),
+            tune: None,
         }
     }
 }

@@ -9,6 +9,7 @@ mod audio;
 pub mod backend;
 pub mod cmaf;
 mod error;
+pub mod live;
 pub mod plan;
 pub mod playlist;
 pub mod probe;

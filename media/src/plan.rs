@@ -75,6 +75,50 @@ pub struct LadderPlan {
 }
 
 impl LadderPlan {
+    /// Plans a live ladder for a camera's `width` x `height` at `frame_rate`:
+    /// an IDR every [`GOP_SECONDS`] and one GOP per segment (live segments
+    /// are short so the latency is), `requested` rung heights as in
+    /// [`LadderPlan::new`].
+    pub fn live(
+        width: u32,
+        height: u32,
+        frame_rate: (i32, i32),
+        requested: &[u32],
+        audio: Option<AudioPlan>,
+    ) -> Result<Self> {
+        if let Some(bad) = requested.iter().find(|r| !STANDARD_RUNGS.contains(r)) {
+            return Err(MediaError::InvalidRequest(format!(
+                "rung {bad} is not one of {}",
+                STANDARD_RUNGS.map(|r| r.to_string()).join(", ")
+            )));
+        }
+        if width < 2 || height < 2 || frame_rate.0 <= 0 || frame_rate.1 <= 0 {
+            return Err(MediaError::InvalidRequest(format!(
+                "a live source of {width}x{height} at {}/{} fps",
+                frame_rate.0, frame_rate.1
+            )));
+        }
+        let fps = f64::from(frame_rate.0) / f64::from(frame_rate.1);
+        let gop_frames = ((f64::from(GOP_SECONDS) * fps).round() as u32).max(1);
+        let wanted: Vec<u32> = if requested.is_empty() {
+            STANDARD_RUNGS.to_vec()
+        } else {
+            requested.to_vec()
+        };
+        Ok(Self {
+            display_width: width,
+            display_height: height,
+            frame_rate,
+            gop_frames,
+            segment_frames: gop_frames,
+            deinterlace: false,
+            rotation: 0,
+            expected_frames: 0,
+            rungs: plan_rungs(width, height, fps, &wanted),
+            audio,
+        })
+    }
+
     /// Plans the ladder for `source`, restricted to `requested` rung heights
     /// (a subset of [`STANDARD_RUNGS`]; empty means all).
     pub fn new(source: &SourceInfo, requested: &[u32]) -> Result<Self> {

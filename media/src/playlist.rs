@@ -92,7 +92,7 @@ pub fn write_media_playlist(track: &Track) -> Result<()> {
 /// can come out as `3.9938320000000003`. Our durations are whole microseconds,
 /// so the playlist states them with at most six decimals: shorter, and the
 /// same bytes on every platform.
-fn tidy_extinf(playlist: &str) -> String {
+pub(crate) fn tidy_extinf(playlist: &str) -> String {
     let mut out = String::with_capacity(playlist.len());
     for line in playlist.lines() {
         match line

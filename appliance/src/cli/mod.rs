@@ -8,6 +8,7 @@ pub mod bench;
 mod bench_ingest;
 pub mod doctor;
 pub mod feed;
+pub mod ingest_rtsp;
 pub mod serve;
 pub mod transcode;
 pub mod user;

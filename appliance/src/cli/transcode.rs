@@ -28,7 +28,10 @@ pub fn run(
     let opts = media::TranscodeOptions {
         backend,
         rungs,
-        encoder: media::backend::EncoderSettings { preset },
+        encoder: media::backend::EncoderSettings {
+            preset,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let bars = progress::Bars::new(quiet || json);

@@ -349,6 +349,7 @@ async fn transcode_and_upload(
         },
         encoder: media::backend::EncoderSettings {
             preset: app.config.transcode.preset.clone(),
+            ..Default::default()
         },
         cancel: Some(cancel.clone()),
     };

@@ -422,7 +422,7 @@ pub fn x264_option_pairs(
     let top = plan.rungs.first().is_some_and(|r| r.name == rung.name);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let g = plan.gop_frames;
-    vec![
+    let mut pairs = vec![
         ("preset", settings.preset.clone()),
         ("profile", "high".into()),
         ("b", rung.bitrate.to_string()),
@@ -443,7 +443,11 @@ pub fn x264_option_pairs(
             "x264-params",
             format!("open-gop=0:sliced-threads={}", u8::from(top)),
         ),
-    ]
+    ];
+    if let Some(tune) = &settings.tune {
+        pairs.push(("tune", tune.clone()));
+    }
+    pairs
 }
 
 struct X264 {

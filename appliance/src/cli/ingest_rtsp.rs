@@ -1,0 +1,112 @@
+//! `appliance ingest-rtsp URL --out DIR`: one camera into a live HLS ladder
+//! from the command line, with progress on stderr, until `--duration` runs
+//! out or SIGINT/SIGTERM; the playlists then end with `EXT-X-ENDLIST`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use media::live::{Channel, ChannelOptions, IngestOptions, LadderConfig};
+
+pub struct Args {
+    pub url: String,
+    pub out: PathBuf,
+    pub rungs: Vec<u32>,
+    pub preset: String,
+    pub duration: Option<u64>,
+    pub watchdog_secs: u64,
+    pub udp: bool,
+}
+
+pub fn run(a: Args) -> ExitCode {
+    let url = match url::Url::parse(&a.url) {
+        Ok(u) if matches!(u.scheme(), "rtsp" | "rtsps") => u,
+        Ok(u) => {
+            eprintln!("error: {} is not an rtsp:// URL", media::live::redacted(&u));
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: the camera URL does not parse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if a.watchdog_secs == 0 {
+        eprintln!("error: --watchdog-secs must be at least 1");
+        return ExitCode::from(2);
+    }
+    let shown = media::live::redacted(&url);
+    let mut ingest = IngestOptions::new(url);
+    ingest.watchdog = Duration::from_secs(a.watchdog_secs);
+    ingest.udp = a.udp;
+    let opts = ChannelOptions {
+        ingest,
+        dir: a.out.clone(),
+        ladder: LadderConfig {
+            rungs: a.rungs,
+            preset: a.preset,
+        },
+    };
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return super::report(&e),
+    };
+    rt.block_on(async move {
+        let channel = match Channel::start(opts) {
+            Ok(c) => c,
+            Err(e) => return super::report(&e),
+        };
+        eprintln!("live: pulling {shown} into {}", a.out.display());
+        let began = Instant::now();
+        let deadline = a.duration.map(|s| began + Duration::from_secs(s));
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let (mut last_frames, mut last_bytes) = (0u64, 0u64);
+        let mut last_error = None;
+        loop {
+            let until_deadline = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown() => break,
+                _ = tokio::time::sleep(until_deadline.unwrap_or(Duration::MAX)), if until_deadline.is_some() => break,
+            }
+            let s = channel.stats().snapshot();
+            if s.last_error != last_error {
+                if let Some(e) = &s.last_error {
+                    eprintln!("live: {e}");
+                }
+                last_error = s.last_error.clone();
+            }
+            let fps = (s.frames_in - last_frames) as f64 / 2.0;
+            let kbps = (s.bytes_in - last_bytes) as f64 * 8.0 / 2.0 / 1000.0;
+            (last_frames, last_bytes) = (s.frames_in, s.bytes_in);
+            eprintln!(
+                "live: {:?} {} | {fps:.1} fps in, {kbps:.0} kb/s | {} segments, latency {} ms | {} reconnects, {} dropped",
+                s.state,
+                s.input.as_deref().unwrap_or("-"),
+                s.segments,
+                s.latency_ms,
+                s.reconnects,
+                s.dropped
+            );
+        }
+        eprintln!("live: stopping");
+        match channel.stop().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => super::report(&e),
+        }
+    })
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
