@@ -24,7 +24,9 @@ pub struct Fragment {
 
 pub struct FragmentMuxer {
     octx: ff::format::context::Output,
-    /// Where the custom I/O writes; boxed so its address is stable.
+    /// Where the custom I/O writes. Boxed: libavformat holds a pointer to
+    /// the `Vec` itself, which must not move when the muxer does.
+    #[allow(clippy::box_collection)]
     sink: Box<Vec<u8>>,
     packet_tb: Rational,
     stream_tb: Rational,

@@ -99,14 +99,15 @@ pub async fn run(
 ) {
     let shown = redacted(&opts.url);
     let mut failures = 0u32;
+    let mut was_live = false;
     loop {
         if *stop.borrow() {
             break;
         }
-        stats.set_state(if stats.reconnects.load(Ordering::Relaxed) == 0 {
-            ChannelState::Connecting
-        } else {
+        stats.set_state(if was_live {
             ChannelState::Reconnecting
+        } else {
+            ChannelState::Connecting
         });
         let began = Instant::now();
         let delivered_before = stats.frames_in.load(Ordering::Relaxed);
@@ -119,9 +120,13 @@ pub async fn run(
         };
         tracing::warn!(url = %shown, reason = %why, "live input lost; reconnecting");
         stats.set_error(why);
-        stats.reconnects.fetch_add(1, Ordering::Relaxed);
-        // A session that delivered for a while resets the backoff.
+        // Reconnects count lost inputs, not failed attempts to get one back.
         let delivered = stats.frames_in.load(Ordering::Relaxed) > delivered_before;
+        if delivered {
+            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            was_live = true;
+        }
+        // A session that delivered for a while resets the backoff.
         if delivered && began.elapsed() > Duration::from_secs(10) {
             failures = 0;
         }
