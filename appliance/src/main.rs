@@ -200,6 +200,23 @@ enum BenchCommand {
         #[arg(long, default_value = "cpu")]
         backend: String,
     },
+    /// Live RTSP channels sustained in real time and live latency: the
+    /// appliance vs ffmpeg, 720p30 H.264 cameras → 720/480/360 HLS.
+    Live {
+        #[arg(long, default_value = "benches/results/live-cpu.json")]
+        out: PathBuf,
+        /// GStreamer RTSP server script (the camera).
+        #[arg(long, default_value = "tests/rtsp/serve.py")]
+        server: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        max_channels: usize,
+        #[arg(long, default_value_t = 8)]
+        warmup_secs: u64,
+        #[arg(long, default_value_t = 16)]
+        measure_secs: u64,
+        #[arg(long, default_value = "veryfast")]
+        preset: String,
+    },
     /// Candidates scored per second by batch size (formula and model).
     Rank {
         #[arg(long, default_value = "benches/results/rank-cpu.json")]
@@ -261,11 +278,14 @@ enum Source {
 }
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour for a person at a terminal; plain text in files and pipes.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     match Cli::parse().command {
         Command::Serve {
@@ -343,6 +363,24 @@ fn main() -> ExitCode {
 
 fn bench(which: BenchCommand) -> ExitCode {
     match which {
+        BenchCommand::Live {
+            out,
+            server,
+            max_channels,
+            warmup_secs,
+            measure_secs,
+            preset,
+        } => cli::bench::done(
+            benches::live::run(&benches::live::Config {
+                server_script: server,
+                max_channels,
+                warmup_secs,
+                measure_secs,
+                preset,
+                out: out.clone(),
+            }),
+            &out,
+        ),
         BenchCommand::Rank { out } => cli::bench::done(benches::feed::rank(&out), &out),
         BenchCommand::Feed {
             out,

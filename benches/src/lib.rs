@@ -4,12 +4,15 @@
 //! - [`encode`]: the CPU media engine vs the `ffmpeg` CLI on the same 1080p
 //!   source → 4-rung HLS ladder, alternating runs, with PSNR of every rung.
 
+//! - [`live`]: live RTSP channels per box and live latency, the appliance
+//!   vs `ffmpeg -f hls`, alternating.
 //! - [`feed`]: retrieval recall/QPS by index type, candidates ranked per
 //!   second by batch size, feed latency under concurrent load at 10k–1M
 //!   videos, and sentences embedded per second.
 
 pub mod encode;
 pub mod feed;
+pub mod live;
 mod machine;
 
 pub use machine::Machine;

@@ -111,15 +111,25 @@ pub async fn run(
         });
         let began = Instant::now();
         let delivered_before = stats.frames_in.load(Ordering::Relaxed);
-        let result = session(&opts, &tx, &stats, &mut stop).await;
+        let group = Arc::new(SessionGroup::default());
+        let result = session(&opts, &tx, &stats, &mut stop, &group).await;
         let _ = tx.send(Input::Gap);
-        let why = match result {
-            Ok(End::Stopped) => break,
-            Ok(End::EndOfStream) => "the camera ended the stream".to_owned(),
-            Err(e) => e,
+        let why = match &result {
+            Ok(End::Stopped) => None,
+            Ok(End::EndOfStream) => Some("the camera ended the stream".to_owned()),
+            Err(e) => Some(e.clone()),
         };
-        tracing::warn!(url = %shown, reason = %why, "live input lost; reconnecting");
-        stats.set_error(why);
+        if let Some(why) = &why {
+            // Said before the teardown wait, which a frozen camera can drag out.
+            tracing::warn!(url = %shown, reason = %why, "live input lost; reconnecting");
+            stats.set_error(why.clone());
+        }
+        // TEARDOWN runs in the background; never wait for it longer than a
+        // request (a dead camera would otherwise hold the redial).
+        let _ = tokio::time::timeout(opts.request_timeout, group.await_teardown()).await;
+        if why.is_none() {
+            break;
+        }
         // Reconnects count lost inputs, not failed attempts to get one back.
         let delivered = stats.frames_in.load(Ordering::Relaxed) > delivered_before;
         if delivered {
@@ -175,9 +185,9 @@ async fn session(
     tx: &SyncSender<Input>,
     stats: &LiveStats,
     stop: &mut watch::Receiver<bool>,
+    group: &Arc<SessionGroup>,
 ) -> Result<End, String> {
     let (url, creds) = split_credentials(&opts.url);
-    let group = Arc::new(SessionGroup::default());
     let limit = opts.request_timeout;
     let timed = |what: &'static str| move |_| format!("{what}: no answer in {limit:?}");
     let mut described = tokio::time::timeout(
@@ -187,7 +197,7 @@ async fn session(
             SessionOptions::default()
                 .creds(creds)
                 .user_agent("video-appliance".into())
-                .session_group(Arc::clone(&group)),
+                .session_group(Arc::clone(group)),
         ),
     )
     .await
@@ -367,8 +377,6 @@ async fn session(
         }
     };
     drop(demuxed);
-    // TEARDOWN in the background, never waited for longer than a request.
-    let _ = tokio::time::timeout(limit, group.await_teardown()).await;
     outcome
 }
 
