@@ -208,7 +208,7 @@ enum BenchCommand {
         /// GStreamer RTSP server script (the camera).
         #[arg(long, default_value = "tests/rtsp/serve.py")]
         server: PathBuf,
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 8)]
         max_channels: usize,
         #[arg(long, default_value_t = 8)]
         warmup_secs: u64,

@@ -48,6 +48,8 @@ pub struct Row {
 
 #[derive(Debug, Serialize)]
 pub struct LiveReport {
+    /// What each contender's latency is measured from.
+    pub latency_basis: HashMap<String, String>,
     pub machine: Machine,
     pub source: String,
     pub ladder: String,
@@ -102,7 +104,6 @@ fn start_camera(script: &Path) -> Result<(Camera, String)> {
 }
 
 pub fn run(cfg: &Config) -> Result<LiveReport> {
-    let (_camera, url) = start_camera(&cfg.server_script)?;
     let work = tempfile::tempdir().map_err(io("creating", Path::new("temp dir")))?;
     let mut rows = Vec::new();
     let mut best: HashMap<String, usize> = HashMap::new();
@@ -113,11 +114,21 @@ pub fn run(cfg: &Config) -> Result<LiveReport> {
                 continue;
             }
             let dir = work.path().join(format!("{contender}-{n}"));
+            // A fresh camera per measurement: one that stopped serving after
+            // many clients must not count against the next contender.
+            let (_camera, url) = start_camera(&cfg.server_script)?;
+            let url = url.as_str();
             let row = if i == 0 {
-                appliance(cfg, &url, n, &dir)?
+                appliance(cfg, url, n, &dir)?
             } else {
-                ffmpeg(cfg, &url, n, &dir)?
+                ffmpeg(cfg, url, n, &dir)?
             };
+            if row.fps_in == 0.0 {
+                return Err(BenchError::Command {
+                    command: format!("{contender} with {n} channels"),
+                    detail: "no frame arrived: the camera stopped serving".into(),
+                });
+            }
             eprintln!("  {row:?}");
             if row.sustained {
                 best.insert(contender.into(), n);
@@ -131,6 +142,10 @@ pub fn run(cfg: &Config) -> Result<LiveReport> {
         }
     }
     let report = LiveReport {
+        latency_basis: HashMap::from([
+            ("appliance".to_owned(), "segment published − (PROGRAM-DATE-TIME + duration); PDT anchored at the wall clock when the run's first frame arrived".to_owned()),
+            ("ffmpeg".to_owned(), "segment file appeared − (PROGRAM-DATE-TIME + EXTINF); ffmpeg anchors PDT at its own output start, which runs ahead of arrival, so this can be negative and is not comparable".to_owned()),
+        ]),
         machine: Machine::current(),
         source: "GStreamer RTSP server (tests/rtsp/serve.py): videotestsrc 1280x720 30 fps, x264 superfast 2 Mb/s, shared by every channel, over RTSP/TCP on loopback".into(),
         ladder: "720p/480p/360p H.264, x264 tune=zerolatency, IDR every 2 s, 2 s CMAF segments".into(),
@@ -294,13 +309,19 @@ fn ffmpeg(cfg: &Config, url: &str, n: usize, dir: &Path) -> Result<Row> {
     let before: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let top: Vec<PathBuf> = (0..n).map(|i| dir.join(i.to_string()).join("0")).collect();
     let mut appeared: HashMap<PathBuf, SystemTime> = HashMap::new();
+    // Segments written during the warm-up are not the window's.
+    let existing: std::collections::HashSet<PathBuf> = top
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect();
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(cfg.measure_secs) {
         std::thread::sleep(Duration::from_millis(50));
         for d in &top {
             for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
                 let p = e.path();
-                if p.extension().is_some_and(|x| x == "m4s") {
+                if p.extension().is_some_and(|x| x == "m4s") && !existing.contains(&p) {
                     appeared.entry(p).or_insert_with(SystemTime::now);
                 }
             }
@@ -326,9 +347,13 @@ fn ffmpeg(cfg: &Config, url: &str, n: usize, dir: &Path) -> Result<Row> {
             } else if !line.starts_with('#') && !line.is_empty() {
                 if let (Some(start), Some(at)) = (pdt, appeared.get(&d.join(line))) {
                     let end = start + Duration::from_secs_f64(dur);
-                    if let Ok(l) = at.duration_since(end) {
-                        latencies.push(l.as_secs_f64() * 1e3);
-                    }
+                    // Signed: ffmpeg stamps from its own output clock, which
+                    // can run ahead of the frames' arrival.
+                    let l = match at.duration_since(end) {
+                        Ok(l) => l.as_secs_f64(),
+                        Err(e) => -e.duration().as_secs_f64(),
+                    };
+                    latencies.push(l * 1e3);
                 }
                 pdt = None;
             }

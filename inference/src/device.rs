@@ -1,8 +1,10 @@
 //! Where the models run. With the `gpu` cargo feature (candle's CUDA
-//! backend, which needs `nvcc` at build time and links `libcuda`), the
-//! embedding model and the ranker run on CUDA device 0 when it opens, and
-//! on the CPU otherwise; without it, always on the CPU. `APPLIANCE_MODELS_ON`
-//! = `cpu` keeps them on the CPU in a GPU build (for side-by-side benches).
+//! backend, which needs `nvcc` at build time — `scripts/cuda-toolkit` — and
+//! links `libcuda`, cuBLAS, cuRAND and NVRTC), the embedding model and the
+//! ranker run on CUDA device 0 when it opens, and on the CPU otherwise;
+//! without it, always on the CPU. `APPLIANCE_MODELS_ON` = `cpu` keeps them
+//! on the CPU in a GPU build (for side-by-side benches). FAISS's GPU code is
+//! the separate feature `faiss-gpu`; indexes are built on the CPU either way.
 
 use candle_core::Device;
 

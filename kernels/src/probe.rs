@@ -35,10 +35,34 @@ pub(crate) fn require_cuda_driver() -> Result<()> {
 }
 
 fn candidates(names: &[&str]) -> Vec<String> {
-    names
-        .iter()
-        .flat_map(|n| cudarc::get_lib_name_candidates(n))
-        .collect()
+    names.iter().flat_map(|n| lib_name_candidates(n)).collect()
+}
+
+/// The file names `cudarc`'s loader tries for library `name`, in its order,
+/// for the CUDA 12.6 bindings this workspace pins. Written out here because
+/// `cudarc` only offers its own list when it loads libraries at run time,
+/// and the `gpu` build (candle) switches it to linking them.
+pub fn lib_name_candidates(name: &str) -> Vec<String> {
+    let (major, minor) = (12, 6);
+    vec![
+        format!("lib{name}.so"),
+        format!("lib{name}64.so"),
+        format!("lib{name}64_{major}.so"),
+        format!("lib{name}64_{major}{minor}.so"),
+        format!("lib{name}64_{major}{minor}_0.so"),
+        format!("lib{name}64_{major}0_{minor}.so"),
+        format!("lib{name}64_10.so"),
+        format!("lib{name}64_11.so"),
+        format!("lib{name}64_12.so"),
+        format!("lib{name}64_{major}0_0.so"),
+        format!("lib{name}64_9.so"),
+        format!("lib{name}.so.{major}"),
+        format!("lib{name}.so.12"),
+        format!("lib{name}.so.11"),
+        format!("lib{name}.so.10"),
+        format!("lib{name}.so.9"),
+        format!("lib{name}.so.1"),
+    ]
 }
 
 fn first_loadable(candidates: &[String]) -> Option<String> {
@@ -51,4 +75,19 @@ fn first_loadable(candidates: &[String]) -> Option<String> {
             unsafe { libloading::Library::new(name.as_str()) }.is_ok()
         })
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Where `cudarc` offers its list (run-time loading, the default build),
+    /// ours is the same, so a library the probe finds is one `cudarc` loads.
+    #[test]
+    fn candidates_match_cudarc_where_it_has_them() {
+        for name in ["cuda", "nvrtc", "nvcuvid"] {
+            assert_eq!(
+                super::lib_name_candidates(name),
+                cudarc::get_lib_name_candidates(name)
+            );
+        }
+    }
 }

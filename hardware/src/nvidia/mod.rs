@@ -77,12 +77,12 @@ pub fn libraries() -> Vec<Library> {
         probe(
             "libcuda",
             "CUDA driver: every GPU stage",
-            &cudarc::get_lib_name_candidates("cuda"),
+            &kernels::probe::lib_name_candidates("cuda"),
         ),
         probe(
             "libnvrtc",
             "run-time compilation of the scaling kernels",
-            &cudarc::get_lib_name_candidates("nvrtc"),
+            &kernels::probe::lib_name_candidates("nvrtc"),
         ),
         probe(
             "libnvcuvid",
@@ -119,7 +119,7 @@ pub fn libraries() -> Vec<Library> {
 /// Whether `libcuda` can be loaded; the gate before any `cudarc` call.
 pub fn driver_present() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();
-    *PRESENT.get_or_init(|| find(&cudarc::get_lib_name_candidates("cuda")).is_some())
+    *PRESENT.get_or_init(|| find(&kernels::probe::lib_name_candidates("cuda")).is_some())
 }
 
 /// What discovery found, with a note for each thing that did not work.
