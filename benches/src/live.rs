@@ -60,6 +60,7 @@ pub struct LiveReport {
 }
 
 const FPS: f64 = 30.0;
+const STAGGER: Duration = Duration::from_millis(500);
 const MOUNT: &str = "h264";
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchError {
@@ -176,6 +177,9 @@ fn appliance(cfg: &Config, url: &str, n: usize, dir: &Path) -> Result<Row> {
                     preset: cfg.preset.clone(),
                 },
             })?);
+            // Clients join the camera one at a time: GStreamer's RTSP server
+            // was seen to die under simultaneous SETUPs of a shared stream.
+            tokio::time::sleep(STAGGER).await;
         }
         tokio::time::sleep(Duration::from_secs(cfg.warmup_secs)).await;
         let snap = |c: &Channel| {
@@ -285,6 +289,7 @@ fn ffmpeg(cfg: &Config, url: &str, n: usize, dir: &Path) -> Result<Row> {
             .spawn()
             .map_err(io("starting", Path::new("ffmpeg")))?;
         children.push(Camera(child));
+        std::thread::sleep(STAGGER);
     }
     // Progress lines (`frame=N`) from each process, read on their own threads.
     let counters: Vec<std::sync::Arc<std::sync::atomic::AtomicU64>> = children

@@ -81,19 +81,7 @@ impl TrackWriter {
             // lets the muxer pick the MP4 sample entry (avc1/mp4a).
             unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
         }
-        let mut opts = ff::Dictionary::new();
-        // The muxer re-bases every track so its first decode time is zero and,
-        // with empty_moov, writes no edit list. The pipeline therefore starts
-        // every track with the same lead-in (see `transcode`), which keeps audio
-        // and video in sync without edit lists (which HLS players handle unevenly).
-        opts.set(
-            "movflags",
-            "+frag_custom+empty_moov+default_base_moof+skip_trailer",
-        );
-        opts.set("use_editlist", "0");
-        // No encoder/version strings or wall-clock times: identical input, identical bytes.
-        opts.set("fflags", "+bitexact");
-        octx.write_header_with(opts)
+        octx.write_header_with(muxer_options())
             .map_err(|e| ff_err("writing the MP4 header", &tmp, e))?;
         let stream_tb = octx.stream(0).expect("added above").time_base();
         Ok(Self {
@@ -204,6 +192,24 @@ impl TrackWriter {
             codec: self.codec,
         })
     }
+}
+
+/// The MP4 muxer's settings for CMAF: one fragment per flush, an empty
+/// `moov`, `tfdt`-based fragments, no trailer.
+pub(crate) fn muxer_options() -> ff::Dictionary<'static> {
+    let mut opts = ff::Dictionary::new();
+    // The muxer re-bases every track so its first decode time is zero and,
+    // with empty_moov, writes no edit list. The pipeline therefore starts
+    // every track with the same lead-in (see `transcode`), which keeps audio
+    // and video in sync without edit lists (which HLS players handle unevenly).
+    opts.set(
+        "movflags",
+        "+frag_custom+empty_moov+default_base_moof+skip_trailer",
+    );
+    opts.set("use_editlist", "0");
+    // No encoder/version strings or wall-clock times: identical input, identical bytes.
+    opts.set("fflags", "+bitexact");
+    opts
 }
 
 pub fn segment_name(i: usize) -> String {

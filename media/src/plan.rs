@@ -86,12 +86,7 @@ impl LadderPlan {
         requested: &[u32],
         audio: Option<AudioPlan>,
     ) -> Result<Self> {
-        if let Some(bad) = requested.iter().find(|r| !STANDARD_RUNGS.contains(r)) {
-            return Err(MediaError::InvalidRequest(format!(
-                "rung {bad} is not one of {}",
-                STANDARD_RUNGS.map(|r| r.to_string()).join(", ")
-            )));
-        }
+        let wanted = wanted_rungs(requested)?;
         if width < 2 || height < 2 || frame_rate.0 <= 0 || frame_rate.1 <= 0 {
             return Err(MediaError::InvalidRequest(format!(
                 "a live source of {width}x{height} at {}/{} fps",
@@ -99,12 +94,7 @@ impl LadderPlan {
             )));
         }
         let fps = f64::from(frame_rate.0) / f64::from(frame_rate.1);
-        let gop_frames = ((f64::from(GOP_SECONDS) * fps).round() as u32).max(1);
-        let wanted: Vec<u32> = if requested.is_empty() {
-            STANDARD_RUNGS.to_vec()
-        } else {
-            requested.to_vec()
-        };
+        let gop_frames = gop_frames(fps);
         Ok(Self {
             display_width: width,
             display_height: height,
@@ -122,22 +112,12 @@ impl LadderPlan {
     /// Plans the ladder for `source`, restricted to `requested` rung heights
     /// (a subset of [`STANDARD_RUNGS`]; empty means all).
     pub fn new(source: &SourceInfo, requested: &[u32]) -> Result<Self> {
-        if let Some(bad) = requested.iter().find(|r| !STANDARD_RUNGS.contains(r)) {
-            return Err(MediaError::InvalidRequest(format!(
-                "rung {bad} is not one of {}",
-                STANDARD_RUNGS.map(|r| r.to_string()).join(", ")
-            )));
-        }
+        let wanted = wanted_rungs(requested)?;
         let v = &source.video;
         let (dw, dh) = v.display_size();
         let frame_rate = output_frame_rate(v.avg_frame_rate, v.base_frame_rate);
         let fps = f64::from(frame_rate.0) / f64::from(frame_rate.1);
-        let gop_frames = ((f64::from(GOP_SECONDS) * fps).round() as u32).max(1);
-        let wanted: Vec<u32> = if requested.is_empty() {
-            STANDARD_RUNGS.to_vec()
-        } else {
-            requested.to_vec()
-        };
+        let gop_frames = gop_frames(fps);
         let rungs = plan_rungs(dw, dh, fps, &wanted);
         let audio = source.audio.as_ref().map(|a| {
             let channels = a.channels.clamp(1, 2);
@@ -233,6 +213,27 @@ fn base_kbps(short_side: u32) -> u64 {
         480.. => 1100,
         _ => 365,
     }
+}
+
+/// The rung heights asked for (all standard ones when none), refused when
+/// one is not standard.
+fn wanted_rungs(requested: &[u32]) -> Result<Vec<u32>> {
+    if let Some(bad) = requested.iter().find(|r| !STANDARD_RUNGS.contains(r)) {
+        return Err(MediaError::InvalidRequest(format!(
+            "rung {bad} is not one of {}",
+            STANDARD_RUNGS.map(|r| r.to_string()).join(", ")
+        )));
+    }
+    Ok(if requested.is_empty() {
+        STANDARD_RUNGS.to_vec()
+    } else {
+        requested.to_vec()
+    })
+}
+
+/// Frames between IDRs at `fps`: [`GOP_SECONDS`], at least one frame.
+fn gop_frames(fps: f64) -> u32 {
+    ((f64::from(GOP_SECONDS) * fps).round() as u32).max(1)
 }
 
 fn plan_rungs(dw: u32, dh: u32, fps: f64, wanted: &[u32]) -> Vec<Rung> {

@@ -65,7 +65,7 @@ pub fn run(a: Args) -> ExitCode {
             let until_deadline = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = shutdown() => break,
+                _ = super::serve::shutdown_signal() => break,
                 _ = tokio::time::sleep(until_deadline.unwrap_or(Duration::MAX)), if until_deadline.is_some() => break,
             }
             let s = channel.stats().snapshot();
@@ -94,19 +94,4 @@ pub fn run(a: Args) -> ExitCode {
             Err(e) => super::report(&e),
         }
     })
-}
-
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }

@@ -252,7 +252,8 @@ fn read_optional(path: &Path) -> Option<Bytes> {
     std::fs::read(path).ok().map(Bytes::from)
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM, whichever comes first.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -126,16 +126,9 @@ impl FragmentMuxer {
             // the muxer pick the sample entry (avc1/hvc1/mp4a).
             unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
         }
-        let mut opts = ff::Dictionary::new();
-        opts.set(
-            "movflags",
-            "+frag_custom+empty_moov+default_base_moof+skip_trailer",
-        );
-        opts.set("use_editlist", "0");
-        opts.set("fflags", "+bitexact");
         muxer
             .octx
-            .write_header_with(opts)
+            .write_header_with(crate::cmaf::muxer_options())
             .map_err(|e| MediaError::ffmpeg("writing the MP4 header", e))?;
         muxer.flush_io();
         muxer.init = std::mem::take(&mut *muxer.sink);
