@@ -49,27 +49,7 @@ enum Command {
     },
     /// Pull one RTSP camera into a live HLS ladder in DIR (reconnecting on
     /// its own) until --duration runs out or SIGINT/SIGTERM.
-    IngestRtsp {
-        /// rtsp://[user:password@]host[:port]/path (credentials are never logged).
-        url: String,
-        #[arg(long)]
-        out: PathBuf,
-        /// Rung heights (short side), comma-separated, from 1080,720,480,360.
-        #[arg(long, value_delimiter = ',', default_value = "720,480,360")]
-        rungs: Vec<u32>,
-        /// x264 preset for the CPU encoder.
-        #[arg(long, default_value = "veryfast")]
-        preset: String,
-        /// Stop after this many seconds.
-        #[arg(long)]
-        duration: Option<u64>,
-        /// Redial when no frame arrives for this long.
-        #[arg(long, default_value_t = 10)]
-        watchdog_secs: u64,
-        /// RTP over UDP instead of the RTSP connection.
-        #[arg(long)]
-        udp: bool,
-    },
+    IngestRtsp(cli::ingest_rtsp::Args),
     /// Run the appliance: HTTP API, HLS origin and transcode workers.
     Serve {
         /// Config file (default: ./appliance.toml if present; see appliance.example.toml).
@@ -309,23 +289,7 @@ fn main() -> ExitCode {
             cli::user::add(config, &username, role)
         }
         Command::Doctor { config, json } => cli::doctor::run(config, json),
-        Command::IngestRtsp {
-            url,
-            out,
-            rungs,
-            preset,
-            duration,
-            watchdog_secs,
-            udp,
-        } => cli::ingest_rtsp::run(cli::ingest_rtsp::Args {
-            url,
-            out,
-            rungs,
-            preset,
-            duration,
-            watchdog_secs,
-            udp,
-        }),
+        Command::IngestRtsp(args) => cli::ingest_rtsp::run(args),
         Command::Transcode {
             input,
             out,

@@ -8,13 +8,27 @@ use std::time::{Duration, Instant};
 
 use media::live::{Channel, ChannelOptions, IngestOptions, LadderConfig};
 
+/// The command's arguments, parsed by clap straight into this struct.
+#[derive(clap::Args)]
 pub struct Args {
+    /// rtsp://[user:password@]host[:port]/path (credentials are never logged).
     pub url: String,
+    #[arg(long)]
     pub out: PathBuf,
+    /// Rung heights (short side), comma-separated, from 1080,720,480,360.
+    #[arg(long, value_delimiter = ',', default_value = "720,480,360")]
     pub rungs: Vec<u32>,
+    /// x264 preset for the CPU encoder.
+    #[arg(long, default_value = "veryfast")]
     pub preset: String,
+    /// Stop after this many seconds.
+    #[arg(long)]
     pub duration: Option<u64>,
+    /// Redial when no frame arrives for this long.
+    #[arg(long, default_value_t = 10)]
     pub watchdog_secs: u64,
+    /// RTP over UDP instead of the RTSP connection.
+    #[arg(long)]
     pub udp: bool,
 }
 
