@@ -7,6 +7,15 @@
 //! - each session in its own `SessionGroup`, its TEARDOWN awaited under a
 //!   timeout, so a dead camera cannot hold a reconnect;
 //! - credentials are taken out of the URL and never logged.
+//!
+//! Time: a run's media time is anchored at the arrival of its first frame
+//! at the box and advanced by the camera's RTP clock ([`MediaClock`]), so a
+//! segment's program date-time is when its frames were captured as the box
+//! sees them. RTP timestamps can jump: GStreamer's RTSP server seeks a
+//! shared stream back to 0 for every viewer when another one sends `PLAY`
+//! with `Range: npt=0.000-` (which retina always sends), and cameras reset
+//! their clocks. A jump is bridged by the box's clock, so the timeline
+//! neither rewinds nor leaps and latency does not depend on who joined when.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -273,8 +282,9 @@ async fn session(
         "h264"
     };
 
-    let mut started: Option<(Instant, i64)> = None;
-    let mut audio0: Option<i64> = None;
+    // The run's first frame's arrival and its video clock; its audio clock.
+    let mut started: Option<(Instant, MediaClock)> = None;
+    let mut audio_clock: Option<MediaClock> = None;
     let mut video: Option<VideoInput> = None;
     let mut wait_key = true;
     let outcome = loop {
@@ -288,6 +298,8 @@ async fn session(
             Ok(Some(Err(e))) => break Err(e.to_string()),
             Ok(Some(Ok(item))) => item,
         };
+        // A frame's time at the box: its arrival, not when it is handled.
+        let arrived = Instant::now();
         match item {
             CodecItem::VideoFrame(f) => {
                 let key = f.is_random_access_point();
@@ -324,19 +336,32 @@ async fn session(
                         )
                     });
                     stats.set_input(format!("{} {}x{}", v.codec, v.width, v.height));
+                    // The program date-time anchor: the wall clock when this
+                    // frame arrived (the send below may wait for the ladder).
+                    let at = SystemTime::now()
+                        .checked_sub(arrived.elapsed())
+                        .unwrap_or_else(SystemTime::now);
                     tx.send(Input::Start {
                         video: v,
                         audio,
-                        at: SystemTime::now(),
+                        at,
                     })
                     .map_err(|_| "the ladder stopped".to_owned())?;
                     video = params;
-                    started = Some((Instant::now(), f.timestamp().elapsed()));
-                    audio0 = None;
+                    started = Some((
+                        arrived,
+                        MediaClock::new(
+                            f.timestamp().clock_rate().get(),
+                            f.timestamp().elapsed(),
+                            arrived,
+                            0.0,
+                        ),
+                    ));
+                    audio_clock = None;
                     stats.set_state(super::ChannelState::Live);
                 }
-                let (_, t0) = started.expect("set above");
-                let since = (f.timestamp().elapsed() - t0).max(0) as f64 / 90_000.0;
+                let (_, clock) = started.as_mut().expect("set above");
+                let since = clock.place(f.timestamp().elapsed(), arrived).max(0.0);
                 stats.frames_in.fetch_add(1, Ordering::Relaxed);
                 stats
                     .bytes_in
@@ -358,15 +383,16 @@ async fn session(
                 }
             }
             CodecItem::AudioFrame(a) => {
-                let Some((at, _)) = started else { continue };
-                let rate = i64::from(a.timestamp().clock_rate().get());
+                let Some((began, _)) = started else { continue };
+                let rate = a.timestamp().clock_rate().get();
                 // The first audio frame is placed by its arrival against the
                 // first video frame's; later ones by their RTP clock.
-                let first = *audio0.get_or_insert_with(|| {
-                    a.timestamp().elapsed()
-                        - (at.elapsed().as_secs_f64() * rate as f64).round() as i64
+                let clock = audio_clock.get_or_insert_with(|| {
+                    let since = arrived.saturating_duration_since(began).as_secs_f64();
+                    MediaClock::new(rate, a.timestamp().elapsed(), arrived, since)
                 });
-                let pts = a.timestamp().elapsed() - first;
+                let since = clock.place(a.timestamp().elapsed(), arrived);
+                let pts = (since * f64::from(rate)).round() as i64;
                 let _ = tx.try_send(Input::Audio {
                     data: a.data().to_vec(),
                     pts,
@@ -378,6 +404,58 @@ async fn session(
     };
     drop(demuxed);
     outcome
+}
+
+/// One track's media time in a run, in seconds: anchored at an arrival and
+/// advanced by the RTP clock, except across a jump of the timestamps, which
+/// the box's clock bridges (see the module doc).
+#[derive(Debug, Clone, Copy)]
+struct MediaClock {
+    rate: f64,
+    /// The RTP time (`Timestamp::elapsed`) the timeline counts from, and its
+    /// media time.
+    anchor: (i64, f64),
+    /// The previous frame's RTP time, arrival and media time.
+    last: (i64, Instant, f64),
+}
+
+impl MediaClock {
+    /// A step back further than this is a jump, not B-frame reordering.
+    const BACK: f64 = 0.25;
+    /// Timestamps that advance this much further than the box's clock leapt.
+    const AHEAD: f64 = 1.0;
+
+    /// A clock whose first frame, at RTP time `ts`, arrived at `arrived`
+    /// and is at `since`.
+    fn new(rate: u32, ts: i64, arrived: Instant, since: f64) -> Self {
+        Self {
+            rate: f64::from(rate.max(1)),
+            anchor: (ts, since),
+            last: (ts, arrived, since),
+        }
+    }
+
+    /// The media time of the frame at RTP time `ts` that arrived at
+    /// `arrived`.
+    fn place(&mut self, ts: i64, arrived: Instant) -> f64 {
+        let (last_ts, last_arrived, last_since) = self.last;
+        let step = (ts - last_ts) as f64 / self.rate;
+        let waited = arrived
+            .saturating_duration_since(last_arrived)
+            .as_secs_f64();
+        if step < -Self::BACK || step > waited + Self::AHEAD {
+            // The timestamps jumped: carry on from the previous frame by the
+            // time that passed at the box.
+            tracing::info!(
+                jump_secs = step - waited,
+                "the camera's timestamps jumped; bridged by the arrival clock"
+            );
+            self.anchor = (ts, last_since + waited);
+        }
+        let since = self.anchor.1 + (ts - self.anchor.0) as f64 / self.rate;
+        self.last = (ts, arrived, since);
+        since
+    }
 }
 
 #[cfg(test)]
@@ -395,6 +473,79 @@ mod tests {
             ("admin", "p@ss")
         );
         assert_eq!(redacted(&u), "rtsp://cam.local:554/stream1");
+    }
+
+    /// 30 fps at 90 kHz: frame `n` at RTP time `ts0 + 3000 n`, arriving at
+    /// `t0 + n / 30 s` plus `late`.
+    fn frame(t0: Instant, n: i64, late: f64) -> Instant {
+        t0 + Duration::from_secs_f64(n as f64 / 30.0 + late)
+    }
+
+    #[test]
+    fn media_time_follows_the_rtp_clock_from_the_first_frame() {
+        let t0 = Instant::now();
+        let mut c = MediaClock::new(90_000, 1_000_000, t0, 0.0);
+        assert_eq!(c.place(1_000_000, t0), 0.0);
+        for n in 1..300 {
+            // Arrival jitter does not move a frame's time.
+            let jitter = if n % 2 == 0 { 0.04 } else { 0.0 };
+            let since = c.place(1_000_000 + 3000 * n, frame(t0, n, jitter));
+            assert!((since - n as f64 / 30.0).abs() < 1e-9, "{n}: {since}");
+        }
+    }
+
+    #[test]
+    fn a_shared_stream_seeked_back_by_another_viewer_does_not_rewind_the_run() {
+        // GStreamer's RTSP server rewinds every viewer's RTP time to the
+        // stream's start when another viewer PLAYs with a range.
+        let t0 = Instant::now();
+        let mut c = MediaClock::new(90_000, 0, t0, 0.0);
+        let mut ts = 0;
+        for n in 1..=90i64 {
+            ts = if n == 30 || n == 60 { 0 } else { ts + 3000 };
+            let since = c.place(ts, frame(t0, n, 0.0));
+            assert!((since - n as f64 / 30.0).abs() < 1e-9, "{n}: {since}");
+        }
+    }
+
+    #[test]
+    fn a_forward_leap_of_the_timestamps_is_bridged_too() {
+        let t0 = Instant::now();
+        let mut c = MediaClock::new(90_000, 0, t0, 0.0);
+        for n in 1..=60i64 {
+            let ts = 3000 * n + if n >= 30 { 90_000 * 3600 } else { 0 };
+            let since = c.place(ts, frame(t0, n, 0.0));
+            assert!((since - n as f64 / 30.0).abs() < 1e-9, "{n}: {since}");
+        }
+    }
+
+    #[test]
+    fn late_frames_and_reordered_ones_keep_their_capture_time() {
+        let t0 = Instant::now();
+        let mut c = MediaClock::new(90_000, 0, t0, 0.0);
+        // A 3 s stall, then the backlog at once: each at its own time.
+        for n in 1..=120i64 {
+            let at = if (30..120).contains(&n) {
+                frame(t0, 120, 0.0)
+            } else {
+                frame(t0, n, 0.0)
+            };
+            let since = c.place(3000 * n, at);
+            assert!((since - n as f64 / 30.0).abs() < 1e-9, "{n}: {since}");
+        }
+        // B-frames: presentation time steps back by a few frames.
+        let since = c.place(3000 * 118, frame(t0, 121, 0.0));
+        assert!((since - 118.0 / 30.0).abs() < 1e-9, "{since}");
+    }
+
+    #[test]
+    fn audio_starts_at_its_arrival_after_the_first_video_frame() {
+        let t0 = Instant::now();
+        let at = t0 + Duration::from_millis(250);
+        let mut a = MediaClock::new(48_000, 7, at, 0.25);
+        assert_eq!(a.place(7, at), 0.25);
+        let since = a.place(7 + 1024, at + Duration::from_millis(21));
+        assert!((since - (0.25 + 1024.0 / 48_000.0)).abs() < 1e-9, "{since}");
     }
 
     #[test]
