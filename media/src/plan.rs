@@ -217,7 +217,7 @@ fn base_kbps(short_side: u32) -> u64 {
 
 /// The rung heights asked for (all standard ones when none), refused when
 /// one is not standard.
-fn wanted_rungs(requested: &[u32]) -> Result<Vec<u32>> {
+pub fn wanted_rungs(requested: &[u32]) -> Result<Vec<u32>> {
     if let Some(bad) = requested.iter().find(|r| !STANDARD_RUNGS.contains(r)) {
         return Err(MediaError::InvalidRequest(format!(
             "rung {bad} is not one of {}",

@@ -203,6 +203,12 @@ impl Ladder {
         Ok(())
     }
 
+    /// Publishes what is encoded but leaves the playlists open: the channel
+    /// goes on after a restart of the box (a discontinuity, no ENDLIST).
+    pub fn suspend(&mut self) -> Result<()> {
+        self.close_run()
+    }
+
     fn open_run(
         &self,
         video: &VideoInput,
@@ -348,6 +354,7 @@ impl Ladder {
                 max_bitrate: plan.max_bitrate,
                 codec: codec_string(&r.encoder.parameters()),
                 frame_rate: fps,
+                average_bitrate: None,
             })
             .collect();
         super::master::write(self.dir.dir(), &variants, run.audio.is_some())

@@ -13,14 +13,20 @@
 //! When the ladder falls behind, whole GOPs are dropped at the queue (the
 //! ingest resumes at the next key frame), so latency never builds up.
 //!
-//! Layout of a channel directory: `master.m3u8`; per rung `720p/index.m3u8`,
-//! `720p/init-{run}.mp4`, `720p/{n}.m4s`; `audio/…` likewise; `live.json`.
+//! A recording channel keeps every segment; [`record::export`] turns any
+//! span of it into a VOD ladder without re-encoding.
+//!
+//! Layout of a channel directory: `master.m3u8` (and `variants.json`, what
+//! it lists); per rung `720p/index.m3u8`, `720p/init-{run}.mp4`,
+//! `720p/{n}.m4s` (and `recorded.jsonl` while recording); `audio/…`
+//! likewise; `live.json`.
 
 mod audio;
 mod fmp4;
 mod ingest;
 mod ladder;
 mod master;
+mod record;
 mod window;
 
 use std::path::PathBuf;
@@ -35,6 +41,7 @@ pub use audio::AudioSource;
 pub use fmp4::{Fragment, FragmentMuxer};
 pub use ingest::{redacted, IngestOptions};
 pub use ladder::{Input, Ladder, LadderConfig, VideoInput};
+pub use record::{export, RecordedRung, Recording};
 pub use window::{rfc3339_millis, LiveDir, TARGET_SECS, WINDOW};
 
 use crate::error::{MediaError, Result};
@@ -141,6 +148,8 @@ pub struct ChannelOptions {
     pub ingest: IngestOptions,
     pub dir: PathBuf,
     pub ladder: LadderConfig,
+    /// Keep every segment for [`export`] (a recording channel).
+    pub record: bool,
 }
 
 /// Access units the queue holds: about two seconds at 30 fps. Past that the
@@ -150,6 +159,8 @@ const QUEUE: usize = 64;
 /// A running channel; [`Channel::stop`] ends it cleanly.
 pub struct Channel {
     stats: Arc<LiveStats>,
+    /// Whether the ladder ends its playlists when the input stops.
+    end: Arc<std::sync::atomic::AtomicBool>,
     stop: tokio::sync::watch::Sender<bool>,
     ingest: tokio::task::JoinHandle<()>,
     ladder: std::thread::JoinHandle<Result<()>>,
@@ -160,12 +171,15 @@ impl Channel {
     /// current tokio runtime.
     pub fn start(opts: ChannelOptions) -> Result<Self> {
         crate::init();
-        let dir = LiveDir::open(&opts.dir)?;
+        let mut dir = LiveDir::open(&opts.dir)?;
+        dir.set_recording(opts.record);
         let stats = Arc::new(LiveStats::default());
         let (tx, rx) = std::sync::mpsc::sync_channel::<Input>(QUEUE);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let ladder_stats = Arc::clone(&stats);
         let ladder_cfg = opts.ladder.clone();
+        let end = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let end_at_stop = Arc::clone(&end);
         let ladder = std::thread::Builder::new()
             .name("live-ladder".into())
             .spawn(move || {
@@ -179,7 +193,11 @@ impl Channel {
                         ladder.reset();
                     }
                 }
-                ladder.stop()
+                if end_at_stop.load(Ordering::SeqCst) {
+                    ladder.stop()
+                } else {
+                    ladder.suspend()
+                }
             })
             .map_err(|e| MediaError::Worker {
                 stage: "live".into(),
@@ -188,6 +206,7 @@ impl Channel {
         let ingest = tokio::spawn(ingest::run(opts.ingest, tx, Arc::clone(&stats), stop_rx));
         Ok(Self {
             stats,
+            end,
             stop,
             ingest,
             ladder,
@@ -200,6 +219,18 @@ impl Channel {
 
     /// Stops pulling, closes the last segment and ends the playlists.
     pub async fn stop(self) -> Result<()> {
+        self.finish(true).await
+    }
+
+    /// Stops pulling and closes the last segment, but leaves the playlists
+    /// open (no `EXT-X-ENDLIST`): the box is going down and the channel
+    /// comes back with it, after a discontinuity.
+    pub async fn suspend(self) -> Result<()> {
+        self.finish(false).await
+    }
+
+    async fn finish(self, end: bool) -> Result<()> {
+        self.end.store(end, Ordering::SeqCst);
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(15), self.ingest).await;
         let ladder = self.ladder;

@@ -12,7 +12,10 @@
 //! - every segment carries `EXT-X-PROGRAM-DATE-TIME`;
 //! - a removed segment stays on disk for its duration plus the window's, so
 //!   a client that fetched the previous playlist can still get it;
-//! - files and playlists appear whole (written aside, then renamed).
+//! - files and playlists appear whole (written aside, then renamed);
+//! - while recording, every committed segment is also appended to its
+//!   track's `recorded.jsonl` and is never deleted, so [`super::record`]
+//!   can turn any span of the channel into a VOD ladder without re-encoding.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +34,8 @@ pub const TARGET_SECS: u64 = 2;
 /// §6.2.2 asks for, so a player polling late still finds its next segment.
 pub const WINDOW: usize = 6;
 const STATE: &str = "live.json";
+/// Per track: one JSON [`Entry`] per committed segment, while recording.
+pub const RECORDED: &str = "recorded.jsonl";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
@@ -71,6 +76,7 @@ pub struct LiveDir {
     state: State,
     /// The next segment of each track opens a discontinuity.
     pending_discontinuity: bool,
+    recording: bool,
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> MediaError + 'a {
@@ -86,6 +92,24 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     std::fs::write(&tmp, bytes).map_err(io("writing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("renaming", path))
+}
+
+/// Appends one JSON line and syncs it: a recording lists only segments
+/// whose files are already in place, and survives a crash.
+fn append_line(path: &Path, entry: &Entry) -> Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(entry).map_err(|e| MediaError::Packaging {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io("opening", path))?;
+    f.write_all(&line).map_err(io("appending to", path))?;
+    f.sync_data().map_err(io("syncing", path))
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -129,7 +153,13 @@ impl LiveDir {
             dir: dir.to_owned(),
             state,
             pending_discontinuity: false,
+            recording: false,
         })
+    }
+
+    /// Keeps every segment from now on and lists it in `recorded.jsonl`.
+    pub fn set_recording(&mut self, on: bool) {
+        self.recording = on;
     }
 
     pub fn dir(&self) -> &Path {
@@ -163,24 +193,35 @@ impl LiveDir {
 
     /// Publishes one segment of every track (same number, same start):
     /// files first, then playlists, then the state.
+    ///
+    /// The order makes a crash at any step safe: the segment files, then
+    /// the state (the number is taken only once it is saved, so a crash
+    /// before that reuses a number nobody was shown), then the recording's
+    /// list, then the playlists (rewritten from the state at the next
+    /// commit if a crash comes first).
     pub fn commit(&mut self, segments: &[(&str, &[u8], f64)], start: SystemTime) -> Result<u64> {
         let seq = self.state.next_seq;
         let now = SystemTime::now();
         let map = self.init_name();
         let discontinuity = std::mem::take(&mut self.pending_discontinuity);
-        for (track, bytes, duration) in segments {
-            let uri = format!("{seq}.m4s");
-            let dir = self.dir.join(track);
-            write_atomic(&dir.join(&uri), bytes)?;
-            let w = self.state.tracks.entry((*track).to_owned()).or_default();
-            w.entries.push(Entry {
+        for (track, bytes, _) in segments {
+            write_atomic(&self.dir.join(track).join(format!("{seq}.m4s")), bytes)?;
+        }
+        let mut recorded = Vec::new();
+        for (track, _, duration) in segments {
+            let entry = Entry {
                 seq,
-                uri,
+                uri: format!("{seq}.m4s"),
                 duration: *duration,
                 pdt: rfc3339_millis(start),
                 discontinuity,
                 map: map.clone(),
-            });
+            };
+            if self.recording {
+                recorded.push((self.dir.join(track).join(RECORDED), entry.clone()));
+            }
+            let w = self.state.tracks.entry((*track).to_owned()).or_default();
+            w.entries.push(entry);
             let window_secs: f64 = w.entries.iter().map(|e| e.duration).sum();
             while w.entries.len() > WINDOW {
                 let gone = w.entries.remove(0);
@@ -188,13 +229,19 @@ impl LiveDir {
                 if gone.discontinuity {
                     w.discontinuity_sequence += 1;
                 }
-                w.retired
-                    .push((gone.uri, unix(now) + gone.duration + window_secs));
+                // A recorded segment stays for the recording.
+                if !self.recording {
+                    w.retired
+                        .push((gone.uri, unix(now) + gone.duration + window_secs));
+                }
             }
         }
         self.state.next_seq = seq + 1;
-        self.write_playlists()?;
         self.save()?;
+        for (path, entry) in &recorded {
+            append_line(path, entry)?;
+        }
+        self.write_playlists()?;
         self.sweep(now);
         Ok(seq)
     }
@@ -321,6 +368,28 @@ mod tests {
         assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{p}");
         d.end().unwrap();
         assert!(playlist(tmp.path()).contains("#EXT-X-ENDLIST"));
+    }
+
+    #[test]
+    fn a_recording_keeps_and_lists_every_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut d = LiveDir::open(tmp.path()).unwrap();
+        d.set_recording(true);
+        d.start_run(&[("720p", b"init")]).unwrap();
+        seg(&mut d, WINDOW + 3);
+        let p = playlist(tmp.path());
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:3"), "{p}");
+        for n in 0..WINDOW + 3 {
+            assert!(tmp.path().join(format!("720p/{n}.m4s")).exists(), "{n}");
+        }
+        let listed: Vec<Entry> = std::fs::read_to_string(tmp.path().join("720p").join(RECORDED))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(listed.len(), WINDOW + 3);
+        assert_eq!(listed[4].uri, "4.m4s");
+        assert_eq!(listed[0].map, "init-1.mp4");
     }
 
     #[test]
