@@ -35,6 +35,6 @@ pub use routes::{
     openapi, router, serve, Auth, BodyLimits, MaybeAuth, RouterConfig, CHUNK_DIGEST_HEADER, PREFIX,
 };
 pub use service::{
-    Accounts, Analytics, Engagement, Feed, Idempotency, IdempotencyBegin, Ops, Origin,
+    Accounts, Analytics, Engagement, Feed, Idempotency, IdempotencyBegin, Live, Ops, Origin,
     OriginLookup, OriginMeta, Service, Uploads, Videos,
 };

@@ -1,6 +1,6 @@
 //! The seam between HTTP and the appliance: one trait per domain of the box
 //! (accounts, uploads, videos, origin, feed, engagement, analytics, ops,
-//! idempotency keys), each implemented by that domain in `appliance`, and
+//! idempotency keys, live channels), each implemented by that domain in `appliance`, and
 //! `Service`, which only says where each domain's implementation is.
 //! Handlers do HTTP (parsing, auth headers, status codes, caching headers);
 //! the implementations do the work and report failures as `ApiError`s.
@@ -23,6 +23,11 @@ pub struct OriginMeta {
     pub last_modified: SystemTime,
     /// Opaque, changes whenever the bytes do (without quotes).
     pub etag: String,
+    /// The whole file, when the lookup read it already: a file replaced in
+    /// place (a live playlist) must be served from the same read its size
+    /// and validator came from, not from a second read that may see the
+    /// next version.
+    pub body: Option<Bytes>,
 }
 
 /// What the origin finds at a path.
@@ -34,6 +39,10 @@ pub enum OriginLookup {
     /// The video exists but must not be served to anyone through the origin
     /// (private): a 404 that no cache may keep.
     Private,
+    /// A live channel that exists but has not published this file yet
+    /// (connecting, or a segment not yet cut): a 404 a cache keeps for a
+    /// second at most, so the stream shows up as soon as it is there.
+    NotYet,
 }
 
 /// Idempotency-key bookkeeping: the first request with a key runs, later
@@ -243,6 +252,49 @@ pub trait Analytics: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<CreatorOverview>> + Send;
 }
 
+/// Live channels (RTSP cameras into live HLS ladders) and what the origin
+/// serves of them under `/live/{channelId}/`.
+pub trait Live: Send + Sync + 'static {
+    fn create_channel(
+        &self,
+        caller: &Principal,
+        req: LiveChannelCreate,
+    ) -> impl Future<Output = ApiResult<LiveChannel>> + Send;
+    /// The caller's channels (every channel for an admin).
+    fn channels(
+        &self,
+        caller: &Principal,
+    ) -> impl Future<Output = ApiResult<Page<LiveChannel>>> + Send;
+    fn channel(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> impl Future<Output = ApiResult<LiveChannel>> + Send;
+    /// Stops pulling, ends the playlists; a recording channel becomes a video.
+    fn stop_channel(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> impl Future<Output = ApiResult<LiveChannel>> + Send;
+    fn clip(
+        &self,
+        caller: &Principal,
+        id: &str,
+        req: LiveClip,
+    ) -> impl Future<Output = ApiResult<Accepted>> + Send;
+    fn live_lookup(
+        &self,
+        channel_id: &str,
+        path: &str,
+    ) -> impl Future<Output = ApiResult<OriginLookup>> + Send;
+    fn live_read(
+        &self,
+        channel_id: &str,
+        path: &str,
+        range: Range<u64>,
+    ) -> impl Future<Output = ApiResult<Bytes>> + Send;
+}
+
 /// Operations: hardware, jobs, readiness, metrics.
 pub trait Ops: Send + Sync + 'static {
     fn inventory(&self) -> impl Future<Output = ApiResult<serde_json::Value>> + Send;
@@ -283,6 +335,7 @@ pub trait Service: Send + Sync + 'static {
     type Analytics: Analytics;
     type Ops: Ops;
     type Idempotency: Idempotency;
+    type Live: Live;
 
     fn accounts(&self) -> &Self::Accounts;
     fn uploads(&self) -> &Self::Uploads;
@@ -293,4 +346,5 @@ pub trait Service: Send + Sync + 'static {
     fn analytics(&self) -> &Self::Analytics;
     fn ops(&self) -> &Self::Ops;
     fn idempotency(&self) -> &Self::Idempotency;
+    fn live(&self) -> &Self::Live;
 }

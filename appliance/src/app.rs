@@ -12,6 +12,7 @@ use crate::accounts::Accounts;
 use crate::engagement::{Engagement, Listener, Social};
 use crate::error::Result;
 use crate::feed::{FeedService, Recommender};
+use crate::live::Live;
 use crate::ops::Ops;
 use crate::store::{Catalog, Objects};
 use crate::videos::Videos;
@@ -27,6 +28,7 @@ pub struct App {
     pub engagement: Arc<Engagement>,
     pub social: Social,
     pub ops: Ops,
+    pub live: Arc<Live>,
     /// What the HTTP listener did with connections (for `/metrics`).
     pub conn_stats: Arc<api::ConnStats>,
 }
@@ -61,11 +63,13 @@ impl App {
         let listener: Arc<dyn Listener> = recommender.clone();
         let social = Social::new(catalog.clone(), engagement.clone(), listener);
         let conn_stats = Arc::new(api::ConnStats::default());
+        let live = Arc::new(Live::new(config.clone(), catalog.clone(), videos.clone()));
         let ops = Ops::new(
             videos.clone(),
             recommender.clone(),
             engagement.clone(),
             conn_stats.clone(),
+            live.clone(),
         );
         Ok(Self {
             config,
@@ -77,13 +81,14 @@ impl App {
             engagement,
             social,
             ops,
+            live,
             conn_stats,
         })
     }
 
     /// Every domain's background work (transcode workers and janitor, the
     /// embed loop and ranker reload, the shipper/flusher/trending, status
-    /// fan-out); the tasks end when `shutdown` turns true.
+    /// fan-out, live channels); the tasks end when `shutdown` turns true.
     pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let mut tasks = crate::videos::spawn(self.videos.clone(), shutdown.clone());
         tasks.extend(
@@ -92,6 +97,7 @@ impl App {
         );
         let listener: Arc<dyn Listener> = self.recommender.clone();
         tasks.extend(self.engagement.spawn(listener, shutdown.clone()));
+        tasks.extend(self.live.spawn(shutdown.clone()));
         tasks.extend(crate::videos::spawn_fanout(self.videos.clone(), shutdown));
         tasks
     }
@@ -120,6 +126,7 @@ impl api::Service for Handle {
     type Analytics = Social;
     type Ops = Ops;
     type Idempotency = Engagement;
+    type Live = Live;
 
     fn accounts(&self) -> &Accounts {
         &self.0.accounts
@@ -155,6 +162,10 @@ impl api::Service for Handle {
 
     fn idempotency(&self) -> &Engagement {
         &self.0.engagement
+    }
+
+    fn live(&self) -> &Live {
+        &self.0.live
     }
 }
 

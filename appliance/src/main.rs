@@ -13,6 +13,7 @@ mod cli;
 mod engagement;
 mod error;
 mod feed;
+mod live;
 mod ops;
 mod store;
 mod videos;

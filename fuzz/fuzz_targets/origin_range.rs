@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
     // values, one per name in turn (an empty value leaves the header out).
     let size = u64::from(data[0]) << 16 | u64::from(data[1]) << 8 | u64::from(data[2]);
     let meta = OriginMeta {
+        body: None,
         size,
         last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         etag: "abc-1".into(),

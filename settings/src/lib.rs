@@ -38,6 +38,7 @@ pub struct Config {
     pub analytics: Analytics,
     pub hot: Hot,
     pub limits: Limits,
+    pub live: Live,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,6 +202,30 @@ impl Default for Transcode {
             backend: "auto".into(),
             rungs: vec![1080, 720, 480, 360],
             preset: "veryfast".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Live {
+    /// Live encoding capacity per CPU core, in units of one 720p30 rung
+    /// (decoding the camera counts a quarter unit): a channel that would
+    /// exceed cores × this is refused. 4 sustains four 720/480/360 channels
+    /// on two cores (`appliance bench live`).
+    pub cpu_units_per_core: f64,
+    /// x264 preset of live rungs (tune=zerolatency).
+    pub preset: String,
+    /// Redial a camera that sent no frame for this long.
+    pub watchdog_secs: u64,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            cpu_units_per_core: 4.0,
+            preset: "veryfast".into(),
+            watchdog_secs: 10,
         }
     }
 }
@@ -475,6 +500,18 @@ impl Config {
                 "server.header_timeout_secs, idle_timeout_secs and body_timeout_secs must be ≥ 1"
                     .into(),
             );
+        }
+        if !(self.live.cpu_units_per_core >= 0.0 && self.live.cpu_units_per_core <= 64.0) {
+            return bad(format!(
+                "live.cpu_units_per_core must be 0–64 (got {})",
+                self.live.cpu_units_per_core
+            ));
+        }
+        if self.live.watchdog_secs == 0 || self.live.watchdog_secs > 600 {
+            return bad(format!(
+                "live.watchdog_secs must be 1–600 (got {})",
+                self.live.watchdog_secs
+            ));
         }
         if self.jobs.max_attempts == 0 {
             return bad("jobs.max_attempts must be at least 1".into());

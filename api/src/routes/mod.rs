@@ -11,6 +11,7 @@ mod analytics;
 mod engagement;
 mod extract;
 mod feed;
+mod live;
 mod openapi;
 mod ops;
 pub mod origin;
@@ -55,7 +56,8 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
         .merge(feed::router::<S>())
         .merge(engagement::router::<S>())
         .merge(analytics::router::<S>())
-        .merge(ops::router::<S>());
+        .merge(ops::router::<S>())
+        .merge(live::router::<S>());
 
     Router::new()
         .nest(PREFIX, api)

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use utoipa::OpenApi;
 
 use super::state::Ctx;
-use super::{accounts::*, analytics::*, engagement::*, feed::*, ops::*, uploads::*, videos::*};
+use super::{
+    accounts::*, analytics::*, engagement::*, feed::*, live::*, ops::*, uploads::*, videos::*,
+};
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::service::Service;
 
@@ -54,7 +56,16 @@ const OPTIONAL_AUTH: &[&str] = &[
     "feed_trending",
 ];
 /// For creators (and admins) only: a viewer gets 403.
-const CREATORS_ONLY: &[&str] = &["init_upload", "create_video", "register"];
+const CREATORS_ONLY: &[&str] = &[
+    "init_upload",
+    "create_video",
+    "register",
+    "create_channel",
+    "list_channels",
+    "get_channel",
+    "stop_channel",
+    "clip_channel",
+];
 /// 409: an `X-Idempotency-Key` reused for another request or still running,
 /// or a state that forbids the action (an upload already complete, a video
 /// not yet published, a username taken).
@@ -72,6 +83,8 @@ const CONFLICTS: &[&str] = &[
     "share",
     "add_comment",
     "reprocess",
+    "create_channel",
+    "clip_channel",
 ];
 /// 410: the upload session expired.
 const GONE: &[&str] = &["put_chunk", "get_upload", "complete_upload"];
@@ -212,7 +225,8 @@ fn error_response(status: &str, why: &str) -> utoipa::openapi::Response {
         feed_for_you, feed_following, feed_trending, set_interests, follow, unfollow,
         watch_batch, search_videos, hashtag_videos, followers, following, like, unlike,
         save, unsave, share, add_comment, comments, replies, trending_hashtags,
-        video_analytics, creator_overview
+        video_analytics, creator_overview, create_channel, list_channels, get_channel,
+        stop_channel, clip_channel
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
     modifiers(&BearerAuth, &ErrorResponses)

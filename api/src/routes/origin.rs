@@ -21,7 +21,7 @@ use http_range_header::StartPosition;
 use super::state::Ctx;
 pub use super::state::OriginPolicy;
 use crate::error::{ApiError, ErrorCode};
-use crate::service::{Origin, OriginLookup, OriginMeta, Service};
+use crate::service::{Live, Origin, OriginLookup, OriginMeta, Service};
 
 /// The kinds of file the origin serves; anything else is not ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +42,14 @@ impl FileKind {
         }
     }
 
-    fn cache_control(self, policy: &OriginPolicy) -> String {
+    fn cache_control(self, policy: &OriginPolicy, source: Source) -> String {
         match self {
+            // A live playlist changes every segment: cached at most half a
+            // target duration (RFC 8216 §6.2.2 has clients reload it about
+            // once per target duration).
+            Self::Playlist if source == Source::Live => {
+                "public, max-age=1, must-revalidate".to_owned()
+            }
             // A published ladder is never rewritten in place: a reprocess
             // replaces it only after deleting the old one.
             Self::InitSegment | Self::MediaSegment => {
@@ -82,9 +88,16 @@ pub fn classify(path: &str) -> Option<FileKind> {
     if !rendition_ok {
         return None;
     }
+    // `init-{run}.mp4`: a live channel's (or its recording's) init segment
+    // of one run; a reconnect starts a new run.
+    let run_init = file
+        .strip_prefix("init-")
+        .and_then(|f| f.strip_suffix(".mp4"))
+        .is_some_and(|n| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()));
     match file {
         "index.m3u8" => Some(FileKind::Playlist),
         "init.mp4" => Some(FileKind::InitSegment),
+        _ if run_init => Some(FileKind::InitSegment),
         _ => {
             let n = file.strip_suffix(".m4s")?;
             (!n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()))
@@ -93,11 +106,23 @@ pub fn classify(path: &str) -> Option<FileKind> {
     }
 }
 
-/// The origin's routes, at the root: a video's HLS files and its poster,
-/// each with a CORS preflight.
+/// Where a file comes from: a published video's ladder, or a live
+/// channel's directory (same grammar, live cache policy for playlists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Vod,
+    Live,
+}
+
+/// The origin's routes, at the root: a video's HLS files and its poster, a
+/// live channel's HLS files, each with a CORS preflight.
 pub(crate) fn router<S: Service>() -> Router<Arc<Ctx<S>>> {
     Router::new()
         .route("/hls/{video_id}/{*path}", get(hls::<S>).options(preflight))
+        .route(
+            "/live/{channel_id}/{*path}",
+            get(live::<S>).options(preflight),
+        )
         .route(
             "/thumbs/{video_id}/{file}",
             get(poster::<S>).options(preflight),
@@ -112,7 +137,31 @@ pub(crate) async fn hls<S: Service>(
 ) -> Response {
     let response = match classify(&path) {
         Some(kind) if valid_id(&video_id) => {
-            serve(&ctx, &video_id, &path, kind, &method, &headers).await
+            serve(&ctx, Source::Vod, &video_id, &path, kind, &method, &headers).await
+        }
+        Some(_) | None => not_found(&ctx.origin),
+    };
+    with_cors(response)
+}
+
+pub(crate) async fn live<S: Service>(
+    State(ctx): State<Arc<Ctx<S>>>,
+    Path((channel_id, path)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let response = match classify(&path) {
+        Some(kind) if valid_id(&channel_id) && kind != FileKind::Poster => {
+            serve(
+                &ctx,
+                Source::Live,
+                &channel_id,
+                &path,
+                kind,
+                &method,
+                &headers,
+            )
+            .await
         }
         Some(_) | None => not_found(&ctx.origin),
     };
@@ -130,6 +179,7 @@ pub(crate) async fn poster<S: Service>(
     } else {
         serve(
             &ctx,
+            Source::Vod,
             &video_id,
             "poster.jpg",
             FileKind::Poster,
@@ -182,16 +232,22 @@ fn headers_on(mut r: Response, pairs: &[(header::HeaderName, &'static str)]) -> 
 
 async fn serve<S: Service>(
     ctx: &Ctx<S>,
+    source: Source,
     video_id: &str,
     path: &str,
     kind: FileKind,
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    let meta = match ctx.svc.origin().origin_lookup(video_id, path).await {
+    let lookup = match source {
+        Source::Vod => ctx.svc.origin().origin_lookup(video_id, path).await,
+        Source::Live => ctx.svc.live().live_lookup(video_id, path).await,
+    };
+    let meta = match lookup {
         Ok(OriginLookup::Found(meta)) => meta,
         Ok(OriginLookup::Missing) => return not_found(&ctx.origin),
         Ok(OriginLookup::Private) => return private(),
+        Ok(OriginLookup::NotYet) => return not_yet(),
         Err(e) => return e.into_response(),
     };
     let plan = match plan_response(&meta, headers) {
@@ -209,7 +265,12 @@ async fn serve<S: Service>(
         }
         Plan::Full | Plan::Partial(_) => {
             let range = plan.range(meta.size).unwrap_or(0..0);
-            match ctx.svc.origin().origin_read(video_id, path, range).await {
+            let read = match (&meta.body, source) {
+                (Some(body), _) => Ok(body.slice(range.start as usize..range.end as usize)),
+                (None, Source::Vod) => ctx.svc.origin().origin_read(video_id, path, range).await,
+                (None, Source::Live) => ctx.svc.live().live_read(video_id, path, range).await,
+            };
+            match read {
                 Ok(bytes) => (plan.status(), Body::from(bytes)).into_response(),
                 Err(e) => return e.into_response(),
             }
@@ -230,7 +291,7 @@ async fn serve<S: Service>(
     }
     h.insert(
         header::CACHE_CONTROL,
-        header_value(&kind.cache_control(&ctx.origin)),
+        header_value(&kind.cache_control(&ctx.origin, source)),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
@@ -403,6 +464,16 @@ fn not_found(policy: &OriginPolicy) -> Response {
     r
 }
 
+/// A live file not there yet: the CDN may ask again within a second.
+fn not_yet() -> Response {
+    let mut r = ApiError::new(ErrorCode::NotFound, "not published yet").into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=1"),
+    );
+    r
+}
+
 fn private() -> Response {
     let mut r = ApiError::new(ErrorCode::NotFound, "no such file").into_response();
     r.headers_mut().insert(
@@ -449,6 +520,7 @@ mod tests {
 
     fn meta() -> OriginMeta {
         OriginMeta {
+            body: None,
             size: 1000,
             last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             etag: "abc".into(),

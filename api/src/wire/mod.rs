@@ -9,9 +9,11 @@ use utoipa::ToSchema;
 
 mod engagement;
 mod feed;
+mod live;
 
 pub use engagement::*;
 pub use feed::*;
+pub use live::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

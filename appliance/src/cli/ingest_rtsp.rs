@@ -30,6 +30,10 @@ pub struct Args {
     /// RTP over UDP instead of the RTSP connection.
     #[arg(long)]
     pub udp: bool,
+    /// Keep every segment (listed in each track's recorded.jsonl) so the
+    /// stream can become a VOD video; without it old segments are deleted.
+    #[arg(long)]
+    pub record: bool,
 }
 
 pub fn run(a: Args) -> ExitCode {
@@ -59,6 +63,7 @@ pub fn run(a: Args) -> ExitCode {
             rungs: a.rungs,
             preset: a.preset,
         },
+        record: a.record,
     };
     let rt = match super::runtime() {
         Ok(rt) => rt,

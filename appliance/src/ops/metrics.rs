@@ -114,5 +114,6 @@ pub(super) async fn render(app: &Ops) -> String {
             l.encode_sessions
         );
     }
+    out.push_str(&app.live.metrics());
     out
 }

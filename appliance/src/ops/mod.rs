@@ -3,7 +3,7 @@
 //! metrics — and `appliance doctor`.
 //!
 //! May call: every domain below the composition root (`store`, `videos`,
-//! `feed`, `engagement`), read-only except `reprocess`.
+//! `live`, `feed`, `engagement`), read-only except `reprocess`.
 //! Invariants: readiness and metrics never fail the request (a broken
 //! dependency is part of the answer); an impossible configured backend is
 //! reported, not a 500.
@@ -19,6 +19,7 @@ use api::{ApiError, ApiResult};
 use crate::engagement::Engagement;
 use crate::error::Error;
 use crate::feed::Recommender;
+use crate::live::Live;
 use crate::store::catalog::{self as cat, rfc3339, Catalog};
 use crate::store::Objects;
 use crate::videos::Videos;
@@ -34,6 +35,7 @@ pub struct Ops {
     feed: Arc<Recommender>,
     engagement: Arc<Engagement>,
     conns: Arc<api::ConnStats>,
+    live: Arc<Live>,
 }
 
 impl Ops {
@@ -42,6 +44,7 @@ impl Ops {
         feed: Arc<Recommender>,
         engagement: Arc<Engagement>,
         conns: Arc<api::ConnStats>,
+        live: Arc<Live>,
     ) -> Self {
         Self {
             config: videos.config.clone(),
@@ -52,6 +55,7 @@ impl Ops {
             feed,
             engagement,
             conns,
+            live,
         }
     }
 }

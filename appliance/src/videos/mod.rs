@@ -125,6 +125,26 @@ impl Videos {
         let id = video_id.to_owned();
         self.catalog.call(move |c| cat::finish_delete(c, &id)).await
     }
+
+    /// Publishes a ladder made elsewhere (a live recording) as a `ready`
+    /// video: its files go up under the video's prefix first, then the row
+    /// appears already published, so nothing half-uploaded is ever served;
+    /// the feed embeds it like any published video.
+    pub async fn publish_ladder(&self, row: VideoRow, dir: &std::path::Path) -> Result<()> {
+        let prefix = objects::ladder_prefix(&row.id);
+        self.objects.upload_dir(dir, &prefix).await?;
+        let id = row.id.clone();
+        if let Err(e) = self.catalog.call(move |c| cat::insert_video(c, &row)).await {
+            let _ = self
+                .objects
+                .delete_prefix(&objects::video_prefix(&id))
+                .await;
+            return Err(e);
+        }
+        self.feed.embed_wake.notify_one();
+        tracing::info!(video = %id, "published a ladder made outside the job queue");
+        Ok(())
+    }
 }
 
 pub fn status_wire(

@@ -29,6 +29,7 @@ impl api::Origin for Videos {
         let key = format!("{}/{path}", objects::ladder_prefix(video_id));
         Ok(match self.objects.head(&key).await? {
             Some(meta) => OriginLookup::Found(OriginMeta {
+                body: None,
                 size: meta.size,
                 last_modified: meta.last_modified.into(),
                 // S3 sends its ETag quoted; the origin adds the quotes itself.

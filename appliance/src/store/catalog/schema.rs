@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE users (
@@ -180,6 +180,27 @@ CREATE TABLE counter_flushes (
 );
 "#;
 
+/// Version 4: live channels. `url` holds the camera's credentials (the
+/// catalog file is the box's secret store, mode 0600 like the data dir);
+/// `desired` is what a restart of the box brings back (`running` channels
+/// are started again).
+const SCHEMA_V4: &str = r#"
+CREATE TABLE live_channels (
+    id          TEXT PRIMARY KEY,
+    owner_id    TEXT NOT NULL REFERENCES users(id),
+    name        TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    rungs       TEXT NOT NULL,
+    record      INTEGER NOT NULL,
+    transport   TEXT NOT NULL,
+    desired     TEXT NOT NULL,
+    recordings  TEXT NOT NULL DEFAULT '[]',
+    created_at  INTEGER NOT NULL,
+    stopped_at  INTEGER
+);
+CREATE INDEX live_channels_owner ON live_channels(owner_id, created_at);
+"#;
+
 /// Brings the file at `path` to this binary's schema version.
 pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn
@@ -188,19 +209,24 @@ pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     match version {
         0 => conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(Error::catalog("creating the schema"))?,
         1 => conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(Error::catalog("migrating the schema to version 3"))?,
+            .map_err(Error::catalog("migrating the schema to version 4"))?,
         2 => conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(Error::catalog("migrating the schema to version 3"))?,
+            .map_err(Error::catalog("migrating the schema to version 4"))?,
+        3 => conn
+            .execute_batch(&format!(
+                "BEGIN; {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(Error::catalog("migrating the schema to version 4"))?,
         SCHEMA_VERSION => {}
         newer => {
             return Err(Error::Config(format!(
