@@ -32,13 +32,21 @@
 //! - `drops.rs`: a camera killed and restarted, a frozen camera, a restarted
 //!   ingester — each one discontinuity, and the stream goes on;
 //! - `signals.rs`: SIGTERM and SIGINT end the playlists and exit 0 (SIGINT
-//!   after hls.js in headless Chromium has played the live stream).
+//!   after hls.js in headless Chromium has played the live stream);
+//! - `server.rs`: live channels in `appliance serve` — a channel made over
+//!   the API, served by the origin (cache headers, ETag/304, CORS), read
+//!   live by ffmpeg, surviving a `kill -9` and a SIGTERM of the box
+//!   (numbering goes on after one discontinuity each, no EXT-X-ENDLIST),
+//!   clipped, and stopped into a VOD video with a discontinuity between
+//!   runs; and each refusal (role, URL, rungs, capacity with its units,
+//!   another creator's channel, a clip of a channel that does not record).
 
 use std::time::Duration;
 
 mod drops;
 mod ladder;
 mod mounts;
+mod server;
 mod signals;
 
 const RUNGS: [u64; 3] = [720, 480, 360];

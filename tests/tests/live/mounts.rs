@@ -1,5 +1,5 @@
 //! One camera mount per test (H.264, H.265, H.264 with G.711 audio, H.264
-//! with AAC): a live ladder out, read live by ffmpeg while it grows, every
+//! with AAC, and H.264 with RTP over UDP): a live ladder out, read live by ffmpeg while it grows, every
 //! reload of the top rung's playlist keeping the live invariants, and the
 //! finished ladder passing every check in `ladder.rs`.
 
@@ -12,16 +12,19 @@ use crate::{FIRST_SEGMENT, MIN_WINDOW, POLL, TARGET, WIND_DOWN};
 
 /// A camera mount in, a live ladder out, read live by ffmpeg while it grows.
 fn mount_gives_a_live_ladder(mount: &str, audio: bool) {
+    mount_gives_a_live_ladder_with(mount, audio, &[]);
+}
+
+fn mount_gives_a_live_ladder_with(mount: &str, audio: bool, extra: &[&str]) {
     let Some(rig) = rig(&format!("live ingest of /{mount}")) else {
         return;
     };
     let out = rig.out();
     let t0 = now_ms();
-    let mut ingest = Ingest::start(
-        &rig.server.url(mount),
-        &out,
-        &["--rungs", &rungs_arg(), "--duration", "14"],
-    );
+    let rungs = rungs_arg();
+    let mut args = vec!["--rungs", &rungs, "--duration", "14"];
+    args.extend_from_slice(extra);
+    let mut ingest = Ingest::start(&rig.server.url(mount), &out, &args);
     ingest.wait_until(
         "a ladder with one segment per playlist",
         FIRST_SEGMENT,
@@ -80,4 +83,11 @@ fn h264_with_g711_audio_gives_a_live_ladder_with_aac() {
 #[test]
 fn h264_with_aac_audio_gives_a_live_ladder() {
     mount_gives_a_live_ladder("h264-aac", true);
+}
+
+/// RTP over UDP (SETUP with client ports) instead of interleaved on the
+/// RTSP connection: GStreamer's server sends to the ports retina opened.
+#[test]
+fn h264_over_udp_gives_a_live_ladder() {
+    mount_gives_a_live_ladder_with("h264", false, &["--udp"]);
 }
