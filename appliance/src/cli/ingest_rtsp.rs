@@ -30,6 +30,11 @@ pub struct Args {
     /// RTP over UDP instead of the RTSP connection.
     #[arg(long)]
     pub udp: bool,
+    /// Where decode, scale and encode run: auto | cpu | nvidia (NVDEC takes
+    /// the camera's stream and scales every rung on the GPU; NVENC encodes
+    /// where the GPU has it).
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
     /// Keep every segment (listed in each track's recorded.jsonl) so the
     /// stream can become a VOD video; without it old segments are deleted.
     #[arg(long)]
@@ -52,6 +57,22 @@ pub fn run(a: Args) -> ExitCode {
         eprintln!("error: --watchdog-secs must be at least 1");
         return ExitCode::from(2);
     }
+    let request = match a.backend.parse::<hardware::BackendRequest>() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let inventory = hardware::Inventory::discover();
+    // Held until the command ends: the GPU sessions the channel uses.
+    let reservation = match inventory.reserve(request, &media::live::workload(&a.rungs)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let shown = media::live::redacted(&url);
     let mut ingest = IngestOptions::new(url);
     ingest.watchdog = Duration::from_secs(a.watchdog_secs);
@@ -62,6 +83,7 @@ pub fn run(a: Args) -> ExitCode {
         ladder: LadderConfig {
             rungs: a.rungs,
             preset: a.preset,
+            placement: reservation.placement,
         },
         record: a.record,
     };
@@ -74,7 +96,11 @@ pub fn run(a: Args) -> ExitCode {
             Ok(c) => c,
             Err(e) => return super::report(&e),
         };
-        eprintln!("live: pulling {shown} into {}", a.out.display());
+        eprintln!(
+            "live: pulling {shown} into {} ({})",
+            a.out.display(),
+            reservation.placement
+        );
         let began = Instant::now();
         let deadline = a.duration.map(|s| began + Duration::from_secs(s));
         let mut tick = tokio::time::interval(Duration::from_secs(2));

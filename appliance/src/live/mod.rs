@@ -48,6 +48,8 @@ struct Running {
     /// holds this entry for a moment (a status read).
     channel: Mutex<Option<Channel>>,
     stats: Arc<media::live::LiveStats>,
+    /// The GPU sessions and memory the channel holds (none on the CPU).
+    _gpu: Option<hardware::Reservation>,
     /// (when, frames in) at the last sample, and the rate since the one before.
     sample: Mutex<(Instant, u64, f64)>,
 }
@@ -88,13 +90,34 @@ impl Live {
         self.root.join(id)
     }
 
-    /// Reserves the channel's share and starts its ingest and ladder.
-    fn start(&self, row: &ChannelRow) -> ApiResult<()> {
+    /// Places the channel's stages (the configured backend, as for
+    /// transcodes) and reserves its GPU work and CPU share, or says why not.
+    fn reserve(&self, row: &ChannelRow) -> ApiResult<Option<hardware::Reservation>> {
+        let request: hardware::BackendRequest = self
+            .config
+            .transcode
+            .backend
+            .parse()
+            .map_err(|e: hardware::HardwareError| ApiError::internal(e))?;
+        let reservation = self
+            .videos
+            .inventory
+            .reserve(request, &media::live::workload(&row.rungs))
+            .map_err(|e| ApiError::conflict(format!("no room for this channel: {e}")))?;
+        let placement = reservation.placement;
+        self.capacity
+            .reserve(&row.id, capacity::units_placed(&row.rungs, placement))
+            .map_err(ApiError::conflict)?;
+        Ok((placement != hardware::Placement::CPU).then_some(reservation))
+    }
+
+    /// Starts the channel's ingest and ladder under its reservation.
+    fn start(&self, row: &ChannelRow, gpu: Option<hardware::Reservation>) -> ApiResult<()> {
         let url = url::Url::parse(&row.url)
             .map_err(|e| ApiError::validation(format!("the camera URL does not parse: {e}")))?;
-        self.capacity
-            .reserve(&row.id, capacity::units(&row.rungs))
-            .map_err(ApiError::conflict)?;
+        let placement = gpu
+            .as_ref()
+            .map_or(hardware::Placement::CPU, |r| r.placement);
         let mut ingest = IngestOptions::new(url);
         ingest.udp = row.transport == "udp";
         ingest.watchdog = Duration::from_secs(self.config.live.watchdog_secs);
@@ -104,6 +127,7 @@ impl Live {
             ladder: LadderConfig {
                 rungs: row.rungs.clone(),
                 preset: self.config.live.preset.clone(),
+                placement,
             },
             record: row.record,
         };
@@ -115,12 +139,13 @@ impl Live {
             }
         };
         let running = Arc::new(Running {
+            _gpu: gpu,
             stats: Arc::clone(channel.stats()),
             channel: Mutex::new(Some(channel)),
             sample: Mutex::new((Instant::now(), 0, 0.0)),
         });
         self.running.lock().insert(row.id.clone(), running);
-        tracing::info!(channel = %row.id, camera = %shown_url(&row.url), "live channel started");
+        tracing::info!(channel = %row.id, camera = %shown_url(&row.url), %placement, "live channel started");
         Ok(())
     }
 
@@ -132,7 +157,8 @@ impl Live {
             match me.catalog.call(|c| cat::running_channels(c)).await {
                 Ok(rows) => {
                     for row in rows {
-                        if let Err(e) = me.start(&row) {
+                        if let Err(e) = me.reserve(&row).and_then(|gpu| me.start(&row, gpu)) {
+                            me.capacity.release(&row.id);
                             // The row stays `running`: the reason is in the log
                             // and the channel's status says it is not live.
                             tracing::warn!(channel = %row.id, error = %e.message, "live channel not restarted");
@@ -375,10 +401,7 @@ impl api::Live for Live {
         require_creator(caller)?;
         let row = validate(caller, req)?;
         // Refused before anything is stored when it cannot fit.
-        let units = capacity::units(&row.rungs);
-        self.capacity
-            .reserve(&row.id, units)
-            .map_err(ApiError::conflict)?;
+        let gpu = self.reserve(&row)?;
         let stored = row.clone();
         if let Err(e) = self
             .catalog
@@ -388,7 +411,7 @@ impl api::Live for Live {
             self.capacity.release(&row.id);
             return Err(e.into());
         }
-        if let Err(e) = self.start(&row) {
+        if let Err(e) = self.start(&row, gpu) {
             // Not startable (an internal failure): the row must not bring it
             // back at every boot.
             self.capacity.release(&row.id);

@@ -27,8 +27,7 @@ use super::master::LiveVariant;
 use super::window::LiveDir;
 use super::LiveStats;
 use crate::backend::{
-    cpu, DecodeBackend, DecodeInput, EncodeBackend, EncoderSettings, FrameDescription,
-    ScaleBackend, Scaler, VideoDecoder, VideoEncoder,
+    DecodeInput, EncoderSettings, FrameDescription, Scaler, Stages, VideoDecoder, VideoEncoder,
 };
 use crate::error::{MediaError, Result};
 use crate::plan::LadderPlan;
@@ -72,6 +71,11 @@ pub struct LadderConfig {
     /// Rung heights (720, 480, 360 ...); empty = every standard rung that fits.
     pub rungs: Vec<u32>,
     pub preset: String,
+    /// Where each stage runs (a reservation the caller holds): NVDEC takes
+    /// the camera's Annex B as it comes and scales every rung in one launch,
+    /// as for uploads. A GPU stage that fails to open runs the run on the
+    /// CPU instead.
+    pub placement: hardware::Placement,
 }
 
 impl Default for LadderConfig {
@@ -79,6 +83,7 @@ impl Default for LadderConfig {
         Self {
             rungs: vec![720, 480, 360],
             preset: "veryfast".into(),
+            placement: hardware::Placement::CPU,
         }
     }
 }
@@ -105,6 +110,9 @@ struct Run {
     at: SystemTime,
     offset: Option<Duration>,
     decoder: Box<dyn VideoDecoder>,
+    /// The backends of this run (the placement's, or the CPU after a GPU
+    /// stage failed to open).
+    stages: Stages,
     settings: EncoderSettings,
     /// Built at the first decoded frame (the encoders copy its colours).
     rungs: Vec<Rung>,
@@ -231,16 +239,39 @@ impl Ladder {
             &self.cfg.rungs,
             None,
         )?;
-        let decoder = cpu::CPU.video_decoder(DecodeInput {
-            parameters: video_parameters(video)?,
-            time_base: Rational::new(1, 90_000),
-            plan: &plan,
-        })?;
+        let input = || -> Result<DecodeInput<'_>> {
+            Ok(DecodeInput {
+                parameters: video_parameters(video)?,
+                time_base: Rational::new(1, 90_000),
+                plan: &plan,
+            })
+        };
+        let cpu = Stages::for_placement(hardware::Placement::CPU)?;
+        let placed = if self.cfg.placement == hardware::Placement::CPU {
+            Ok(cpu)
+        } else {
+            Stages::for_placement(self.cfg.placement)
+        };
+        let (stages, decoder) = match placed
+            .and_then(|s| Ok((s, s.decode.video_decoder(input()?)?)))
+        {
+            Ok(opened) => opened,
+            Err(e) if self.cfg.placement != hardware::Placement::CPU => {
+                tracing::warn!(error = %e, placement = %self.cfg.placement, "live: a GPU stage did not open; this run is on the CPU");
+                self.stats.set_error(format!(
+                    "GPU stages ({}) did not open, the CPU runs this run: {e}",
+                    self.cfg.placement
+                ));
+                (cpu, cpu.decode.video_decoder(input()?)?)
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Run {
             plan,
             at,
             offset: None,
             decoder,
+            stages,
             settings: EncoderSettings {
                 preset: self.cfg.preset.clone(),
                 tune: Some("zerolatency".into()),
@@ -312,11 +343,14 @@ impl Ladder {
             color_trc: first.color_transfer_characteristic(),
         };
         for rung in &run.plan.rungs {
-            let encoder = cpu::CPU.encoder(rung, &run.plan, &desc, &run.settings)?;
+            let encoder = run
+                .stages
+                .encode
+                .encoder(rung, &run.plan, &desc, &run.settings)?;
             let muxer = FragmentMuxer::new(&encoder.parameters(), encoder.time_base())?;
             run.rungs.push(Rung {
                 name: rung.name.clone(),
-                scaler: cpu::CPU.scaler(rung)?,
+                scaler: run.stages.scale.scaler(rung)?,
                 time_base: encoder.time_base(),
                 encoder,
                 muxer,

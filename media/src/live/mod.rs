@@ -46,6 +46,23 @@ pub use window::{rfc3339_millis, LiveDir, TARGET_SECS, WINDOW};
 
 use crate::error::{MediaError, Result};
 
+/// The GPU work a channel asks of the inventory (`hardware::Inventory::
+/// reserve`): a camera is taken for 1080p H.264 until it connects (the
+/// largest common camera stream), rungs 16:9 at the asked heights.
+pub fn workload(rungs: &[u32]) -> hardware::Workload {
+    hardware::Workload {
+        codec: "h264".into(),
+        bit_depth: 8,
+        width: 1920,
+        height: 1080,
+        rotated: false,
+        rungs: rungs
+            .iter()
+            .map(|&h| (((f64::from(h) * 16.0 / 9.0 / 2.0).round() * 2.0) as u32, h))
+            .collect(),
+    }
+}
+
 /// Where a channel is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
