@@ -7,6 +7,7 @@
 //! calls and persistence is the caller's. FAISS and candle are the only
 //! native code, each behind its own module ([`index`], [`embed`], [`rank`]).
 
+pub mod baselines;
 pub mod device;
 pub mod embed;
 pub mod engine;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use inference::embed::{default_model_dir, video_text};
 use inference::engine::{Engine, EngineConfig, FeedKind, Reason, VideoDoc};
-use inference::eval::{build_engine, evaluate, EvalConfig};
+use inference::eval::{build_engine, evaluate, EvalConfig, Protocol};
 use inference::sim::{World, WorldConfig, EPOCH, TOPICS};
 use inference::{Embedder, InferenceError};
 
@@ -46,22 +46,36 @@ fn personalised_feed_beats_popularity_and_improves_with_history() {
     let log = world.log(&cfg);
     let report = evaluate(&videos, &log, &EvalConfig::default(), None).unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+    let ts = report.protocol(Protocol::TimeSplit);
+    let (feed, popularity) = (ts.all("feed"), ts.all("popularity"));
     assert!(
-        report.feed.hr_at_10 > 1.5 * report.popularity.hr_at_10,
+        feed.hr_at_10 > 1.5 * popularity.hr_at_10,
         "HR@10 {} vs popularity {}",
-        report.feed.hr_at_10,
-        report.popularity.hr_at_10
+        feed.hr_at_10,
+        popularity.hr_at_10
     );
-    assert!(report.feed.ndcg_at_10 > 1.5 * report.popularity.ndcg_at_10);
+    assert!(feed.ndcg_at_10 > 1.5 * popularity.ndcg_at_10);
     assert!(report
         .training
         .as_ref()
         .is_some_and(|t| t.holdout_auc > t.formula_holdout_auc));
-    assert!(
-        report.popularity.hr_at_10 > report.random.hr_at_10,
-        "the popularity baseline must be a real one"
-    );
-    assert!(report.feed.coverage > report.popularity.coverage);
+    for p in &report.protocols {
+        // Every baseline is a real one, on the same users as the feed.
+        for name in ["popularity", "popularity_recent", "item_knn", "ease"] {
+            let m = p.all(name);
+            assert_eq!(m.users, p.users, "{name}");
+            assert!(
+                m.hr_at_10 > p.all("random").hr_at_10,
+                "{:?}: {name} {} is no better than random {}",
+                p.protocol,
+                m.hr_at_10,
+                p.all("random").hr_at_10
+            );
+        }
+        let per_cohort: usize = p.users_per_cohort.values().sum();
+        assert_eq!(per_cohort, p.users, "every user is in one cohort");
+    }
+    assert!(feed.coverage > popularity.coverage);
     let h = &report.history;
     assert_eq!(h.len(), 3);
     assert!(

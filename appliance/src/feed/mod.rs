@@ -16,6 +16,7 @@
 //! `source: "trending_fallback"`, never a 5xx; the HTTP path never waits
 //! on the embed loop.
 
+mod plot;
 mod recommend;
 mod service;
 pub mod tools;

@@ -175,6 +175,9 @@ pub fn eval_feed(a: &EvalArgs) -> Result<inference::eval::Report> {
     if let Some(out) = &a.out {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
         std::fs::write(out, json).map_err(io("writing", out))?;
+        // The plot beside the JSON: HR@10 per protocol, cohort and method.
+        let svg = out.with_extension("svg");
+        std::fs::write(&svg, super::plot::svg(&report)).map_err(io("writing", &svg))?;
     }
     Ok(report)
 }

@@ -2,26 +2,27 @@
 //! real feed (and popularity and random baselines) for ten videos per
 //! held-out user, and score them against what the user went on to enjoy.
 
-use std::collections::{HashMap, HashSet};
+//! Offline evaluation: one interaction log, two standard protocols
+//! ([`split`]: a global time split and leave-last-out), the real feed (its
+//! trained model and its hand formula) and strong baselines computed on
+//! exactly the same split and users (popularity all-time and recent,
+//! item-kNN, EASE, random), each scored over all users and per cohort of
+//! training history ([`metrics`]); plus the feed's growth with history.
+
+mod metrics;
+pub mod split;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::embed::dot;
+use crate::baselines::{Baseline, Ease, ItemKnn, Popularity};
 use crate::engine::{Engine, EngineConfig, FeedKind, VideoDoc, Watch};
-use crate::error::Result;
+use crate::error::{InferenceError, Result};
 use crate::rank::{Example, RankModel, Ranker, TrainReport};
-
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Metrics {
-    pub hr_at_10: f64,
-    pub ndcg_at_10: f64,
-    /// Share of the catalog recommended to at least one user.
-    pub coverage: f64,
-    /// Mean of 1 − cosine between the items of a list.
-    pub intra_list_diversity: f64,
-    pub users: usize,
-}
+pub use metrics::{MethodResult, Metrics};
+pub use split::{Protocol, Split, COHORTS};
 
 #[derive(Debug, serde::Serialize)]
 pub struct HistoryPoint {
@@ -29,26 +30,75 @@ pub struct HistoryPoint {
     pub feed: Metrics,
 }
 
+/// One protocol's results: every method on the same users.
+#[derive(Debug, serde::Serialize)]
+pub struct ProtocolReport {
+    pub protocol: Protocol,
+    pub train_events: usize,
+    pub users: usize,
+    pub users_per_cohort: BTreeMap<&'static str, usize>,
+    /// `feed` (the ranker evaluated), `feed_formula`, `popularity`,
+    /// `popularity_recent`, `item_knn`, `ease`, `random`.
+    pub methods: BTreeMap<&'static str, MethodResult>,
+    /// The baseline with the best HR@10 over all users, and the feed's
+    /// ratio to it (> 1: the feed wins).
+    pub strongest_baseline: &'static str,
+    pub feed_hr_lift_over_strongest: f64,
+    pub feed_ndcg_lift_over_strongest: f64,
+}
+
+impl ProtocolReport {
+    /// A method's result over all users (panics on an unknown name).
+    pub fn all(&self, method: &str) -> Metrics {
+        self.methods[method].all
+    }
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
     pub videos: usize,
     pub events: usize,
-    pub train_events: usize,
-    pub test_events: usize,
-    pub split_ts: i64,
-    /// `model`: trained on the training split (sampled negatives), as
-    /// `train-ranker` does on the box; or the model file given.
+    /// `model`: trained on each protocol's training events (sampled
+    /// negatives), as `train-ranker` does on the box; or the model given.
     pub ranker: &'static str,
+    /// Training on the time split's events (when the model was trained here).
     pub training: Option<TrainReport>,
-    pub feed: Metrics,
-    /// The same feed ranked by the hand formula, for comparison.
-    pub feed_formula: Metrics,
-    pub popularity: Metrics,
-    pub random: Metrics,
-    pub hr_lift_over_popularity: f64,
-    pub ndcg_lift_over_popularity: f64,
-    /// The same users, measured with only their first N training events.
+    pub protocols: Vec<ProtocolReport>,
+    /// On the time split: users with at least the largest step of training
+    /// events, replayed with only their first N.
     pub history: Vec<HistoryPoint>,
+    /// How the baselines were configured.
+    pub baselines: BaselineConfig,
+}
+
+impl Report {
+    pub fn protocol(&self, p: Protocol) -> &ProtocolReport {
+        self.protocols
+            .iter()
+            .find(|r| r.protocol == p)
+            .expect("every protocol is evaluated")
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BaselineConfig {
+    /// Items the collaborative baselines model (the most popular ones).
+    pub max_items: usize,
+    pub knn_neighbours: usize,
+    pub ease_lambda: f64,
+    /// `popularity_recent` counts this window before the split.
+    pub recent_window_secs: i64,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            max_items: 2000,
+            knn_neighbours: 100,
+            ease_lambda: 250.0,
+            recent_window_secs: 7 * 86_400,
+        }
+    }
 }
 
 pub struct EvalConfig {
@@ -56,15 +106,17 @@ pub struct EvalConfig {
     pub max_users: usize,
     pub history_steps: Vec<usize>,
     pub seed: u64,
+    pub baselines: BaselineConfig,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
         Self {
             train_share: 0.8,
-            max_users: 300,
+            max_users: 1000,
             history_steps: vec![0, 10, 50],
             seed: 1,
+            baselines: BaselineConfig::default(),
         }
     }
 }
@@ -149,85 +201,170 @@ pub fn evaluate(
     cfg: &EvalConfig,
     model: Option<&std::path::Path>,
 ) -> Result<Report> {
-    let split = ((events.len() as f64) * cfg.train_share) as usize;
-    let (train, test) = events.split_at(split);
-    let split_ts = test.first().map_or(0, |w| w.ts);
-    let mut trained_on: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for w in train {
-        trained_on.entry(&w.user).or_default().insert(&w.video);
-    }
-    let mut positives: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for w in test {
-        let seen = trained_on
-            .get(w.user.as_str())
-            .is_some_and(|s| s.contains(w.video.as_str()));
-        if (w.completion() >= 0.7 || w.liked) && !seen {
-            positives.entry(&w.user).or_default().insert(&w.video);
-        }
-    }
-    let mut users: Vec<&str> = positives.keys().copied().collect();
-    users.sort_unstable();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    users.shuffle(&mut rng);
-    users.truncate(cfg.max_users);
-
-    let scratch =
-        tempfile::tempdir().map_err(|e| crate::error::InferenceError::io("temp dir", e))?;
-    let (model_path, training) = match model {
-        Some(p) => (p.to_path_buf(), None),
-        None => {
-            let p = scratch.path().join("ranker.safetensors");
-            let report = train_ranker(videos, train, &p, 300)?;
-            (p, Some(report))
-        }
-    };
-    let ranker =
-        || -> Result<Option<Ranker>> { Ok(Some(Ranker::Model(RankModel::load(&model_path)?))) };
-    let engine = build_engine(videos, train, ranker()?)?;
-    let formula_engine = build_engine(videos, train, None)?;
+    let scratch = tempfile::tempdir().map_err(|e| InferenceError::io("temp dir", e))?;
     let embs: HashMap<&str, &[f32]> = videos
         .iter()
         .map(|(d, e)| (d.id.as_str(), e.as_slice()))
         .collect();
-    let now = split_ts;
-    let mut feed_lists = Vec::new();
-    let mut formula_lists = Vec::new();
-    let mut pop_lists = Vec::new();
-    let mut rand_lists = Vec::new();
-    for &u in &users {
-        feed_lists.push(first_page(&engine, u, now)?);
-        formula_lists.push(first_page(&formula_engine, u, now)?);
-        pop_lists.push(engine.popular_for(u, 10));
+    let splits = [
+        Split::time_split(events, cfg.train_share, cfg.max_users, cfg.seed),
+        Split::leave_last_out(events, cfg.max_users, cfg.seed),
+    ];
+    let mut protocols = Vec::new();
+    let mut training = None;
+    let mut ranker_name = "formula";
+    let mut history = Vec::new();
+    for split in &splits {
+        // Each protocol's model learns from that protocol's training events
+        // only, so no held-out event leaks into it.
+        let model_path = match model {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = scratch
+                    .path()
+                    .join(format!("{:?}.safetensors", split.protocol));
+                let report = train_ranker(videos, &split.train, &p, 300)?;
+                if split.protocol == Protocol::TimeSplit {
+                    training = Some(report);
+                }
+                p
+            }
+        };
+        let ranker =
+            || -> Result<Option<Ranker>> { Ok(Some(Ranker::Model(RankModel::load(&model_path)?))) };
+        let engine = build_engine(videos, &split.train, ranker()?)?;
+        ranker_name = engine.ranker_name();
+        let (report, rich) = evaluate_split(videos, split, &engine, &embs, cfg)?;
+        protocols.push(report);
+        if split.protocol == Protocol::TimeSplit {
+            history = growth(videos, split, &rich, &ranker, &embs, cfg)?;
+        }
+    }
+    Ok(Report {
+        videos: videos.len(),
+        events: events.len(),
+        ranker: ranker_name,
+        training,
+        protocols,
+        history,
+        baselines: cfg.baselines.clone(),
+    })
+}
+
+/// Every method on one split; also returns the users rich enough for the
+/// history experiment.
+fn evaluate_split(
+    videos: &[(VideoDoc, Vec<f32>)],
+    split: &Split,
+    engine: &Engine,
+    embs: &HashMap<&str, &[f32]>,
+    cfg: &EvalConfig,
+) -> Result<(ProtocolReport, Vec<String>)> {
+    let formula = build_engine(videos, &split.train, None)?;
+    let b = &cfg.baselines;
+    let baselines: Vec<(&'static str, Box<dyn Baseline>)> = vec![
+        ("popularity", Box::new(Popularity::all_time(&split.train))),
+        (
+            "popularity_recent",
+            Box::new(Popularity::recent(
+                &split.train,
+                b.recent_window_secs,
+                split.now,
+            )),
+        ),
+        (
+            "item_knn",
+            Box::new(ItemKnn::fit(&split.train, b.max_items, b.knn_neighbours)),
+        ),
+        (
+            "ease",
+            Box::new(
+                Ease::fit(&split.train, b.max_items, b.ease_lambda)
+                    .map_err(|e| InferenceError::Ranker(format!("EASE baseline: {e}")))?,
+            ),
+        ),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let mut lists: BTreeMap<&'static str, Vec<Vec<String>>> = BTreeMap::new();
+    let empty = Vec::new();
+    for u in &split.users {
+        lists
+            .entry("feed")
+            .or_default()
+            .push(first_page(engine, u, split.now)?);
+        lists
+            .entry("feed_formula")
+            .or_default()
+            .push(first_page(&formula, u, split.now)?);
+        let history: Vec<&str> = split
+            .history
+            .get(u)
+            .unwrap_or(&empty)
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let exclude: HashSet<&str> = history.iter().copied().collect();
+        for (name, b) in &baselines {
+            lists
+                .entry(name)
+                .or_default()
+                .push(b.recommend(&history, &exclude, 10));
+        }
         let mut pool = engine.unwatched_ids(u);
         pool.shuffle(&mut rng);
         pool.truncate(10);
-        rand_lists.push(pool);
+        lists.entry("random").or_default().push(pool);
     }
-    let score = |lists: &[Vec<String>], users: &[&str]| {
-        metrics(lists, users, &positives, &embs, videos.len())
-    };
-    let feed = score(&feed_lists, &users);
-    let feed_formula = score(&formula_lists, &users);
-    let popularity = score(&pop_lists, &users);
-    let random = score(&rand_lists, &users);
-
-    // History growth: users with at least the largest step of training
-    // events, replayed with only their first N.
-    let max_step = cfg.history_steps.iter().copied().max().unwrap_or(0);
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for w in train {
-        *counts.entry(&w.user).or_default() += 1;
-    }
-    let rich: Vec<&str> = users
+    let methods: BTreeMap<&'static str, MethodResult> = lists
         .iter()
-        .copied()
-        .filter(|u| counts.get(u).copied().unwrap_or(0) >= max_step)
+        .map(|(name, l)| (*name, metrics::score(split, l, embs, videos.len())))
         .collect();
-    let rich_set: HashSet<&str> = rich.iter().copied().collect();
-    let mut history = Vec::new();
+    let strongest = methods
+        .iter()
+        .filter(|(name, _)| !name.starts_with("feed") && **name != "random")
+        .max_by(|a, b| a.1.all.hr_at_10.total_cmp(&b.1.all.hr_at_10))
+        .map_or("popularity", |(name, _)| *name);
+    let lift = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::INFINITY };
+    let feed = methods["feed"].all;
+    let best = methods[strongest].all;
+    let max_step = cfg.history_steps.iter().copied().max().unwrap_or(0);
+    let rich = split
+        .users
+        .iter()
+        .filter(|u| split.train_events(u) >= max_step)
+        .cloned()
+        .collect();
+    Ok((
+        ProtocolReport {
+            protocol: split.protocol,
+            train_events: split.train.len(),
+            users: split.users.len(),
+            users_per_cohort: split.cohort_sizes(),
+            strongest_baseline: strongest,
+            feed_hr_lift_over_strongest: lift(feed.hr_at_10, best.hr_at_10),
+            feed_ndcg_lift_over_strongest: lift(feed.ndcg_at_10, best.ndcg_at_10),
+            methods,
+        },
+        rich,
+    ))
+}
+
+/// The rich users replayed with only their first N training events.
+fn growth(
+    videos: &[(VideoDoc, Vec<f32>)],
+    split: &Split,
+    rich: &[String],
+    ranker: &dyn Fn() -> Result<Option<Ranker>>,
+    embs: &HashMap<&str, &[f32]>,
+    cfg: &EvalConfig,
+) -> Result<Vec<HistoryPoint>> {
+    let rich_set: HashSet<&str> = rich.iter().map(String::as_str).collect();
+    let users: Vec<&str> = rich.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
     for &step in &cfg.history_steps {
         let mut kept: HashMap<&str, usize> = HashMap::new();
-        let truncated: Vec<Watch> = train
+        let truncated: Vec<Watch> = split
+            .train
             .iter()
             .filter(|w| {
                 if !rich_set.contains(w.user.as_str()) {
@@ -240,32 +377,16 @@ pub fn evaluate(
             .cloned()
             .collect();
         let engine = build_engine(videos, &truncated, ranker()?)?;
-        let lists = rich
+        let lists = users
             .iter()
-            .map(|u| first_page(&engine, u, now))
+            .map(|u| first_page(&engine, u, split.now))
             .collect::<Result<Vec<_>>>()?;
-        history.push(HistoryPoint {
+        out.push(HistoryPoint {
             train_events_per_user: step,
-            feed: score(&lists, &rich),
+            feed: metrics::metrics(&lists, &users, &split.positives, embs, videos.len()),
         });
     }
-    let lift = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::INFINITY };
-    Ok(Report {
-        videos: videos.len(),
-        events: events.len(),
-        train_events: train.len(),
-        test_events: test.len(),
-        split_ts,
-        ranker: engine.ranker_name(),
-        training,
-        feed_formula,
-        hr_lift_over_popularity: lift(feed.hr_at_10, popularity.hr_at_10),
-        ndcg_lift_over_popularity: lift(feed.ndcg_at_10, popularity.ndcg_at_10),
-        feed,
-        popularity,
-        random,
-        history,
-    })
+    Ok(out)
 }
 
 fn first_page(engine: &Engine, user: &str, now: i64) -> Result<Vec<String>> {
@@ -275,66 +396,6 @@ fn first_page(engine: &Engine, user: &str, now: i64) -> Result<Vec<String>> {
         .into_iter()
         .map(|i| i.video_id)
         .collect())
-}
-
-fn metrics(
-    lists: &[Vec<String>],
-    users: &[&str],
-    positives: &HashMap<&str, HashSet<&str>>,
-    embs: &HashMap<&str, &[f32]>,
-    catalog: usize,
-) -> Metrics {
-    let mut hr = 0.0;
-    let mut ndcg = 0.0;
-    let mut div = 0.0;
-    let mut covered: HashSet<&str> = HashSet::new();
-    for (list, user) in lists.iter().zip(users) {
-        let empty = HashSet::new();
-        let pos = positives.get(user).unwrap_or(&empty);
-        let gains: Vec<f64> = list
-            .iter()
-            .take(10)
-            .map(|v| f64::from(u8::from(pos.contains(v.as_str()))))
-            .collect();
-        if gains.iter().any(|&g| g > 0.0) {
-            hr += 1.0;
-        }
-        let dcg: f64 = gains
-            .iter()
-            .enumerate()
-            .map(|(i, g)| g / (i as f64 + 2.0).log2())
-            .sum();
-        let ideal: f64 = (0..pos.len().min(10))
-            .map(|i| 1.0 / (i as f64 + 2.0).log2())
-            .sum();
-        if ideal > 0.0 {
-            ndcg += dcg / ideal;
-        }
-        covered.extend(list.iter().map(String::as_str));
-        let vecs: Vec<&[f32]> = list
-            .iter()
-            .filter_map(|v| embs.get(v.as_str()).copied())
-            .collect();
-        let mut pairs = 0.0;
-        let mut dissim = 0.0;
-        for i in 0..vecs.len() {
-            for j in i + 1..vecs.len() {
-                dissim += 1.0 - f64::from(dot(vecs[i], vecs[j]));
-                pairs += 1.0;
-            }
-        }
-        if pairs > 0.0 {
-            div += dissim / pairs;
-        }
-    }
-    let n = lists.len().max(1) as f64;
-    Metrics {
-        hr_at_10: hr / n,
-        ndcg_at_10: ndcg / n,
-        coverage: covered.len() as f64 / catalog.max(1) as f64,
-        intra_list_diversity: div / n,
-        users: lists.len(),
-    }
 }
 
 /// Reads an interaction log of `user,video,completion,timestamp` lines (a
