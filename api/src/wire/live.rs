@@ -11,13 +11,10 @@ pub struct LiveChannelCreate {
     /// 1–100 characters, not all blank.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
-    /// `rtsp://` or `rtsps://`, optionally with `user:password@` (kept, used
-    /// to log in to the camera, never shown again or logged).
-    #[schema(
-        min_length = 8,
-        max_length = 2048,
-        pattern = r"^[Rr][Tt][Ss][Pp][Ss]?://"
-    )]
+    /// `rtsp://host[:port]/path`, optionally with `user:password@` (kept,
+    /// used to log in to the camera, never shown again or logged). RTSP over
+    /// TLS (`rtsps://`) is not supported.
+    #[schema(min_length = 8, max_length = 2048, pattern = r"^[Rr][Tt][Ss][Pp]://")]
     pub url: String,
     /// Rung heights (short side) from 1080, 720, 480, 360; default 720, 480,
     /// 360. Rungs taller than the camera are left out.

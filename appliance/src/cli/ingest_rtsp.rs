@@ -43,7 +43,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> ExitCode {
     let url = match url::Url::parse(&a.url) {
-        Ok(u) if matches!(u.scheme(), "rtsp" | "rtsps") => u,
+        Ok(u) if u.scheme() == "rtsp" => u,
         Ok(u) => {
             eprintln!("error: {} is not an rtsp:// URL", media::live::redacted(&u));
             return ExitCode::from(2);

@@ -360,9 +360,10 @@ fn validate(caller: &Principal, req: LiveChannelCreate) -> ApiResult<ChannelRow>
     }
     let url = url::Url::parse(&req.url)
         .map_err(|e| ApiError::validation(format!("url does not parse: {e}")))?;
-    if !matches!(url.scheme(), "rtsp" | "rtsps") || url.host_str().is_none_or(str::is_empty) {
+    // retina speaks RTSP over TCP or UDP, not over TLS (rtsps).
+    if url.scheme() != "rtsp" || url.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::validation(format!(
-            "url must be rtsp://host[:port]/path or rtsps://… (got {})",
+            "url must be rtsp://host[:port]/path (rtsps is not supported; got {})",
             media::live::redacted(&url)
         )));
     }
@@ -461,8 +462,15 @@ impl api::Live for Live {
             }
         }
         if changed && row.record {
-            if let Err(e) = self.record(&row, None, None).await {
-                tracing::warn!(channel = %id, error = %e.message, "the recording was not published");
+            match self.record(&row, None, None).await {
+                Ok(_) => {}
+                // Nothing recorded (a camera that never sent a frame).
+                Err(e) if e.code == api::ErrorCode::Conflict => {
+                    tracing::info!(channel = %id, reason = %e.message, "no recording to publish");
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %id, error = %e.message, "the recording was not published")
+                }
             }
         }
         let row = self.owned(caller, id).await?;

@@ -98,7 +98,16 @@ pub fn export(
     out: &Path,
 ) -> Result<Recording> {
     let listed = live.join(VARIANTS);
-    let bytes = std::fs::read(&listed).map_err(|e| MediaError::io("reading", &listed, e))?;
+    let bytes = match std::fs::read(&listed) {
+        Ok(b) => b,
+        // The ladder lists its variants at its first frame: none, nothing.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(MediaError::InvalidRequest(
+                "the channel has recorded nothing yet".into(),
+            ))
+        }
+        Err(e) => return Err(MediaError::io("reading", &listed, e)),
+    };
     let (variants, audio): (Vec<LiveVariant>, bool) =
         serde_json::from_slice(&bytes).map_err(|e| packaging(&listed, e.to_string()))?;
     let top = variants
