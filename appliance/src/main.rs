@@ -75,16 +75,23 @@ enum Command {
         /// Directory for videos.jsonl, events.csv and events.jsonl.
         #[arg(long, default_value = "sim")]
         out: PathBuf,
-        #[arg(long, default_value_t = 300)]
-        users: usize,
-        #[arg(long, default_value_t = 2000)]
-        videos: usize,
+        #[arg(long)]
+        users: Option<usize>,
+        #[arg(long)]
+        videos: Option<usize>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// A log shaped like real ones (long-tailed popularity and activity,
+        /// arrivals over time, popularity- and position-driven choices,
+        /// drifting interests); also writes curves.svg. --users/--videos
+        /// default to 1500/3000 then.
+        #[arg(long)]
+        realistic: bool,
     },
-    /// Offline evaluation of the feed against popularity and random
-    /// baselines (HR@10, NDCG@10, coverage, diversity) on a log split by
-    /// time; simulates a world when no log is given. Prints JSON.
+    /// Offline evaluation of the feed against baselines (popularity,
+    /// recent popularity, item-kNN, EASE, random) under a time split and
+    /// leave-last-out, per cohort of history (HR@10, NDCG@10, coverage,
+    /// diversity); simulates a world when no log is given. Prints JSON.
     EvalFeed {
         /// videos.jsonl (as written by `simulate`).
         #[arg(long)]
@@ -97,11 +104,14 @@ enum Command {
         ranker: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Also write the report here.
+        /// Also write the report here (and its plot beside it, .svg).
         #[arg(long)]
         out: Option<PathBuf>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Without --videos/--log: simulate a realistic log (see simulate).
+        #[arg(long)]
+        realistic: bool,
         #[arg(long)]
         quiet: bool,
     },
@@ -305,7 +315,8 @@ fn main() -> ExitCode {
             users,
             videos,
             seed,
-        } => cli::feed::simulate(out, users, videos, seed),
+            realistic,
+        } => cli::feed::simulate(out, users, videos, seed, realistic),
         Command::EvalFeed {
             videos,
             log,
@@ -313,8 +324,9 @@ fn main() -> ExitCode {
             config,
             out,
             seed,
+            realistic,
             quiet,
-        } => cli::feed::eval(videos, log, ranker, config, out, seed, quiet),
+        } => cli::feed::eval(videos, log, ranker, config, out, seed, realistic, quiet),
         Command::TrainRanker {
             config,
             videos,

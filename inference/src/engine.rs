@@ -257,6 +257,10 @@ const MAX_POSITIVES: usize = 50;
 const MAX_COMPLETERS: usize = 30;
 const MAX_POOL: usize = 100;
 const TRENDING_LEN: usize = 500;
+/// A cold-start page holds at most this many videos of one leading hashtag.
+const COLD_PER_TOPIC: usize = 3;
+/// What a client shows per page (the cap above is per page of the list).
+const PAGE_SIZE: usize = 10;
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
@@ -1112,36 +1116,39 @@ impl Engine {
         Ok((list, Source::Personalized))
     }
 
-    /// No history, no interests: popular videos, one hashtag at a time so
-    /// the first page samples many topics.
+    /// No history, no interests: the most popular videos now (trending
+    /// velocity, newest to fill), only lightly diversified — at most
+    /// [`COLD_PER_TOPIC`] per leading hashtag on a page — since on real
+    /// logs what most people watch is the best guess for someone unknown.
     fn cold_start(&self, exclude: &HashSet<u32>) -> Vec<Entry> {
         let popular = self.trending_entries(exclude, Reason::ColdStart);
         let cat = self.catalog.read();
-        let mut by_topic: HashMap<&str, VecDeque<Entry>> = HashMap::new();
-        let mut order: Vec<&str> = Vec::new();
+        let mut per_topic: HashMap<&str, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(self.cfg.list_len);
+        let mut held = Vec::new();
         for e in popular {
             let topic = cat.videos[e.slot as usize]
                 .doc
                 .hashtags
                 .first()
                 .map_or("", String::as_str);
-            if !by_topic.contains_key(topic) {
-                order.push(topic);
+            let n = per_topic.entry(topic).or_default();
+            // The cap applies within each page's worth of the list.
+            if *n < COLD_PER_TOPIC * (out.len() / PAGE_SIZE + 1) {
+                *n += 1;
+                out.push(e);
+            } else {
+                held.push(e);
             }
-            by_topic.entry(topic).or_default().push_back(e);
-        }
-        let mut out = Vec::new();
-        while out.len() < self.cfg.list_len {
-            let before = out.len();
-            for t in &order {
-                if let Some(e) = by_topic.get_mut(t).and_then(VecDeque::pop_front) {
-                    out.push(e);
-                }
-            }
-            if out.len() == before {
+            if out.len() >= self.cfg.list_len {
                 break;
             }
         }
+        // Too few topics to honour the cap: the rest in popularity order.
+        out.extend(
+            held.into_iter()
+                .take(self.cfg.list_len.saturating_sub(out.len())),
+        );
         out
     }
 

@@ -9,13 +9,25 @@ use crate::feed::tools as feedtools;
 use settings as config;
 
 /// `appliance simulate`.
-pub fn simulate(out: PathBuf, users: usize, videos: usize, seed: u64) -> ExitCode {
+pub fn simulate(
+    out: PathBuf,
+    users: Option<usize>,
+    videos: Option<usize>,
+    seed: u64,
+    realistic: bool,
+) -> ExitCode {
+    let base = if realistic {
+        inference::sim::WorldConfig::realistic()
+    } else {
+        inference::sim::WorldConfig::default()
+    };
+    let videos = videos.unwrap_or(base.videos);
     let cfg = inference::sim::WorldConfig {
-        users,
+        users: users.unwrap_or(base.users),
         videos,
         creators: (videos / 8).max(1),
         seed,
-        ..Default::default()
+        ..base
     };
     match feedtools::simulate(&cfg, &out) {
         Ok((v, e)) => {
@@ -35,6 +47,7 @@ pub fn eval(
     config: Option<PathBuf>,
     out: Option<PathBuf>,
     seed: u64,
+    realistic: bool,
     quiet: bool,
 ) -> ExitCode {
     let model_dir = match config::Config::load(config.as_deref()) {
@@ -48,6 +61,7 @@ pub fn eval(
         model_dir,
         out,
         seed,
+        realistic,
         quiet,
     };
     match feedtools::eval_feed(&args) {

@@ -129,3 +129,95 @@ pub fn svg(report: &Report) -> String {
     out.push_str("</svg>\n");
     out
 }
+
+/// A log's shape: events per video and per user against their rank, both
+/// axes logarithmic (a long tail is a falling straight-ish line).
+pub fn curves_svg(log: &[inference::engine::Watch]) -> String {
+    use std::collections::HashMap;
+    let mut per_video: HashMap<&str, usize> = HashMap::new();
+    let mut per_user: HashMap<&str, usize> = HashMap::new();
+    for w in log {
+        *per_video.entry(&w.video).or_default() += 1;
+        *per_user.entry(&w.user).or_default() += 1;
+    }
+    let sorted = |m: HashMap<&str, usize>| {
+        let mut v: Vec<usize> = m.into_values().collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v
+    };
+    let series = [
+        (
+            "events per video (item popularity)",
+            "#d62728",
+            sorted(per_video),
+        ),
+        ("events per user (activity)", "#1f77b4", sorted(per_user)),
+    ];
+    let (w, h, left, top) = (560.0, 320.0, 70.0, 50.0);
+    let max_rank = series.iter().map(|s| s.2.len()).max().unwrap_or(1).max(2) as f64;
+    let max_count = series
+        .iter()
+        .filter_map(|s| s.2.first().copied())
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64;
+    let x = |rank: f64| left + rank.log10() / max_rank.log10() * w;
+    let y = |count: f64| top + h - count.log10() / max_count.log10() * h;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{left}" y="28" font-size="15">Rank vs events, log–log ({} events)</text>"##,
+        left + w + 40.0,
+        top + h + 60.0,
+        log.len()
+    );
+    let mut decade = 1.0;
+    while decade <= max_count {
+        let yy = y(decade);
+        let _ = write!(
+            out,
+            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e0e0e0"/><text x="{}" y="{:.1}" text-anchor="end">{decade}</text>"##,
+            left + w,
+            left - 6.0,
+            yy + 4.0
+        );
+        decade *= 10.0;
+    }
+    let mut decade = 1.0;
+    while decade <= max_rank {
+        let xx = x(decade);
+        let _ = write!(
+            out,
+            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{top}" y2="{}" stroke="#e0e0e0"/><text x="{xx:.1}" y="{}" text-anchor="middle">{decade}</text>"##,
+            top + h,
+            top + h + 16.0
+        );
+        decade *= 10.0;
+    }
+    let _ = write!(
+        out,
+        r##"<text x="{}" y="{}" text-anchor="middle">rank</text>"##,
+        left + w / 2.0,
+        top + h + 36.0
+    );
+    for (i, (name, colour, counts)) in series.iter().enumerate() {
+        let points: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .map(|(r, c)| format!("{:.1},{:.1}", x(r as f64 + 1.0), y(*c as f64)))
+            .collect();
+        let _ = write!(
+            out,
+            r##"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/><rect x="{}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{}">{name}: {} of them, median {}</text>"##,
+            points.join(" "),
+            left + 20.0,
+            top + h - 50.0 + i as f64 * 20.0,
+            left + 38.0,
+            top + h - 40.0 + i as f64 * 20.0,
+            counts.len(),
+            counts.get(counts.len() / 2).copied().unwrap_or(0)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}

@@ -60,6 +60,8 @@ pub fn simulate(cfg: &WorldConfig, out: &Path) -> Result<(usize, usize)> {
     std::fs::write(&p, csv).map_err(io("writing", &p))?;
     let p = out.join("events.jsonl");
     std::fs::write(&p, jsonl).map_err(io("writing", &p))?;
+    let p = out.join("curves.svg");
+    std::fs::write(&p, super::plot::curves_svg(&log)).map_err(io("writing", &p))?;
     Ok((world.videos.len(), log.len()))
 }
 
@@ -140,6 +142,7 @@ pub struct EvalArgs {
     pub model_dir: PathBuf,
     pub out: Option<PathBuf>,
     pub seed: u64,
+    pub realistic: bool,
     pub quiet: bool,
 }
 
@@ -148,9 +151,14 @@ pub fn eval_feed(a: &EvalArgs) -> Result<inference::eval::Report> {
     let (docs, events) = match (&a.videos, &a.log) {
         (Some(v), Some(l)) => (read_videos(v)?, read_events(l)?),
         (None, None) => {
+            let base = if a.realistic {
+                WorldConfig::realistic()
+            } else {
+                WorldConfig::default()
+            };
             let cfg = WorldConfig {
                 seed: a.seed,
-                ..WorldConfig::default()
+                ..base
             };
             let mut world = World::generate(&cfg);
             let log = world.log(&cfg);

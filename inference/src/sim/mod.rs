@@ -3,6 +3,13 @@
 //! model in which completion depends on how well a video's topic matches a
 //! user's interests, on its creator's quality, and on noise. Its output is
 //! what the offline evaluation, the tests, the demo and the benchmarks use.
+//!
+//! Two kinds of log ([`LogStyle`]): `Uniform`, where every user is active
+//! all along and exposure is popularity × interest; and `Realistic`
+//! ([`realistic`]), shaped like real interaction logs — long-tailed item
+//! popularity and user activity, users and videos arriving over time,
+//! choices made from a popularity-ordered page with position bias,
+//! interests that drift — on which plain popularity is hard to beat.
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -10,6 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Normal};
 
 use crate::engine::{VideoDoc, Watch};
+
+mod realistic;
 
 pub struct Topic {
     pub name: &'static str,
@@ -211,6 +220,18 @@ pub const TOPICS: &[Topic] = &[
     },
 ];
 
+/// How [`World::log`] generates its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStyle {
+    /// Every user active over the whole period, `events_per_user` drawn
+    /// uniformly; a video's exposure is its popularity × the user's
+    /// interest in its topic.
+    Uniform,
+    /// Shaped like real logs (see [`realistic`]): `events_per_user` is the
+    /// (minimum, maximum) of a log-normal activity with a median of 8.
+    Realistic,
+}
+
 pub struct WorldConfig {
     pub users: usize,
     pub videos: usize,
@@ -218,6 +239,7 @@ pub struct WorldConfig {
     pub events_per_user: (usize, usize),
     pub days: i64,
     pub seed: u64,
+    pub style: LogStyle,
 }
 
 impl Default for WorldConfig {
@@ -229,6 +251,23 @@ impl Default for WorldConfig {
             events_per_user: (20, 160),
             days: 14,
             seed: 42,
+            style: LogStyle::Uniform,
+        }
+    }
+}
+
+impl WorldConfig {
+    /// A world whose log looks like a real one: 1500 users, 3000 videos
+    /// over four weeks, most users with a handful of events.
+    pub fn realistic() -> Self {
+        Self {
+            users: 1500,
+            videos: 3000,
+            creators: 300,
+            events_per_user: (1, 600),
+            days: 28,
+            seed: 42,
+            style: LogStyle::Realistic,
         }
     }
 }
@@ -317,10 +356,22 @@ impl World {
                         caption: template.replace("{w}", word),
                         hashtags,
                         sound,
-                        created_at: EPOCH - 86_400 + rng.random_range(0..86_400),
+                        created_at: match cfg.style {
+                            // A back catalogue, then new videos all along.
+                            LogStyle::Realistic if rng.random::<f32>() < 0.7 => {
+                                EPOCH + rng.random_range(0..cfg.days.max(1) * 86_400)
+                            }
+                            LogStyle::Uniform | LogStyle::Realistic => {
+                                EPOCH - 86_400 + rng.random_range(0..86_400)
+                            }
+                        },
                     },
                     topic,
-                    popularity: pop.sample(&mut rng),
+                    popularity: match cfg.style {
+                        // Heavier tail: a few videos take most views.
+                        LogStyle::Realistic => pop.sample(&mut rng).powf(1.6),
+                        LogStyle::Uniform => pop.sample(&mut rng),
+                    },
                     quality: q,
                 }
             })
@@ -385,6 +436,9 @@ impl World {
     /// platform popularity with self-selection by interest, the way
     /// browsing, search and hashtags do before any recommender exists.
     pub fn log(&mut self, cfg: &WorldConfig) -> Vec<Watch> {
+        if cfg.style == LogStyle::Realistic {
+            return realistic::log(self, cfg);
+        }
         let weights: Vec<Vec<f32>> = self
             .users
             .iter()
