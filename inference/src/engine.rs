@@ -76,6 +76,8 @@ pub enum Reason {
     Hashtag,
     Sound,
     Trending,
+    /// Among the most watched overall.
+    Popular,
     Exploration,
     ColdStart,
 }
@@ -245,6 +247,9 @@ pub struct Engine {
     pub videos_index: VectorIndex,
     pub users_index: VectorIndex,
     trending: RwLock<Arc<Vec<u32>>>,
+    /// Most viewed overall (smoothed by completion), best first: what a
+    /// stranger most likely watches; recomputed with trending.
+    popular: RwLock<Arc<Vec<u32>>>,
     /// Set once trending comes from outside (the analytics rollups):
     /// `refresh` then leaves the list alone.
     external_trending: std::sync::atomic::AtomicBool,
@@ -275,6 +280,7 @@ impl Engine {
             videos_index: VectorIndex::unloaded("video", DIM),
             users_index: VectorIndex::unloaded("user", DIM),
             trending: RwLock::new(Arc::new(Vec::new())),
+            popular: RwLock::new(Arc::new(Vec::new())),
             external_trending: std::sync::atomic::AtomicBool::new(false),
             ranker: RwLock::new(Arc::new(Ranker::Formula)),
             next_session: AtomicU64::new(seed),
@@ -733,6 +739,7 @@ impl Engine {
         let cat = self.catalog.read();
         let mut scored: Vec<(f32, u32)> = Vec::new();
         let mut expand: Vec<(u32, Vec<f32>)> = Vec::new();
+        let mut popular: Vec<(f32, u32)> = Vec::new();
         for (slot, v) in cat.videos.iter().enumerate() {
             if !v.alive {
                 continue;
@@ -743,6 +750,9 @@ impl Engine {
             if score > 0.0 {
                 scored.push((score, slot as u32));
             }
+            if s.views > 0.0 {
+                popular.push((s.views * (0.5 + s.completion_rate()), slot as u32));
+            }
             if now - v.doc.created_at < 3600
                 && s.views >= 5.0
                 && s.completion_rate() >= 0.6
@@ -752,6 +762,9 @@ impl Engine {
             }
         }
         drop(cat);
+        popular.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        popular.truncate(TRENDING_LEN);
+        *self.popular.write() = Arc::new(popular.into_iter().map(|(_, s)| s).collect());
         if !self.external_trending.load(Ordering::Relaxed) {
             scored.sort_by(|a, b| b.0.total_cmp(&a.0));
             scored.truncate(TRENDING_LEN);
@@ -1062,6 +1075,15 @@ impl Engine {
                 .take(50)
                 .map(|&s| (s, Reason::Trending)),
         );
+        // What most people watch: on real logs the strongest single signal,
+        // left to the ranker to weigh against taste.
+        cands.extend(
+            self.popular
+                .read()
+                .iter()
+                .take(100)
+                .map(|&s| (s, Reason::Popular)),
+        );
         // A few random recent videos keep the exploration share filled even
         // when pools are empty.
         let recent_from = cat.videos.len().saturating_sub(2000) as u32;
@@ -1121,8 +1143,31 @@ impl Engine {
     /// [`COLD_PER_TOPIC`] per leading hashtag on a page — since on real
     /// logs what most people watch is the best guess for someone unknown.
     fn cold_start(&self, exclude: &HashSet<u32>) -> Vec<Entry> {
-        let popular = self.trending_entries(exclude, Reason::ColdStart);
+        // What is hot now and what most people watched, alternately.
+        let hot = self.trending_entries(exclude, Reason::ColdStart);
+        let most = self.popular.read().clone();
         let cat = self.catalog.read();
+        let mut taken = HashSet::new();
+        let mut popular = Vec::with_capacity(hot.len() + most.len());
+        let mut most = most
+            .iter()
+            .filter(|s| !exclude.contains(s) && cat.live(**s).is_some())
+            .map(|&slot| Entry {
+                slot,
+                reason: Reason::ColdStart,
+                score: 0.0,
+            });
+        for e in hot {
+            if let Some(m) = most.next() {
+                if taken.insert(m.slot) {
+                    popular.push(m);
+                }
+            }
+            if taken.insert(e.slot) {
+                popular.push(e);
+            }
+        }
+        popular.extend(most.filter(|e| taken.insert(e.slot)));
         let mut per_topic: HashMap<&str, usize> = HashMap::new();
         let mut out = Vec::with_capacity(self.cfg.list_len);
         let mut held = Vec::new();

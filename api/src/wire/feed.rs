@@ -36,7 +36,7 @@ pub struct FeedVideo {
     pub video: Video,
     /// Why this video is here: `similar_to_watched`, `similar_users`,
     /// `co_watched`, `following`, `hashtag`, `sound`, `trending`,
-    /// `exploration` or `cold_start`.
+    /// `popular`, `exploration` or `cold_start`.
     pub reason: String,
 }
 
