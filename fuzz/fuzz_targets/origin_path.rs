@@ -1,6 +1,6 @@
-//! The origin's path grammar: whatever a client puts after `/hls/{id}/`,
-//! only the shapes the packager writes are served, and none leaves the
-//! video's folder.
+//! The origin's path grammar: whatever a client puts after `/hls/{id}/`
+//! or `/live/{id}/`, only the shapes the packager and the live ladder
+//! write are served, and none leaves the video's (or channel's) folder.
 #![no_main]
 
 use api::origin::{classify, FileKind};
@@ -25,7 +25,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let ext_ok = match kind {
         FileKind::Playlist => path.ends_with(".m3u8"),
-        FileKind::InitSegment => path.ends_with("/init.mp4"),
+        // `init.mp4`, or a live run's (and its recording's) `init-{run}.mp4`.
+        FileKind::InitSegment => path.rsplit('/').next().is_some_and(|f| {
+            f == "init.mp4"
+                || f.strip_prefix("init-")
+                    .and_then(|r| r.strip_suffix(".mp4"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }),
         FileKind::MediaSegment => path.ends_with(".m4s"),
         FileKind::Poster => path == "poster.jpg",
     };
