@@ -1089,7 +1089,14 @@ impl Engine {
         let recent_from = cat.videos.len().saturating_sub(2000) as u32;
         let total = cat.videos.len() as u32;
         if total > recent_from {
-            let mut rng = rand::rng();
+            // Seeded by viewer and minute: the same question gets the same
+            // page (an evaluation can be rerun), the next minute new picks.
+            let mut rng = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (user, now / 60).hash(&mut h);
+                <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(h.finish())
+            };
             cands.extend(
                 (0..20).map(|_| (rng.random_range(recent_from..total), Reason::Exploration)),
             );

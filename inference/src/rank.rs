@@ -158,6 +158,36 @@ pub struct TrainReport {
     pub formula_holdout_auc: f32,
 }
 
+/// Re-initialises every variable from a seeded generator (uniform within
+/// ±1/√fan-in, as candle's own linear init, whose CPU generator cannot be
+/// seeded): the same examples train the same model, so evaluations rerun.
+fn seed_weights(vars: &VarMap, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let data = vars
+        .data()
+        .lock()
+        .map_err(|_| InferenceError::Ranker("weights lock poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let fan_in = if dims.len() == 2 {
+            dims[1]
+        } else {
+            dims.iter().product::<usize>()
+        }
+        .max(1);
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let values: Vec<f32> = (0..var.elem_count())
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        var.set(&Tensor::from_vec(values, dims.as_slice(), var.device())?)?;
+    }
+    Ok(())
+}
+
 /// Trains a ranker on chronologically ordered examples, holding out the
 /// last tenth for an AUC comparison with the formula, and writes it as
 /// safetensors to `out` (atomically, so a running server never reads half a
@@ -195,6 +225,7 @@ pub fn train(examples: &[Example], epochs: usize, out: &Path) -> Result<TrainRep
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, &device);
     let model = RankModel::new(vb, mean.clone(), std.clone())?;
+    seed_weights(&vars, 7)?;
     let mut opt = candle_nn::AdamW::new(
         vars.all_vars(),
         candle_nn::ParamsAdamW {
