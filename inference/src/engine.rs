@@ -762,13 +762,9 @@ impl Engine {
             }
         }
         drop(cat);
-        popular.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        popular.truncate(TRENDING_LEN);
-        *self.popular.write() = Arc::new(popular.into_iter().map(|(_, s)| s).collect());
+        *self.popular.write() = Arc::new(top_slots(popular, TRENDING_LEN));
         if !self.external_trending.load(Ordering::Relaxed) {
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-            scored.truncate(TRENDING_LEN);
-            *self.trending.write() = Arc::new(scored.into_iter().map(|(_, s)| s).collect());
+            *self.trending.write() = Arc::new(top_slots(scored, TRENDING_LEN));
         }
         for (slot, emb) in expand {
             self.fan_out(slot, &emb, 4 * self.cfg.new_video_fanout, now)?;
@@ -1298,6 +1294,18 @@ impl Engine {
             .map(|(_, v)| v.doc.id.clone())
             .collect()
     }
+}
+
+/// The `n` best-scored slots, best first (ties by slot). Selects before it
+/// sorts: a refresh of a million-video catalog sorts `n`, not a million.
+fn top_slots(mut scored: Vec<(f32, u32)>, n: usize) -> Vec<u32> {
+    let order = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if scored.len() > n {
+        scored.select_nth_unstable_by(n, order);
+        scored.truncate(n);
+    }
+    scored.sort_by(order);
+    scored.into_iter().map(|(_, s)| s).collect()
 }
 
 fn tokens(text: &str) -> Vec<String> {

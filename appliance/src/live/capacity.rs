@@ -12,24 +12,21 @@ const UNIT_PIXELS: f64 = 1280.0 * 720.0;
 /// Decoding the camera, per channel.
 const DECODE_UNITS: f64 = 0.25;
 
-/// The CPU share a channel with these rungs (short-side heights, 16:9
-/// assumed until the camera says otherwise) reserves under `placement`:
-/// all of it on the CPU; NVDEC takes the decode off the CPU,
-/// NVENC the encodes (scaling on the GPU costs the CPU a download per
-/// rung at most, counted with the encode it feeds).
-pub fn units_placed(rungs: &[u32], placement: hardware::Placement) -> f64 {
+/// The CPU share a channel reserves for `work` (its rungs as the inventory
+/// sees them, `media::live::workload`) under `placement`: all of it on the
+/// CPU; NVDEC takes the decode off the CPU, NVENC the encodes (scaling on
+/// the GPU costs the CPU a download per rung at most, counted with the
+/// encode it feeds).
+pub fn units_placed(work: &hardware::Workload, placement: hardware::Placement) -> f64 {
     let decode = if placement.decode == hardware::Engine::Cpu {
         DECODE_UNITS
     } else {
         0.0
     };
     let encode = if placement.encode == hardware::Engine::Cpu {
-        rungs
+        work.rungs
             .iter()
-            .map(|&h| {
-                let w = (f64::from(h) * 16.0 / 9.0).round();
-                w * f64::from(h) / UNIT_PIXELS
-            })
+            .map(|&(w, h)| f64::from(w) * f64::from(h) / UNIT_PIXELS)
             .sum::<f64>()
     } else {
         0.0
@@ -84,7 +81,10 @@ mod tests {
 
     #[test]
     fn the_default_ladder_costs_about_two_units() {
-        let u = units_placed(&[720, 480, 360], hardware::Placement::CPU);
+        let u = units_placed(
+            &media::live::workload(&[720, 480, 360]),
+            hardware::Placement::CPU,
+        );
         assert!((u - 1.94).abs() < 0.02, "{u}");
         // NVDEC + CPU encode (an H200): the decode is off the CPU.
         let nvdec = hardware::Placement {
@@ -92,7 +92,10 @@ mod tests {
             scale: hardware::Engine::Nvidia(0),
             encode: hardware::Engine::Cpu,
         };
-        assert!((units_placed(&[720, 480, 360], nvdec) - (u - 0.25)).abs() < 1e-9);
+        assert!(
+            (units_placed(&media::live::workload(&[720, 480, 360]), nvdec) - (u - 0.25)).abs()
+                < 1e-9
+        );
         assert_eq!(
             media::live::workload(&[720, 360]).rungs,
             vec![(1280, 720), (640, 360)]
@@ -102,7 +105,10 @@ mod tests {
     #[test]
     fn a_channel_that_does_not_fit_is_refused_with_the_numbers() {
         let cap = Capacity::new(2.0, 2);
-        let u = units_placed(&[720, 480, 360], hardware::Placement::CPU);
+        let u = units_placed(
+            &media::live::workload(&[720, 480, 360]),
+            hardware::Placement::CPU,
+        );
         cap.reserve("a", u).unwrap();
         cap.reserve("b", u).unwrap();
         let why = cap.reserve("c", u).unwrap_err();

@@ -99,14 +99,15 @@ impl Live {
             .backend
             .parse()
             .map_err(|e: hardware::HardwareError| ApiError::internal(e))?;
+        let work = media::live::workload(&row.rungs);
         let reservation = self
             .videos
             .inventory
-            .reserve(request, &media::live::workload(&row.rungs))
+            .reserve(request, &work)
             .map_err(|e| ApiError::conflict(format!("no room for this channel: {e}")))?;
         let placement = reservation.placement;
         self.capacity
-            .reserve(&row.id, capacity::units_placed(&row.rungs, placement))
+            .reserve(&row.id, capacity::units_placed(&work, placement))
             .map_err(ApiError::conflict)?;
         Ok((placement != hardware::Placement::CPU).then_some(reservation))
     }

@@ -91,18 +91,7 @@ impl Live {
             duration_secs: recording.duration_secs,
             width: top.map_or(0, |r| r.width),
             height: top.map_or(0, |r| r.height),
-            renditions: recording
-                .rungs
-                .iter()
-                .map(|r| RenditionInfo {
-                    name: r.name.clone(),
-                    width: r.width,
-                    height: r.height,
-                    codecs: r.codecs.clone(),
-                    bandwidth: r.bandwidth,
-                    average_bandwidth: r.average_bandwidth,
-                })
-                .collect(),
+            renditions: recording.rungs.iter().map(RenditionInfo::from).collect(),
             placement: "live recording (no re-encode)".into(),
             frames: (recording.duration_secs * recording.frame_rate).round() as u64,
             repairs: Vec::new(),

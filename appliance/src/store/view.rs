@@ -32,6 +32,19 @@ pub struct RenditionInfo {
     pub average_bandwidth: u64,
 }
 
+impl From<&media::RenditionSummary> for RenditionInfo {
+    fn from(r: &media::RenditionSummary) -> Self {
+        Self {
+            name: r.name.clone(),
+            width: r.width,
+            height: r.height,
+            codecs: r.codecs.clone(),
+            bandwidth: r.bandwidth,
+            average_bandwidth: r.average_bandwidth,
+        }
+    }
+}
+
 pub fn video_state(s: &str) -> VideoState {
     match s {
         "ready" => VideoState::Ready,

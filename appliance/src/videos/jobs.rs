@@ -378,18 +378,7 @@ async fn transcode_and_upload(
         duration_secs: ladder.frames as f64 / ladder.plan.fps(),
         width: top.map_or(0, |r| r.width),
         height: top.map_or(0, |r| r.height),
-        renditions: ladder
-            .renditions
-            .iter()
-            .map(|r| RenditionInfo {
-                name: r.name.clone(),
-                width: r.width,
-                height: r.height,
-                codecs: r.codecs.clone(),
-                bandwidth: r.bandwidth,
-                average_bandwidth: r.average_bandwidth,
-            })
-            .collect(),
+        renditions: ladder.renditions.iter().map(RenditionInfo::from).collect(),
         placement: ladder.placement.to_string(),
         frames: ladder.frames,
         repairs: ladder.repairs.clone(),

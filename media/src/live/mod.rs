@@ -41,7 +41,7 @@ pub use audio::AudioSource;
 pub use fmp4::{Fragment, FragmentMuxer};
 pub use ingest::{redacted, IngestOptions};
 pub use ladder::{Input, Ladder, LadderConfig, VideoInput};
-pub use record::{export, RecordedRung, Recording};
+pub use record::{export, Recording};
 pub use window::{rfc3339_millis, LiveDir, TARGET_SECS, WINDOW};
 
 use crate::error::{MediaError, Result};

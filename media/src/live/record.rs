@@ -19,24 +19,15 @@ use super::window::{Entry, RECORDED, TARGET_SECS};
 use crate::error::{MediaError, Result};
 use crate::playlist::{tidy_extinf, AUDIO_DIR, MEDIA};
 use crate::thumbnail::{PosterPicker, POSTER};
-
-/// One rung of a recording, as the catalog describes a ladder's renditions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedRung {
-    pub name: String,
-    pub width: u32,
-    pub height: u32,
-    pub codecs: String,
-    pub bandwidth: u64,
-    pub average_bandwidth: u64,
-}
+use crate::transcode::RenditionSummary;
 
 /// What [`export`] wrote.
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub duration_secs: f64,
     pub frame_rate: f64,
-    pub rungs: Vec<RecordedRung>,
+    /// Per rung, as an upload's transcode reports its renditions.
+    pub rungs: Vec<RenditionSummary>,
     pub audio: bool,
     pub segments: usize,
     /// Where the recording starts and ends on the wall clock.
@@ -152,6 +143,8 @@ pub fn export(
     } else {
         None
     };
+    // The poster's source: the top rung's first segment and its init.
+    let mut first: Option<(String, String)> = None;
     for v in &variants {
         let entries = recorded(&live.join(&v.name))?;
         let picked: Vec<&Entry> = entries.iter().filter(|e| chosen.contains(&e.seq)).collect();
@@ -164,19 +157,21 @@ pub fn export(
         let bw = write_track(live, out, &v.name, &picked)?;
         if v.name == top.name {
             duration_secs = picked.iter().map(|e| e.duration).sum();
+            first = Some((picked[0].map.clone(), picked[0].uri.clone()));
         }
-        rungs.push((v.clone(), bw));
+        rungs.push((v.clone(), bw, picked.len()));
     }
     let listed_variants: Vec<LiveVariant> = rungs
         .iter()
-        .map(|(v, bw)| LiveVariant {
+        .map(|(v, bw, _)| LiveVariant {
             max_bitrate: bw.peak,
             average_bitrate: bw.average,
             ..v.clone()
         })
         .collect();
     master::write_with(out, &listed_variants, audio_bw)?;
-    poster(out, top)?;
+    let (map, segment) = first.expect("the top rung has segments (checked above)");
+    poster(&out.join(&top.name), &map, &segment, top, &out.join(POSTER))?;
     let audio_peak = audio_bw.map_or(0, |a| a.peak);
     let audio_avg = audio_bw.and_then(|a| a.average).unwrap_or(0);
     Ok(Recording {
@@ -184,17 +179,19 @@ pub fn export(
         frame_rate: top.frame_rate,
         rungs: rungs
             .into_iter()
-            .map(|(v, bw)| RecordedRung {
+            .map(|(v, bw, segments)| RenditionSummary {
                 codecs: if audio_bw.is_some() {
                     format!("{},mp4a.40.2", v.codec)
                 } else {
                     v.codec.clone()
                 },
+                playlist: out.join(&v.name).join(MEDIA),
                 name: v.name,
                 width: v.width,
                 height: v.height,
                 bandwidth: bw.peak + audio_peak,
                 average_bandwidth: bw.average.unwrap_or(0) + audio_avg,
+                segments,
             })
             .collect(),
         audio: audio_bw.is_some(),
@@ -259,36 +256,17 @@ fn write_track(live: &Path, out: &Path, track: &str, picked: &[&Entry]) -> Resul
     })
 }
 
-/// The poster from the top rung's first recorded segment (its init joined
-/// to it, as a player appends them).
-fn poster(out: &Path, top: &LiveVariant) -> Result<()> {
-    let dir = out.join(&top.name);
-    let text = std::fs::read_to_string(dir.join(MEDIA))
-        .map_err(|e| MediaError::io("reading", &dir.join(MEDIA), e))?;
-    let (mut map, mut first) = (None, None);
-    for line in text.lines() {
-        if let Some(uri) = line
-            .strip_prefix("#EXT-X-MAP:URI=\"")
-            .and_then(|r| r.split('"').next())
-        {
-            map.get_or_insert_with(|| uri.to_owned());
-        } else if !line.starts_with('#') && !line.is_empty() {
-            first = Some(line.to_owned());
-            break;
-        }
-    }
-    let (Some(map), Some(first)) = (map, first) else {
-        return Err(packaging(&dir, "no segment to take a poster from"));
+/// The poster from the top rung's first recorded segment (in `dir`), its
+/// init joined to it as a player appends them.
+fn poster(dir: &Path, map: &str, segment: &str, top: &LiveVariant, to: &Path) -> Result<()> {
+    let joined: PathBuf = dir.join(".poster-source.mp4");
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).map_err(|e| MediaError::io("reading", &dir.join(name), e))
     };
-    let joined: PathBuf = out.join(".poster-source.mp4");
-    let mut bytes =
-        std::fs::read(dir.join(&map)).map_err(|e| MediaError::io("reading", &dir.join(&map), e))?;
-    bytes.extend(
-        std::fs::read(dir.join(&first))
-            .map_err(|e| MediaError::io("reading", &dir.join(&first), e))?,
-    );
+    let mut bytes = read(map)?;
+    bytes.extend(read(segment)?);
     std::fs::write(&joined, &bytes).map_err(|e| MediaError::io("writing", &joined, e))?;
-    let result = poster_from(&joined, top, &out.join(POSTER));
+    let result = poster_from(&joined, top, to);
     let _ = std::fs::remove_file(&joined);
     result
 }
