@@ -13,6 +13,7 @@ use rand::Rng;
 use crate::embed::{dot, normalize, DIM};
 use crate::error::{InferenceError, Result};
 use crate::index::{IndexKind, VectorIndex};
+use crate::experiment::{Experiment, Variant};
 use crate::rank::{Example, Features, Ranker, FEATURES};
 use crate::rerank::{diversify, Ranked, Rules};
 use crate::session::{decode_cursor, encode_cursor, Session, Sessions};
@@ -110,10 +111,15 @@ pub struct FeedItem {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FeedPage {
     pub items: Vec<FeedItem>,
+    /// Position of the first item in the viewer's session (0 on the first
+    /// page): impressions record where each video was shown.
+    pub offset: u32,
     pub next_cursor: Option<String>,
     pub prefetch_ids: Vec<String>,
     pub source: Source,
     pub ranker: &'static str,
+    /// The viewer's side of the running experiment (control when none).
+    pub variant: Variant,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +260,7 @@ pub struct Engine {
     /// `refresh` then leaves the list alone.
     external_trending: std::sync::atomic::AtomicBool,
     ranker: RwLock<Arc<Ranker>>,
+    experiment: RwLock<Option<Arc<Experiment>>>,
     sessions: Mutex<Sessions<Entry>>,
     next_session: AtomicU64,
 }
@@ -283,6 +290,7 @@ impl Engine {
             popular: RwLock::new(Arc::new(Vec::new())),
             external_trending: std::sync::atomic::AtomicBool::new(false),
             ranker: RwLock::new(Arc::new(Ranker::Formula)),
+            experiment: RwLock::new(None),
             next_session: AtomicU64::new(seed),
         }
     }
@@ -297,6 +305,38 @@ impl Engine {
 
     pub fn ranker_name(&self) -> &'static str {
         self.ranker.read().name()
+    }
+
+    /// Starts (or with `None` ends) an A/B experiment: its share of viewers
+    /// are ranked by its candidate ranker, everyone else by the current one.
+    pub fn set_experiment(&self, experiment: Option<Experiment>) {
+        *self.experiment.write() = experiment.map(Arc::new);
+    }
+
+    /// The running experiment's name and candidate share.
+    pub fn experiment(&self) -> Option<(String, f32)> {
+        self.experiment
+            .read()
+            .as_ref()
+            .map(|e| (e.name.clone(), e.share))
+    }
+
+    /// The side `user` is on (control when no experiment runs).
+    pub fn variant_of(&self, user: &str) -> Variant {
+        self.experiment
+            .read()
+            .as_ref()
+            .map_or(Variant::Control, |e| e.variant_of(user))
+    }
+
+    /// The ranker that ranks `user`'s feed, and the variant it stands for.
+    fn ranker_for(&self, user: &str) -> (Arc<Ranker>, Variant) {
+        if let Some(e) = self.experiment.read().as_ref() {
+            if e.variant_of(user) == Variant::Candidate {
+                return (e.candidate.clone(), Variant::Candidate);
+            }
+        }
+        (self.ranker.read().clone(), Variant::Control)
     }
 
     pub fn video_count(&self) -> usize {
@@ -864,6 +904,7 @@ impl Engine {
         }
         s.touched = now;
         let cat = self.catalog.read();
+        let offset = s.served.len() as u32;
         let mut items = Vec::with_capacity(limit);
         while items.len() < limit && s.pos < s.list.len() {
             let e = &s.list[s.pos];
@@ -887,6 +928,7 @@ impl Engine {
         let more = s.pos < s.list.len() || kind == FeedKind::ForYou && !items.is_empty();
         let page_no = (s.pos / limit.max(1)) as u32;
         Ok(Some(FeedPage {
+            offset,
             next_cursor: more.then(|| encode_cursor(sid, page_no)),
             prefetch_ids,
             items,
@@ -895,7 +937,8 @@ impl Engine {
                 FeedKind::Following => Source::Following,
                 FeedKind::Trending => Source::Trending,
             },
-            ranker: self.ranker_name(),
+            ranker: self.ranker_for(who).0.name(),
+            variant: self.variant_of(who),
         }))
     }
 
@@ -1113,7 +1156,7 @@ impl Engine {
             .map(|&(s, _)| self.features(&cat, &u, &cat.videos[s as usize], now))
             .collect();
         drop(u);
-        let ranker = self.ranker.read().clone();
+        let (ranker, _) = self.ranker_for(user);
         let scores = ranker.score(&feats)?;
         let ranked: Vec<Ranked<Reason>> = picked
             .iter()

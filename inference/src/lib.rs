@@ -13,6 +13,7 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod index;
 pub mod rank;
 pub mod rerank;
@@ -24,5 +25,6 @@ pub use engine::{
     Engine, EngineConfig, FeedItem, FeedKind, FeedPage, Reason, Source, VideoDoc, Watch,
 };
 pub use error::{InferenceError, Result};
+pub use experiment::{Experiment, Impression, Variant};
 pub use index::{IndexKind, VectorIndex};
 pub use rank::{RankModel, Ranker};

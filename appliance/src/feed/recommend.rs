@@ -560,10 +560,12 @@ impl Recommender {
             .feed(FeedKind::Trending, user, limit, None, now_secs())
             .unwrap_or_else(|_| FeedPage {
                 items: Vec::new(),
+                offset: 0,
                 next_cursor: None,
                 prefetch_ids: Vec::new(),
                 source: Source::Trending,
                 ranker: "none",
+                variant: inference::Variant::Control,
             });
         Served {
             page,

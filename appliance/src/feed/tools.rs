@@ -243,7 +243,7 @@ pub fn train_ranker(
     if let Some(dir) = target.parent() {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
-    let report = inference::eval::train_ranker(&videos, &events, &target, 300)?;
+    let report = inference::eval::train_ranker(&videos, &events, &[], &target, 300)?;
     Ok((target, report))
 }
 

@@ -20,6 +20,7 @@ use rand::SeedableRng;
 use crate::baselines::{Baseline, Ease, ItemKnn, Popularity};
 use crate::engine::{Engine, EngineConfig, FeedKind, VideoDoc, Watch};
 use crate::error::{InferenceError, Result};
+use crate::experiment::{examination, Impression};
 use crate::rank::{Example, RankModel, Ranker, TrainReport};
 pub use metrics::{MethodResult, Metrics};
 pub use split::{Protocol, Split, COHORTS};
@@ -143,13 +144,18 @@ pub fn build_engine(
     Ok(engine)
 }
 
-/// Replays events chronologically through a fresh engine and takes, for
-/// each, the features as they stood just before it (label: completed) plus
-/// one sampled unwatched video as a negative, so the model learns what a
-/// user picks and finishes, not only how long they watch what they picked.
+/// Replays events (and the impressions that led to them) chronologically
+/// through a fresh engine and takes, for each, the features as they stood
+/// just before it. A watch is an example labelled by whether the viewer
+/// enjoyed it (completion ≥ 0.7 or liked: what the feed is judged on). A
+/// video shown and never watched afterwards is a negative weighted by how
+/// likely its position was looked at ([`examination`]); one sampled
+/// published video per watch is a negative too, so the model also learns
+/// what a viewer would not pick from the whole catalog.
 pub fn training_examples(
     videos: &[(VideoDoc, Vec<f32>)],
     events: &[Watch],
+    impressions: &[Impression],
     seed: u64,
 ) -> Result<Vec<Example>> {
     use rand::Rng;
@@ -158,16 +164,48 @@ pub fn training_examples(
         engine.load_video(doc.clone(), emb.clone())?;
     }
     engine.rebuild_video_index(None)?;
+    // Videos by publication, for sampling among those that existed then.
+    let mut published: Vec<(i64, &str)> = videos
+        .iter()
+        .map(|(d, _)| (d.created_at, d.id.as_str()))
+        .collect();
+    published.sort_unstable();
+    // When each viewer last watched each video: an impression followed by
+    // a watch of the same video is not a skip.
+    let mut last_watch: HashMap<(&str, &str), i64> = HashMap::new();
+    for w in events {
+        let t = last_watch.entry((&w.user, &w.video)).or_insert(w.ts);
+        *t = (*t).max(w.ts);
+    }
+    let mut shown: Vec<&Impression> = impressions.iter().collect();
+    shown.sort_by_key(|i| i.ts);
+    let mut shown = shown.into_iter().peekable();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut examples = Vec::with_capacity(events.len() * 2);
+    let mut examples = Vec::with_capacity(events.len() * 2 + impressions.len());
     let mut last_refresh = i64::MIN;
     for w in events {
+        while let Some(i) = shown.next_if(|i| i.ts <= w.ts) {
+            let watched_later = last_watch
+                .get(&(i.user.as_str(), i.video.as_str()))
+                .is_some_and(|&t| t >= i.ts);
+            if watched_later {
+                continue;
+            }
+            if let Some(features) = engine.features_for(&i.user, &i.video, i.ts) {
+                examples.push(Example {
+                    features,
+                    completed: false,
+                    weight: examination(i.position),
+                });
+            }
+        }
         if w.ts - last_refresh > 3600 {
             engine.refresh(w.ts)?;
             last_refresh = w.ts;
         }
-        if !videos.is_empty() {
-            let other = &videos[rng.random_range(0..videos.len())].0.id;
+        let existing = published.partition_point(|(t, _)| *t <= w.ts);
+        if existing > 0 {
+            let other = published[rng.random_range(0..existing)].1;
             if let Some(features) = engine.features_for(&w.user, other, w.ts) {
                 examples.push(Example {
                     features,
@@ -183,14 +221,16 @@ pub fn training_examples(
     Ok(examples)
 }
 
-/// Trains a ranker on `events` and writes it to `out`.
+/// Trains a ranker on `events` (and the `impressions` served before them,
+/// which may be empty) and writes it to `out`.
 pub fn train_ranker(
     videos: &[(VideoDoc, Vec<f32>)],
     events: &[Watch],
+    impressions: &[Impression],
     out: &std::path::Path,
     epochs: usize,
 ) -> Result<TrainReport> {
-    let examples = training_examples(videos, events, 7)?;
+    let examples = training_examples(videos, events, impressions, 7)?;
     crate::rank::train(&examples, epochs, out)
 }
 
@@ -223,7 +263,7 @@ pub fn evaluate(
                 let p = scratch
                     .path()
                     .join(format!("{:?}.safetensors", split.protocol));
-                let report = train_ranker(videos, &split.train, &p, 300)?;
+                let report = train_ranker(videos, &split.train, &[], &p, 300)?;
                 if split.protocol == Protocol::TimeSplit {
                     training = Some(report);
                 }
