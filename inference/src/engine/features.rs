@@ -1,0 +1,39 @@
+//! The ranking features of one (viewer, video) pair, as the engine stands.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn features(&self, cat: &Catalog, u: &User, v: &Video, now: i64) -> Features {
+        let s = *v.stats.lock();
+        let cs = cat
+            .creator_stats
+            .lock()
+            .get(&v.creator)
+            .copied()
+            .unwrap_or_default();
+        let sim = u.emb.as_ref().map_or(0.0, |e| dot(e, &v.emb));
+        let age_h = (now - v.doc.created_at).max(0) as f32 / 3600.0;
+        let aff: f32 = v
+            .doc
+            .hashtags
+            .iter()
+            .filter_map(|t| u.tag_aff.get(&t.to_lowercase()))
+            .sum();
+        let hour = (now.rem_euclid(86_400)) as f32 / 3600.0;
+        let angle = hour / 24.0 * std::f32::consts::TAU;
+        let mut f = [0.0f32; FEATURES];
+        f[0] = sim;
+        f[1] = s.completion_rate();
+        f[2] = s.rate(s.likes, 0.05);
+        f[3] = s.rate(s.shares, 0.01);
+        f[4] = s.rate(s.comments, 0.01);
+        f[5] = cs.completion_rate();
+        f[6] = (-age_h / 48.0).exp();
+        f[7] = f32::from(u8::from(u.follows.contains(&v.creator)));
+        f[8] = (aff / 3.0).tanh();
+        f[9] = angle.sin();
+        f[10] = angle.cos();
+        f[11] = (s.views.ln_1p() / 10.0).min(1.0);
+        f
+    }
+}
