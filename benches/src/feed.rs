@@ -181,7 +181,7 @@ pub fn rank(out: &Path) -> Result<RankReport> {
             let mut f = [0.0f32; FEATURES];
             f.iter_mut().for_each(|x| *x = rng.random());
             inference::rank::Example {
-                completed: f[0] + f[1] > 1.0,
+                positive: f[0] + f[1] > 1.0,
                 features: f,
                 weight: 1.0,
             }

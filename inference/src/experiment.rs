@@ -53,13 +53,21 @@ impl Experiment {
 
 /// The variant of `user` in experiment `name` with `share` of viewers on
 /// the candidate (clamped to 0..1). Stable across processes and releases:
-/// FNV-1a, not the standard library's hasher, whose output may change.
+/// FNV-1a of name, NUL, viewer, then MurmurHash3's 64-bit finaliser (plain
+/// FNV's high bits are lopsided for ids that differ only in their last
+/// characters: `user1`, `user2`, …), not the standard library's hasher,
+/// whose output may change.
 pub fn assign(name: &str, user: &str, share: f32) -> Variant {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes().chain([0u8]).chain(user.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     // The top 24 bits as a fraction in [0, 1).
     let x = (h >> 40) as f32 / (1u64 << 24) as f32;
     if x < share.clamp(0.0, 1.0) {

@@ -11,7 +11,7 @@ use candle_nn::{linear, Linear, Module, Optimizer, VarBuilder, VarMap};
 use crate::error::{InferenceError, Result};
 
 /// Feature vector width; the order is [`FEATURE_NAMES`].
-pub const FEATURES: usize = 12;
+pub const FEATURES: usize = 19;
 
 pub const FEATURE_NAMES: [&str; FEATURES] = [
     "similarity",
@@ -26,6 +26,13 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "hour_sin",
     "hour_cos",
     "popularity",
+    "enjoyed_views",
+    "likes",
+    "recent_views",
+    "velocity",
+    "collaborative",
+    "user_activity",
+    "age_hours",
 ];
 
 pub type Features = [f32; FEATURES];
@@ -139,11 +146,11 @@ impl Ranker {
     }
 }
 
-/// One training example: features as they were before the watch, the
-/// completion that followed, and its importance weight.
+/// One training example: features as they were before the event, whether
+/// the viewer went on to enjoy the video, and the example's weight.
 pub struct Example {
     pub features: Features,
-    pub completed: bool,
+    pub positive: bool,
     pub weight: f32,
 }
 
@@ -205,7 +212,7 @@ pub fn train(examples: &[Example], epochs: usize, out: &Path) -> Result<TrainRep
     let x = features_tensor(fit, &device)?;
     let y = Tensor::from_vec(
         fit.iter()
-            .map(|e| f32::from(u8::from(e.completed)))
+            .map(|e| f32::from(u8::from(e.positive)))
             .collect::<Vec<_>>(),
         fit.len(),
         &device,
@@ -257,11 +264,11 @@ pub fn train(examples: &[Example], epochs: usize, out: &Path) -> Result<TrainRep
     let tmp = out.with_extension("tmp");
     candle_core::safetensors::save(&tensors, &tmp)?;
     std::fs::rename(&tmp, out).map_err(|e| InferenceError::io(out, e))?;
-    let labels: Vec<bool> = hold.iter().map(|e| e.completed).collect();
+    let labels: Vec<bool> = hold.iter().map(|e| e.positive).collect();
     let feats: Vec<Features> = hold.iter().map(|e| e.features).collect();
     Ok(TrainReport {
         examples: examples.len(),
-        positives: examples.iter().filter(|e| e.completed).count(),
+        positives: examples.iter().filter(|e| e.positive).count(),
         epochs,
         final_loss,
         holdout_auc: auc(&model.score(&feats)?, &labels),
@@ -318,7 +325,7 @@ mod tests {
                 let p = 1.0 / (1.0 + (-(6.0 * f[0] + 3.0 * f[5] - 4.5)).exp());
                 Example {
                     features: f,
-                    completed: rng.random::<f32>() < p,
+                    positive: rng.random::<f32>() < p,
                     weight: 1.0,
                 }
             })

@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// Most watched (overall) candidates per page; half as many recent ones.
+const POPULAR_CANDIDATES: usize = 200;
+/// Collaborative neighbours per page.
+const COLLAB_CANDIDATES: usize = 100;
+
 impl Engine {
     pub(super) fn trending_entries(&self, exclude: &HashSet<u32>, reason: Reason) -> Vec<Entry> {
         let t = self.trending.read().clone();
@@ -73,8 +78,9 @@ impl Engine {
         let mut u = handle.lock();
         u.exploration.retain(|(_, until)| *until > now);
         let Some(emb) = u.emb.clone() else {
-            drop(u);
-            return Ok((self.cold_start(exclude), Source::ColdStart));
+            let (ranker, _) = self.ranker_for(user);
+            let list = self.cold_start(&u, exclude, now, &ranker)?;
+            return Ok((list, Source::ColdStart));
         };
         // Everything is gathered under one read of the catalog; indexes have
         // their own locks and allow concurrent searches.
@@ -108,31 +114,16 @@ impl Engine {
                     );
                 }
             }
-            let mut co = Vec::new();
-            for &p in u.positives.iter().rev().take(5) {
-                co.extend(
-                    cat.videos[p as usize]
-                        .completers
-                        .lock()
-                        .iter()
-                        .copied()
-                        .filter(|&c| c != me)
-                        .take(10),
-                );
-            }
-            for other in self.handles(co.into_iter()) {
-                if let Some(other) = other.try_lock() {
-                    cands.extend(
-                        other
-                            .positives
-                            .iter()
-                            .rev()
-                            .take(5)
-                            .map(|&s| (s, Reason::CoWatched)),
-                    );
-                }
-            }
         }
+        // People who watched what this viewer watched also watched these
+        // (item-kNN, kept online): on real logs the strongest personal
+        // signal. The scores are features too, so computed once here.
+        let collab = collab::scores(&cat, &u);
+        cands.extend(
+            collab::top(&collab, COLLAB_CANDIDATES)
+                .into_iter()
+                .map(|s| (s, Reason::CoWatched)),
+        );
         for c in &u.follows {
             if let Some(slots) = cat.by_creator.get(c) {
                 cands.extend(slots.iter().rev().take(10).map(|&s| (s, Reason::Following)));
@@ -165,7 +156,15 @@ impl Engine {
             self.popular
                 .read()
                 .iter()
-                .take(100)
+                .take(POPULAR_CANDIDATES)
+                .map(|&s| (s, Reason::Popular)),
+        );
+        // And what is being watched lately (views of the last days).
+        cands.extend(
+            self.recent_popular
+                .read()
+                .iter()
+                .take(POPULAR_CANDIDATES / 2)
                 .map(|&s| (s, Reason::Popular)),
         );
         // A few random recent videos keep the exploration share filled even
@@ -198,11 +197,25 @@ impl Engine {
         }
         let feats: Vec<Features> = picked
             .iter()
-            .map(|&(s, _)| self.features(&cat, &u, &cat.videos[s as usize], now))
+            .map(|&(s, _)| {
+                let c = collab.get(&s).copied().unwrap_or(0.0);
+                self.features(&cat, &u, &cat.videos[s as usize], now, c)
+            })
             .collect();
+        let events = u.events;
         drop(u);
         let (ranker, _) = self.ranker_for(user);
-        let scores = ranker.score(&feats)?;
+        let mut scores = ranker.score(&feats)?;
+        // A trained ranker's order is fused with what most people watch,
+        // less so the more this viewer has watched (see `fusion`). The
+        // formula knows no popularity and stays as it was tuned.
+        if matches!(*ranker, Ranker::Model(_)) {
+            let slots: Vec<u32> = picked.iter().map(|p| p.0).collect();
+            let most = self.popular.read().clone();
+            let recent = self.recent_popular.read().clone();
+            let weight = fusion::popularity_weight(events);
+            scores = fusion::fuse(&slots, &scores, &[&most, &recent], weight);
+        }
         let ranked: Vec<Ranked<Reason>> = picked
             .iter()
             .zip(scores)
@@ -227,64 +240,5 @@ impl Engine {
             })
             .collect();
         Ok((list, Source::Personalized))
-    }
-
-    /// No history, no interests: the most popular videos now (trending
-    /// velocity, newest to fill), only lightly diversified — at most
-    /// [`COLD_PER_TOPIC`] per leading hashtag on a page — since on real
-    /// logs what most people watch is the best guess for someone unknown.
-    fn cold_start(&self, exclude: &HashSet<u32>) -> Vec<Entry> {
-        // What is hot now and what most people watched, alternately.
-        let hot = self.trending_entries(exclude, Reason::ColdStart);
-        let most = self.popular.read().clone();
-        let cat = self.catalog.read();
-        let mut taken = HashSet::new();
-        let mut popular = Vec::with_capacity(hot.len() + most.len());
-        let mut most = most
-            .iter()
-            .filter(|s| !exclude.contains(s) && cat.live(**s).is_some())
-            .map(|&slot| Entry {
-                slot,
-                reason: Reason::ColdStart,
-                score: 0.0,
-            });
-        for e in hot {
-            if let Some(m) = most.next() {
-                if taken.insert(m.slot) {
-                    popular.push(m);
-                }
-            }
-            if taken.insert(e.slot) {
-                popular.push(e);
-            }
-        }
-        popular.extend(most.filter(|e| taken.insert(e.slot)));
-        let mut per_topic: HashMap<&str, usize> = HashMap::new();
-        let mut out = Vec::with_capacity(self.cfg.list_len);
-        let mut held = Vec::new();
-        for e in popular {
-            let topic = cat.videos[e.slot as usize]
-                .doc
-                .hashtags
-                .first()
-                .map_or("", String::as_str);
-            let n = per_topic.entry(topic).or_default();
-            // The cap applies within each page's worth of the list.
-            if *n < COLD_PER_TOPIC * (out.len() / PAGE_SIZE + 1) {
-                *n += 1;
-                out.push(e);
-            } else {
-                held.push(e);
-            }
-            if out.len() >= self.cfg.list_len {
-                break;
-            }
-        }
-        // Too few topics to honour the cap: the rest in popularity order.
-        out.extend(
-            held.into_iter()
-                .take(self.cfg.list_len.saturating_sub(out.len())),
-        );
-        out
     }
 }

@@ -1,9 +1,21 @@
-//! The ranking features of one (viewer, video) pair, as the engine stands.
+//! The ranking features of one (viewer, video) pair, as the engine stands
+//! (the order and meaning are [`crate::rank::FEATURE_NAMES`]). Counts enter
+//! as `ln(1 + n)`: the ranker standardises them, and a log keeps one viral
+//! video from flattening every other difference.
 
 use super::*;
 
 impl Engine {
-    pub(super) fn features(&self, cat: &Catalog, u: &User, v: &Video, now: i64) -> Features {
+    /// `collab` is the pair's collaborative score ([`collab::score`]),
+    /// computed once per page for all candidates by the caller.
+    pub(super) fn features(
+        &self,
+        cat: &Catalog,
+        u: &User,
+        v: &Video,
+        now: i64,
+        collab: f32,
+    ) -> Features {
         let s = *v.stats.lock();
         let cs = cat
             .creator_stats
@@ -34,6 +46,13 @@ impl Engine {
         f[9] = angle.sin();
         f[10] = angle.cos();
         f[11] = (s.views.ln_1p() / 10.0).min(1.0);
+        f[12] = s.enjoyed.ln_1p();
+        f[13] = s.likes.ln_1p();
+        f[14] = s.recent_at(now).ln_1p();
+        f[15] = s.velocity_at(now, self.cfg.trending_half_life_secs).ln_1p();
+        f[16] = collab;
+        f[17] = (u.events as f32).ln_1p();
+        f[18] = age_h.ln_1p();
         f
     }
 }

@@ -19,7 +19,10 @@ use crate::rerank::{diversify, Ranked, Rules};
 use crate::session::{decode_cursor, encode_cursor, Session, Sessions};
 
 mod candidates;
+mod cold;
+mod collab;
 mod features;
+mod fusion;
 mod lookup;
 mod popularity;
 mod state;
@@ -41,6 +44,8 @@ pub struct Engine {
     /// Most viewed overall (smoothed by completion), best first: what a
     /// stranger most likely watches; recomputed with trending.
     popular: RwLock<Arc<Vec<u32>>>,
+    /// Most viewed in the last days (views decaying over three days).
+    recent_popular: RwLock<Arc<Vec<u32>>>,
     /// Set once trending comes from outside (the analytics rollups):
     /// `refresh` then leaves the list alone.
     external_trending: std::sync::atomic::AtomicBool,
@@ -51,11 +56,8 @@ pub struct Engine {
 }
 
 const MAX_POSITIVES: usize = 50;
-const MAX_COMPLETERS: usize = 30;
 const MAX_POOL: usize = 100;
 const TRENDING_LEN: usize = 500;
-/// A cold-start page holds at most this many videos of one leading hashtag.
-const COLD_PER_TOPIC: usize = 3;
 /// What a client shows per page (the cap above is per page of the list).
 const PAGE_SIZE: usize = 10;
 
@@ -73,6 +75,7 @@ impl Engine {
             users_index: VectorIndex::unloaded("user", DIM),
             trending: RwLock::new(Arc::new(Vec::new())),
             popular: RwLock::new(Arc::new(Vec::new())),
+            recent_popular: RwLock::new(Arc::new(Vec::new())),
             external_trending: std::sync::atomic::AtomicBool::new(false),
             ranker: RwLock::new(Arc::new(Ranker::Formula)),
             experiment: RwLock::new(None),
@@ -174,7 +177,7 @@ impl Engine {
             words,
             emb: emb.into_boxed_slice(),
             stats: Mutex::new(Stats::default()),
-            completers: Mutex::new(VecDeque::new()),
+            co: Mutex::new(HashMap::new()),
             expanded: AtomicBool::new(false),
             alive: true,
         });
@@ -328,6 +331,7 @@ impl Engine {
                     interest_only: false,
                     watched: HashSet::new(),
                     positives: VecDeque::new(),
+                    recent: VecDeque::new(),
                     follows: HashSet::new(),
                     tag_aff: HashMap::new(),
                     sound_aff: HashMap::new(),
@@ -428,17 +432,11 @@ impl Engine {
         };
         let user = self.user(&w.user);
         let mut u = user.lock();
-        let ex = example.then(|| {
-            let c = w.completion();
-            Example {
-                features: self.features(&cat, &u, video, w.ts),
-                completed: c >= 0.8,
-                weight: if c >= 0.8 {
-                    1.0 + w.duration_ms as f32 / 60_000.0
-                } else {
-                    1.0
-                },
-            }
+        // Labelled by what the feed is judged on: did the viewer enjoy it.
+        let ex = example.then(|| Example {
+            features: self.features(&cat, &u, video, w.ts, collab::score(&cat, &u, slot)),
+            positive: w.positive(),
+            weight: 1.0,
         });
         let c = w.completion();
         let weight = w.weight();
@@ -454,6 +452,8 @@ impl Engine {
             s.completion_sum += c;
             s.likes += f32::from(u8::from(w.liked));
             s.shares += f32::from(u8::from(w.shared));
+            s.enjoyed += f32::from(u8::from(w.positive()));
+            s.add_recent(w.ts);
         }
         {
             let mut cs = cat.creator_stats.lock();
@@ -469,13 +469,13 @@ impl Engine {
                 u.positives.pop_front();
             }
             u.positives.push_back(slot);
-            let mut comp = video.completers.lock();
-            if comp.len() >= MAX_COMPLETERS {
-                comp.pop_front();
+        }
+        if !u.recent.contains(&slot) {
+            collab::co_watch(&cat, &u, slot);
+            if u.recent.len() >= collab::RECENT {
+                u.recent.pop_front();
             }
-            if !comp.contains(&u.slot) {
-                comp.push_back(u.slot);
-            }
+            u.recent.push_back(slot);
         }
         let alpha = self.cfg.ema_alpha;
         let had_history = u.events > 1 && !u.interest_only;
@@ -518,7 +518,8 @@ impl Engine {
         if u.watched.contains(&cat.by_id[video]) {
             return None;
         }
-        Some(self.features(&cat, &u, v, now))
+        let slot = cat.by_id[video];
+        Some(self.features(&cat, &u, v, now, collab::score(&cat, &u, slot)))
     }
 
     /// One page of a feed. With a cursor, the page continues that session;
@@ -597,6 +598,21 @@ impl Engine {
             s.list.extend(fresh);
         }
         s.touched = now;
+        // One read of the experiment: the variant, its ranker and its name
+        // always agree, even when the experiment is paused meanwhile.
+        let (ranker, variant, experiment) = match kind {
+            FeedKind::ForYou => {
+                let exp = self.experiment.read().clone();
+                match exp {
+                    Some(e) if e.variant_of(who) == Variant::Candidate => {
+                        (e.candidate.name(), Variant::Candidate, Some(e.name.clone()))
+                    }
+                    Some(e) => (self.ranker_name(), Variant::Control, Some(e.name.clone())),
+                    None => (self.ranker_name(), Variant::Control, None),
+                }
+            }
+            FeedKind::Following | FeedKind::Trending => ("none", self.variant_of(who), None),
+        };
         let cat = self.catalog.read();
         let offset = s.served.len() as u32;
         let mut items = Vec::with_capacity(limit);
@@ -631,8 +647,9 @@ impl Engine {
                 FeedKind::Following => Source::Following,
                 FeedKind::Trending => Source::Trending,
             },
-            ranker: self.ranker_for(who).0.name(),
-            variant: self.variant_of(who),
+            ranker,
+            variant,
+            experiment,
         }))
     }
 

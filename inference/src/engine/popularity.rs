@@ -14,6 +14,7 @@ impl Engine {
         let mut scored: Vec<(f32, u32)> = Vec::new();
         let mut expand: Vec<(u32, Vec<f32>)> = Vec::new();
         let mut popular: Vec<(f32, u32)> = Vec::new();
+        let mut recent: Vec<(f32, u32)> = Vec::new();
         for (slot, v) in cat.videos.iter().enumerate() {
             if !v.alive {
                 continue;
@@ -26,6 +27,7 @@ impl Engine {
             }
             if s.views > 0.0 {
                 popular.push((s.views * (0.5 + s.completion_rate()), slot as u32));
+                recent.push((s.recent_at(now), slot as u32));
             }
             if now - v.doc.created_at < 3600
                 && s.views >= 5.0
@@ -37,6 +39,7 @@ impl Engine {
         }
         drop(cat);
         *self.popular.write() = Arc::new(top_slots(popular, TRENDING_LEN));
+        *self.recent_popular.write() = Arc::new(top_slots(recent, TRENDING_LEN));
         if !self.external_trending.load(Ordering::Relaxed) {
             *self.trending.write() = Arc::new(top_slots(scored, TRENDING_LEN));
         }

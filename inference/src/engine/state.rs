@@ -18,6 +18,19 @@ pub(super) struct Stats {
     pub(super) comments: f32,
     pub(super) velocity: f32,
     pub(super) velocity_at: i64,
+    /// Watches the viewer enjoyed (completion ≥ 0.7 or liked).
+    pub(super) enjoyed: f32,
+    /// Views decaying with [`RECENT_HALF_LIFE_SECS`], as of `recent_at`.
+    pub(super) recent: f32,
+    pub(super) recent_at: i64,
+}
+
+/// Half-life of a video's recent views: long enough to span a weekly
+/// rhythm, short enough that last month's hit fades.
+pub(super) const RECENT_HALF_LIFE_SECS: f32 = 3.0 * 86_400.0;
+
+fn decay(value: f32, since: i64, now: i64, half_life: f32) -> f32 {
+    value * (-(now - since).max(0) as f32 * std::f32::consts::LN_2 / half_life).exp()
 }
 
 impl Stats {
@@ -28,8 +41,15 @@ impl Stats {
         (count + prior * 5.0) / (self.views + 5.0)
     }
     pub(super) fn velocity_at(&self, now: i64, half_life: f32) -> f32 {
-        self.velocity
-            * (-(now - self.velocity_at).max(0) as f32 * std::f32::consts::LN_2 / half_life).exp()
+        decay(self.velocity, self.velocity_at, now, half_life)
+    }
+    pub(super) fn recent_at(&self, now: i64) -> f32 {
+        decay(self.recent, self.recent_at, now, RECENT_HALF_LIFE_SECS)
+    }
+    /// Counts one view at `now` in the recent views.
+    pub(super) fn add_recent(&mut self, now: i64) {
+        self.recent = self.recent_at(now) + 1.0;
+        self.recent_at = self.recent_at.max(now);
     }
 }
 
@@ -40,7 +60,9 @@ pub(super) struct Video {
     pub(super) words: Vec<String>,
     pub(super) emb: Box<[f32]>,
     pub(super) stats: Mutex<Stats>,
-    pub(super) completers: Mutex<VecDeque<u32>>,
+    /// Co-watch counts with other videos (item-to-item collaborative
+    /// signal), bounded by [`super::collab`].
+    pub(super) co: Mutex<HashMap<u32, f32>>,
     pub(super) expanded: AtomicBool,
     pub(super) alive: bool,
 }
@@ -82,6 +104,9 @@ pub(super) struct User {
     pub(super) interest_only: bool,
     pub(super) watched: HashSet<u32>,
     pub(super) positives: VecDeque<u32>,
+    /// The last videos watched (enjoyed or not), newest last: the
+    /// collaborative scores are computed from them.
+    pub(super) recent: VecDeque<u32>,
     pub(super) follows: HashSet<u32>,
     pub(super) tag_aff: HashMap<String, f32>,
     pub(super) sound_aff: HashMap<u32, f32>,

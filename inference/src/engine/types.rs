@@ -102,9 +102,13 @@ pub struct FeedPage {
     pub next_cursor: Option<String>,
     pub prefetch_ids: Vec<String>,
     pub source: Source,
+    /// The ranker that ordered the page: `model`, `formula`, or `none`
+    /// (following and trending pages are in time or trending order).
     pub ranker: &'static str,
     /// The viewer's side of the running experiment (control when none).
     pub variant: Variant,
+    /// The running experiment's name, read together with `variant`.
+    pub experiment: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 //! training history ([`metrics`]); plus the feed's growth with history.
 
 mod metrics;
+mod replay;
 pub mod split;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -144,14 +145,19 @@ pub fn build_engine(
     Ok(engine)
 }
 
+/// Uniformly sampled published videos per watch, as negatives: with
+/// enjoyed watches as positives, the model's odds for a video are then
+/// proportional to how likely a viewer picks and enjoys it.
+const SAMPLED_NEGATIVES: usize = 4;
+
 /// Replays events (and the impressions that led to them) chronologically
 /// through a fresh engine and takes, for each, the features as they stood
-/// just before it. A watch is an example labelled by whether the viewer
-/// enjoyed it (completion ≥ 0.7 or liked: what the feed is judged on). A
-/// video shown and never watched afterwards is a negative weighted by how
-/// likely its position was looked at ([`examination`]); one sampled
-/// published video per watch is a negative too, so the model also learns
-/// what a viewer would not pick from the whole catalog.
+/// just before it. An enjoyed watch (completion ≥ 0.7 or liked: what the
+/// feed is judged on) is a positive; [`SAMPLED_NEGATIVES`] videos published
+/// by then, drawn uniformly, are negatives, so the model learns what a
+/// viewer picks and enjoys out of everything there was; a video shown and
+/// never watched afterwards is a negative weighted by how likely its
+/// position was looked at ([`examination`]).
 pub fn training_examples(
     videos: &[(VideoDoc, Vec<f32>)],
     events: &[Watch],
@@ -194,7 +200,7 @@ pub fn training_examples(
             if let Some(features) = engine.features_for(&i.user, &i.video, i.ts) {
                 examples.push(Example {
                     features,
-                    completed: false,
+                    positive: false,
                     weight: examination(i.position),
                 });
             }
@@ -204,18 +210,23 @@ pub fn training_examples(
             last_refresh = w.ts;
         }
         let existing = published.partition_point(|(t, _)| *t <= w.ts);
-        if existing > 0 {
+        for _ in 0..if existing > 0 { SAMPLED_NEGATIVES } else { 0 } {
             let other = published[rng.random_range(0..existing)].1;
             if let Some(features) = engine.features_for(&w.user, other, w.ts) {
                 examples.push(Example {
                     features,
-                    completed: false,
+                    positive: false,
                     weight: 1.0,
                 });
             }
         }
+        // A watch not enjoyed is simply not a positive: counting it as a
+        // negative too would teach "popular videos are often not finished"
+        // and rank the most watched down.
         if let (_, Some(ex)) = engine.record_watch(w, true) {
-            examples.push(ex);
+            if ex.positive {
+                examples.push(ex);
+            }
         }
     }
     Ok(examples)
@@ -274,7 +285,7 @@ pub fn evaluate(
             || -> Result<Option<Ranker>> { Ok(Some(Ranker::Model(RankModel::load(&model_path)?))) };
         let engine = build_engine(videos, &split.train, ranker()?)?;
         ranker_name = engine.ranker_name();
-        let (report, rich) = evaluate_split(videos, split, &engine, &embs, cfg)?;
+        let (report, rich) = evaluate_split(videos, split, &engine, &ranker, &embs, cfg)?;
         protocols.push(report);
         if split.protocol == Protocol::TimeSplit {
             history = growth(videos, split, &rich, &ranker, &embs, cfg)?;
@@ -297,6 +308,7 @@ fn evaluate_split(
     videos: &[(VideoDoc, Vec<f32>)],
     split: &Split,
     engine: &Engine,
+    ranker: &dyn Fn() -> Result<Option<Ranker>>,
     embs: &HashMap<&str, &[f32]>,
     cfg: &EvalConfig,
 ) -> Result<(ProtocolReport, Vec<String>)> {
@@ -327,15 +339,39 @@ fn evaluate_split(
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut lists: BTreeMap<&'static str, Vec<Vec<String>>> = BTreeMap::new();
     let empty = Vec::new();
+    // Leave-last-out asks the feed and popularity at each held-out moment.
+    let asked_then = split.protocol == Protocol::LeaveLastOut;
+    let replayed = if asked_then {
+        let (all, recent) = replay::popularity_lists(split, b.recent_window_secs, 10);
+        lists.insert("popularity", all);
+        lists.insert("popularity_recent", recent);
+        Some((
+            replay::feed_pages(videos, split, ranker()?)?,
+            replay::feed_pages(videos, split, None)?,
+        ))
+    } else {
+        None
+    };
     for u in &split.users {
-        lists
-            .entry("feed")
-            .or_default()
-            .push(first_page(engine, u, split.now)?);
-        lists
-            .entry("feed_formula")
-            .or_default()
-            .push(first_page(&formula, u, split.now)?);
+        match &replayed {
+            Some((model, formula)) => {
+                lists.entry("feed").or_default().push(model[u].clone());
+                lists
+                    .entry("feed_formula")
+                    .or_default()
+                    .push(formula[u].clone());
+            }
+            None => {
+                lists
+                    .entry("feed")
+                    .or_default()
+                    .push(first_page(engine, u, split.now)?);
+                lists
+                    .entry("feed_formula")
+                    .or_default()
+                    .push(first_page(&formula, u, split.now)?);
+            }
+        }
         let history: Vec<&str> = split
             .history
             .get(u)
@@ -345,6 +381,9 @@ fn evaluate_split(
             .collect();
         let exclude: HashSet<&str> = history.iter().copied().collect();
         for (name, b) in &baselines {
+            if asked_then && name.starts_with("popularity") {
+                continue;
+            }
             lists
                 .entry(name)
                 .or_default()

@@ -10,8 +10,11 @@
 //!   many users who have no past.
 //! - **Leave last out**: each user's last enjoyed video they had not
 //!   watched before is held out; everything else trains (other users'
-//!   later events included, as the protocol is usually run); the whole
-//!   catalog is ranked for them.
+//!   later events included, as the protocol is usually run, for the
+//!   collaborative baselines); the whole catalog is ranked for them. The
+//!   feed and the popularity baselines are asked at the moment of the
+//!   held-out event, knowing only the events before it: a box cannot see
+//!   the future, and the user was choosing then, not at the log's end.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -56,6 +59,10 @@ pub struct Split {
     pub history: HashMap<String, Vec<String>>,
     /// When recommendations are asked for.
     pub now: i64,
+    /// Leave-last-out: when each user's held-out event happened. The feed
+    /// is asked then, having seen only the training events before it
+    /// (`replay`); the time split asks everyone at `now`.
+    pub asked_at: HashMap<String, i64>,
 }
 
 impl Split {
@@ -81,7 +88,7 @@ impl Split {
             train.to_vec(),
             positives,
             history,
-            now,
+            (now, HashMap::new()),
             max_users,
             seed,
         )
@@ -119,12 +126,16 @@ impl Split {
         }
         let history = histories(&train);
         let now = events.last().map_or(0, |w| w.ts);
+        let asked_at = held
+            .iter()
+            .map(|(u, &i)| ((*u).to_owned(), events[i].ts))
+            .collect();
         Self::finish(
             Protocol::LeaveLastOut,
             train,
             positives,
             history,
-            now,
+            (now, asked_at),
             max_users,
             seed,
         )
@@ -135,7 +146,7 @@ impl Split {
         train: Vec<Watch>,
         positives: HashMap<String, HashSet<String>>,
         history: HashMap<String, Vec<String>>,
-        now: i64,
+        (now, asked_at): (i64, HashMap<String, i64>),
         max_users: usize,
         seed: u64,
     ) -> Self {
@@ -151,7 +162,13 @@ impl Split {
             users,
             history,
             now,
+            asked_at,
         }
+    }
+
+    /// When `user` is asked for recommendations.
+    pub fn asked_at(&self, user: &str) -> i64 {
+        self.asked_at.get(user).copied().unwrap_or(self.now)
     }
 
     pub fn train_events(&self, user: &str) -> usize {
