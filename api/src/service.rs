@@ -295,11 +295,14 @@ pub trait Live: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<Bytes>> + Send;
 }
 
-/// Operations: hardware, jobs, readiness, metrics.
+/// Operations: hardware, jobs, experiments, readiness, metrics.
 pub trait Ops: Send + Sync + 'static {
     fn inventory(&self) -> impl Future<Output = ApiResult<serde_json::Value>> + Send;
     fn jobs(&self, limit: u32) -> impl Future<Output = ApiResult<Vec<Job>>> + Send;
     fn reprocess(&self, video_id: &str) -> impl Future<Output = ApiResult<Accepted>> + Send;
+    /// The running A/B experiment of rankers, per variant, recounted from
+    /// the analytics store.
+    fn experiments(&self) -> impl Future<Output = ApiResult<ExperimentReport>> + Send;
     fn readiness(&self) -> impl Future<Output = Health> + Send;
     fn metrics(&self) -> impl Future<Output = String> + Send;
 }

@@ -306,6 +306,41 @@ pub struct Feed {
     /// videos) and between saves of the video index.
     pub refresh_secs: u64,
     pub save_index_secs: u64,
+    /// An A/B test of two rankers (`[feed.experiment]`); off while its
+    /// name is empty.
+    pub experiment: Experiment,
+}
+
+/// `[feed.experiment]`: `share` of signed-in viewers get their for-you
+/// feed from `candidate_ranker`, everyone else from `feed.ranker`. The
+/// split is a hash of the name and the viewer, so it is stable across
+/// pages, restarts and processes; renaming reshuffles it (and starts a new
+/// report: `GET /api/v1/ops/experiments` counts the running name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Experiment {
+    /// Empty: no experiment. Up to 64 letters, digits, `_`, `-` or `.`.
+    pub name: String,
+    /// A trained model file (relative paths are under
+    /// `storage.data_dir`; hot-reloaded like `feed.ranker`) or the word
+    /// `formula`. A file that cannot be used pauses the experiment
+    /// (everyone on `feed.ranker`) until it is fixed; candidate pages
+    /// that fail `feed.breaker_failures` times in a row pause it for
+    /// `feed.breaker_open_secs` (they never open the breaker, which is the
+    /// current ranker's).
+    pub candidate_ranker: String,
+    /// Share of viewers on the candidate, 0–1.
+    pub share: f32,
+}
+
+impl Default for Experiment {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            candidate_ranker: "formula".into(),
+            share: 0.5,
+        }
+    }
 }
 
 impl Default for Feed {
@@ -320,6 +355,7 @@ impl Default for Feed {
             exploration_ttl_secs: 3600,
             refresh_secs: 30,
             save_index_secs: 300,
+            experiment: Experiment::default(),
         }
     }
 }
@@ -539,6 +575,29 @@ impl Config {
                     .into(),
             );
         }
+        let x = &self.feed.experiment;
+        if !(0.0..=1.0).contains(&x.share) {
+            return bad(format!(
+                "feed.experiment.share must be 0–1 (got {})",
+                x.share
+            ));
+        }
+        if x.name.chars().count() > 64
+            || !x
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return bad(format!(
+                "feed.experiment.name must be up to 64 letters, digits, `_`, `-` or `.` (got {:?})",
+                x.name
+            ));
+        }
+        if !x.name.is_empty() && x.candidate_ranker.trim().is_empty() {
+            return bad(
+                "feed.experiment.candidate_ranker must name a model file or `formula`".into(),
+            );
+        }
         if let Err(e) = self.transcode.backend.parse::<hardware::BackendRequest>() {
             return bad(format!("transcode.backend: {e}"));
         }
@@ -589,6 +648,30 @@ mod tests {
     }
 
     #[test]
+    fn an_experiment_is_read_and_checked() {
+        let c = Config::from_toml_str(
+            "[feed.experiment]\nname = \"rank-v2\"\ncandidate_ranker = \"models/v2.safetensors\"\nshare = 0.25\n",
+        )
+        .unwrap();
+        assert_eq!(c.feed.experiment.name, "rank-v2");
+        assert_eq!(c.feed.experiment.candidate_ranker, "models/v2.safetensors");
+        assert_eq!(c.feed.experiment.share, 0.25);
+        assert!(
+            Config::default().feed.experiment.name.is_empty(),
+            "off by default"
+        );
+        for bad in [
+            "share = 1.5",
+            "share = -0.1",
+            "name = \"two words\"",
+            "name = \"x\"\ncandidate_ranker = \" \"",
+        ] {
+            let text = format!("[feed.experiment]\n{bad}\n");
+            assert!(Config::from_toml_str(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.toml");
@@ -603,6 +686,9 @@ mod tests {
         assert!(err.contains("chunk_size"), "{err}");
         std::fs::write(&file, "[jobs]\nworkers = 3\n").unwrap();
         assert_eq!(Config::load(Some(&file)).unwrap().jobs.workers, 3);
+        std::fs::write(&file, "[feed.experiment]\nname = \"a\"\nshares = 0.2\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("shares"), "{err}");
         assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
     }
 }

@@ -99,6 +99,9 @@ const RATE_LIMITED: &[&str] = &[
     "feed_trending",
 ];
 
+/// 503: a store the answer is counted from is unreachable.
+const UNAVAILABLE: &[&str] = &["experiments"];
+
 /// Every error status an operation can answer, with the spec's error body:
 /// the rules that hold across the API are applied here once (a parameter
 /// or body can be refused: 400; a path names something: 404; a body can be
@@ -166,6 +169,9 @@ impl utoipa::Modify for ErrorResponses {
                 if is(UNSUPPORTED) {
                     add("415", "the box does not take this media");
                 }
+                if is(UNAVAILABLE) {
+                    add("503", "the analytics store is unreachable; retry later");
+                }
                 if is(RATE_LIMITED) {
                     add(
                         "429",
@@ -221,7 +227,7 @@ fn error_response(status: &str, why: &str) -> utoipa::openapi::Response {
     paths(
         register, login, get_user, user_videos, init_upload, put_chunk, get_upload,
         complete_upload, cancel_upload, create_video, get_video, video_status,
-        video_events, delete_video, inventory, jobs, reprocess, healthz, readyz,
+        video_events, delete_video, inventory, jobs, experiments, reprocess, healthz, readyz,
         feed_for_you, feed_following, feed_trending, set_interests, follow, unfollow,
         watch_batch, search_videos, hashtag_videos, followers, following, like, unlike,
         save, unsave, share, add_comment, comments, replies, trending_hashtags,

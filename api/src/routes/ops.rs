@@ -1,6 +1,6 @@
 //! Operations: the admin routes under `/api/v1/ops` (hardware inventory,
-//! jobs, reprocessing) and the unprefixed probes (`/healthz`, `/readyz`,
-//! `/metrics`).
+//! jobs, reprocessing, the A/B experiment report) and the unprefixed probes
+//! (`/healthz`, `/readyz`, `/metrics`).
 
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ pub(crate) fn router<S: Service>() -> Router<Arc<Ctx<S>>> {
     Router::new()
         .route("/ops/inventory", get(inventory::<S>))
         .route("/ops/jobs", get(jobs::<S>))
+        .route("/ops/experiments", get(experiments::<S>))
         .route("/ops/videos/{id}/reprocess", post(reprocess::<S>))
 }
 
@@ -56,6 +57,19 @@ async fn jobs<S: Service>(
             .jobs(page.limit.unwrap_or(100).clamp(1, 1000))
             .await?,
     ))
+}
+
+/// The running A/B experiment of rankers: per variant, viewers,
+/// impressions, watch-through, completion rate and likes per impression
+/// with 95 % Wilson intervals, recounted from the analytics store.
+#[utoipa::path(get, path = "/api/v1/ops/experiments", responses((status = 200, body = ExperimentReport)),
+    security(("bearer" = [])))]
+async fn experiments<S: Service>(
+    State(ctx): St<S>,
+    Auth(p): Auth,
+) -> ApiResult<Json<ExperimentReport>> {
+    require_admin(&p)?;
+    Ok(Json(ctx.svc.ops().experiments().await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/ops/videos/{id}/reprocess", responses((status = 202, body = Accepted), (status = 404, body = ErrorBody)),

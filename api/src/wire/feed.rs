@@ -55,6 +55,10 @@ pub struct Feed {
     /// Why the personalised feed was not served, when it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
+    /// The viewer's side of the running A/B experiment of rankers
+    /// (`control` when none runs, and for anonymous callers). Only for-you
+    /// pages are ranked by the side's ranker; other feeds say the side too.
+    pub variant: super::Variant,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 mod engagement;
+mod experiments;
 mod feed;
 mod live;
 
 pub use engagement::*;
+pub use experiments::*;
 pub use feed::*;
 pub use live::*;
 

@@ -18,6 +18,10 @@ pub enum Kind {
     Unsave,
     Share,
     Comment,
+    /// A video shown on a feed page. Not a view: no rollup, counter,
+    /// trending or the feed engine's statistics sees it; the analytics
+    /// stores keep impressions in a table of their own.
+    Impression,
 }
 
 impl Kind {
@@ -30,13 +34,14 @@ impl Kind {
             Self::Unsave => "unsave",
             Self::Share => "share",
             Self::Comment => "comment",
+            Self::Impression => "impression",
         }
     }
 
     /// The change this event makes to (likes, comments, shares, saves).
     pub fn engagement(self) -> [i64; 4] {
         match self {
-            Self::Watch => [0, 0, 0, 0],
+            Self::Watch | Self::Impression => [0, 0, 0, 0],
             Self::Like => [1, 0, 0, 0],
             Self::Unlike => [-1, 0, 0, 0],
             Self::Comment => [0, 1, 0, 0],
@@ -83,6 +88,31 @@ pub struct Event {
     /// Channel of a share; empty otherwise.
     #[serde(rename = "ch", default)]
     pub channel: String,
+    /// What an impression showed, and where; absent for every other kind.
+    #[serde(rename = "im", default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<Shown>,
+}
+
+/// Where and how a video was shown (an impression). `Event::source` holds
+/// the page's source (`personalized`, `cold_start`, `following`,
+/// `trending_fallback`, or `following_fallback` for a following request
+/// served from trending).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shown {
+    /// 0-based position in the viewer's feed session, page after page.
+    #[serde(rename = "p")]
+    pub position: u32,
+    /// The ranker that ordered the page: `model`, `formula`, or `none` (a
+    /// following page or a fallback).
+    #[serde(rename = "rk")]
+    pub ranker: String,
+    /// The viewer's side of the experiment: `control` or `candidate`.
+    #[serde(rename = "va")]
+    pub variant: String,
+    /// The experiment the page belongs to; empty: none (no experiment ran,
+    /// or a following page: only for-you pages are in one).
+    #[serde(rename = "x", default)]
+    pub experiment: String,
 }
 
 impl Event {
@@ -104,6 +134,36 @@ impl Event {
             shared: false,
             source: String::new(),
             channel: String::new(),
+            shown: None,
+        }
+    }
+
+    /// `video` shown to `user` on a feed page from `source` at `ts` (ms).
+    pub fn impression(
+        id: String,
+        user: &str,
+        video: &str,
+        creator: &str,
+        ts: i64,
+        source: &str,
+        shown: Shown,
+    ) -> Self {
+        Self {
+            id,
+            kind: Kind::Impression,
+            ts,
+            received: ts,
+            video: video.to_owned(),
+            creator: creator.to_owned(),
+            user: user.to_owned(),
+            watch_ms: 0,
+            duration_ms: 0,
+            completed: false,
+            liked: false,
+            shared: false,
+            source: source.to_owned(),
+            channel: String::new(),
+            shown: Some(shown),
         }
     }
 
@@ -205,5 +265,26 @@ mod tests {
         let back: Event = serde_json::from_slice(&serde_json::to_vec(&e).unwrap()).unwrap();
         assert_eq!(back, e);
         assert_eq!(serde_json::to_string(&Kind::Unsave).unwrap(), "\"unsave\"");
+        // Events spooled before impressions existed still read.
+        let old = r#"{"i":"x","k":"like","t":1,"r":1,"v":"v","c":"c","u":"u"}"#;
+        assert_eq!(serde_json::from_str::<Event>(old).unwrap().shown, None);
+        let shown = Shown {
+            position: 7,
+            ranker: "model".into(),
+            variant: "candidate".into(),
+            experiment: "exp".into(),
+        };
+        let i = Event::impression(
+            "impression:a:7".into(),
+            "u",
+            "v",
+            "c",
+            5,
+            "personalized",
+            shown,
+        );
+        let back: Event = serde_json::from_slice(&serde_json::to_vec(&i).unwrap()).unwrap();
+        assert_eq!(back, i);
+        assert_eq!(i.kind.engagement(), [0; 4]);
     }
 }

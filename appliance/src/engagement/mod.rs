@@ -4,7 +4,9 @@
 //! store exactly once per event id), the hot store (Redis or in-process:
 //! counters, rate limits, idempotency keys; flushed into the catalog's
 //! counters once per flush id and reconciled from rows), the analytics
-//! stores (embedded SQLite or ClickHouse; hourly rollups), social actions
+//! stores (embedded SQLite or ClickHouse; hourly rollups; the feed's
+//! impressions in a table of their own, and the per-variant recount of an
+//! A/B experiment), social actions
 //! (likes, saves, shares, comments, follows), trending, and creator
 //! analytics.
 //!
@@ -24,6 +26,7 @@ mod analytics;
 mod events;
 mod hot;
 mod idempotency;
+mod impressions;
 mod insights;
 mod limits;
 mod pipeline;
@@ -31,8 +34,8 @@ mod social;
 mod spool;
 mod watches;
 
-pub use analytics::{AnalyticsStore, PastWatch, Scope};
-pub use events::{Event, Kind};
+pub use analytics::{AnalyticsStore, PastImpression, PastWatch, Scope, VariantCounts};
+pub use events::{Event, Kind, Shown};
 pub use hot::redis::STATUS_CHANNEL;
 pub use pipeline::Engagement;
 pub use social::Social;

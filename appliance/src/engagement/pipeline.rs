@@ -43,6 +43,9 @@ pub struct Stats {
     pub reconciled: AtomicU64,
     /// Receive time of the newest event delivered, ms.
     pub last_shipped_received: AtomicI64,
+    /// Feed impressions spooled, and those the spool refused.
+    pub impressions: AtomicU64,
+    pub impressions_lost: AtomicU64,
 }
 
 pub struct Engagement {
@@ -134,6 +137,7 @@ impl Engagement {
                     shared: w.shared,
                     source: w.source.clone(),
                     channel: String::new(),
+                    shown: None,
                 })
                 .collect();
             spool.append(&events).await?;
@@ -165,7 +169,7 @@ impl Engagement {
         }
     }
 
-    fn spool(&self) -> Result<&Spool> {
+    pub(super) fn spool(&self) -> Result<&Spool> {
         self.spool
             .get()
             .ok_or_else(|| Error::Task("the event spool is not open in this process".into()))
@@ -575,6 +579,20 @@ impl Engagement {
             "Delivered events the analytics store already had (retries).",
             "counter",
             s.already_stored.load(Ordering::Relaxed).to_string(),
+        );
+        g(
+            out,
+            "appliance_impressions_total",
+            "Feed impressions spooled (not views; stored beside the events).",
+            "counter",
+            s.impressions.load(Ordering::Relaxed).to_string(),
+        );
+        g(
+            out,
+            "appliance_impressions_lost_total",
+            "Feed impressions the spool refused (the page was served anyway).",
+            "counter",
+            s.impressions_lost.load(Ordering::Relaxed).to_string(),
         );
         g(
             out,

@@ -302,6 +302,18 @@ impl Spool {
             .saturating_sub(s.shipped.load(Ordering::Relaxed))
     }
 
+    /// Events accepted (synced) so far, counting those pending at open.
+    pub fn appended(&self) -> u64 {
+        self.shared.appended.load(Ordering::Relaxed)
+    }
+
+    /// Events delivered since open; reaches `appended()` taken at some
+    /// moment once everything accepted before that moment is delivered
+    /// (the shipper delivers in order).
+    pub fn shipped(&self) -> u64 {
+        self.shared.shipped.load(Ordering::Relaxed)
+    }
+
     pub fn bytes_pending(&self) -> i64 {
         self.shared.bytes_pending.load(Ordering::Relaxed).max(0)
     }
@@ -612,6 +624,8 @@ mod tests {
         let b = r.read(5).unwrap();
         assert_eq!(b.events, events[..5]);
         r.commit(&b).unwrap();
+        // What `Engagement::settle` waits on: accepted vs delivered.
+        assert_eq!((spool.appended(), spool.shipped()), (20, 5));
         // Read but not committed: delivered again after a restart.
         let _ = r.read(5).unwrap();
         drop(r);
@@ -620,10 +634,13 @@ mod tests {
 
         let spool = Spool::open(dir.path()).unwrap();
         assert_eq!(spool.depth(), 15);
+        // Pending at open counts as accepted; delivered counts from open.
+        assert_eq!((spool.appended(), spool.shipped()), (15, 0));
         let mut r = spool.reader().unwrap();
         let ids = drain(&mut r);
         assert_eq!(ids, (5..20).map(|i| format!("e{i}")).collect::<Vec<_>>());
         assert_eq!(spool.depth(), 0);
+        assert_eq!(spool.shipped(), spool.appended());
         assert_eq!(spool.lag_ms(5000), 0);
     }
 

@@ -83,6 +83,7 @@ impl Social {
                 shared: e.shared,
                 source: e.source.as_str().to_string(),
                 channel: String::new(),
+                shown: None,
             });
         }
         let unknown = total - events.len() as u32;

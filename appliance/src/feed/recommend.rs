@@ -9,10 +9,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use inference::engine::{EngineConfig, FeedKind, FeedPage, Source, VideoDoc, Watch};
-use inference::{Embedder, Engine, InferenceError, RankModel, Ranker};
+use inference::{Embedder, Engine, InferenceError, RankModel, Ranker, Variant};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 
+use super::experiment::{ExperimentSlot, ExperimentStatus};
 use crate::engagement::{AnalyticsStore, Event, Kind, PastWatch};
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, Catalog, VideoRow};
@@ -91,6 +92,7 @@ pub struct Recommender {
     ranker_path: PathBuf,
     ranker_mtime: Mutex<Option<SystemTime>>,
     ranker_broken: Mutex<Option<String>>,
+    experiment: Option<ExperimentSlot>,
     breaker: Breaker,
     pub embed_wake: Notify,
     index_dirty: AtomicBool,
@@ -136,6 +138,12 @@ impl Recommender {
         });
         Self {
             engine: Arc::new(engine),
+            experiment: ExperimentSlot::new(
+                &cfg.experiment,
+                data,
+                cfg.breaker_failures,
+                Duration::from_secs(cfg.breaker_open_secs),
+            ),
             embedder: OnceLock::new(),
             index_path: data.join("index").join("videos.faiss"),
             ranker_path: if cfg.ranker.is_absolute() {
@@ -224,6 +232,7 @@ impl Recommender {
         self.engine.rebuild_user_index()?;
         self.engine.refresh(now_secs())?;
         self.reload_ranker();
+        self.reload_experiment();
         tracing::info!(
             videos = n_videos,
             watches = n_watches,
@@ -307,6 +316,33 @@ impl Recommender {
         }
     }
 
+    /// Starts `[feed.experiment]`, follows changes of its candidate file,
+    /// pauses it while the candidate is unusable.
+    pub fn reload_experiment(&self) {
+        if let Some(x) = &self.experiment {
+            x.reload(&self.engine);
+        }
+    }
+
+    /// `user`'s side of the running experiment and its name, from one
+    /// read of it (control and `None` when none runs): what a page served
+    /// without the engine (a fallback) says, and which side a failure
+    /// counts against.
+    pub fn arm_of(&self, user: &str) -> (Variant, Option<String>) {
+        match self.engine.experiment() {
+            Some((name, share)) => {
+                let variant = inference::experiment::assign(&name, user, share);
+                (variant, Some(name))
+            }
+            None => (Variant::Control, None),
+        }
+    }
+
+    /// The configured experiment, running or paused; `None` when none is.
+    pub fn experiment_status(&self) -> Option<ExperimentStatus> {
+        self.experiment.as_ref().map(ExperimentSlot::status)
+    }
+
     /// Background upkeep until shutdown: embeddings, the user index,
     /// trending and early checks, ranker reloads, index saves and rebuilds.
     pub fn spawn(
@@ -361,6 +397,7 @@ impl Recommender {
                         );
                     }
                     m.reload_ranker();
+                    m.reload_experiment();
                     if refresh {
                         m.engine.refresh(now_secs())?;
                     }
@@ -483,6 +520,14 @@ impl Recommender {
     /// A page of a feed, never an error except for a malformed cursor:
     /// personalisation that fails, is too slow, or is switched off by the
     /// breaker or a broken ranker is replaced by trending.
+    ///
+    /// The two sides of an experiment fail apart: a candidate-side for-you
+    /// page that fails counts against the experiment (which pauses after
+    /// `breaker_failures` in a row), never against the breaker, and is not
+    /// held back by the breaker or a broken current ranker; every other
+    /// personal page (control for-you, following) is the breaker's, and a
+    /// broken current ranker holds back the control for-you pages it would
+    /// rank (following pages are ranked by none).
     pub async fn feed(
         &self,
         kind: FeedKind,
@@ -495,9 +540,22 @@ impl Recommender {
             inference::session::decode_cursor(c)?;
         }
         let personal = matches!(kind, FeedKind::ForYou | FeedKind::Following) && user.is_some();
-        let blocked = if !personal {
+        // One read of the experiment for this request: the side a failure
+        // counts against and what a fallback page says agree.
+        let (variant, experiment) = user.map_or((Variant::Control, None), |u| self.arm_of(u));
+        let candidate = personal && kind == FeedKind::ForYou && variant == Variant::Candidate;
+        // Only for-you pages belong to the experiment.
+        let fallback_experiment = experiment.filter(|_| kind == FeedKind::ForYou);
+        let fallback =
+            |why: String| self.fallback(user, limit, why, variant, fallback_experiment.clone());
+        let blocked = if !personal || candidate {
             None
-        } else if let Some(why) = self.ranker_broken.lock().clone() {
+        } else if let Some(why) = self
+            .ranker_broken
+            .lock()
+            .clone()
+            .filter(|_| kind == FeedKind::ForYou)
+        {
             Some(format!("ranking model unusable: {why}"))
         } else if self.breaker.is_open() {
             Some(
@@ -506,8 +564,18 @@ impl Recommender {
         } else {
             None
         };
+        let failed = |why: String| {
+            if candidate {
+                if let Some(x) = &self.experiment {
+                    x.candidate_failed(&self.engine, &why);
+                }
+            } else {
+                self.breaker.failure();
+            }
+            fallback(why)
+        };
         let served = match blocked {
-            Some(why) => self.fallback(user, limit, why),
+            Some(why) => fallback(why),
             None => {
                 let engine = self.engine.clone();
                 let (u, c) = (user.map(str::to_string), cursor.map(str::to_string));
@@ -516,7 +584,10 @@ impl Recommender {
                 });
                 match tokio::time::timeout(Duration::from_millis(self.cfg.timeout_ms), task).await {
                     Ok(Ok(Ok(page))) => {
-                        self.breaker.success();
+                        match (&self.experiment, candidate) {
+                            (Some(x), true) => x.candidate_served(),
+                            _ => self.breaker.success(),
+                        }
                         let source = match page.source {
                             Source::Personalized => "personalized",
                             Source::ColdStart => "cold_start",
@@ -530,22 +601,12 @@ impl Recommender {
                         }
                     }
                     Ok(Ok(Err(e @ InferenceError::BadCursor(_)))) => return Err(e.into()),
-                    Ok(Ok(Err(e))) => {
-                        self.breaker.failure();
-                        self.fallback(user, limit, format!("personalisation failed: {e}"))
-                    }
-                    Ok(Err(e)) => {
-                        self.breaker.failure();
-                        self.fallback(user, limit, format!("personalisation crashed: {e}"))
-                    }
-                    Err(_) => {
-                        self.breaker.failure();
-                        self.fallback(
-                            user,
-                            limit,
-                            format!("personalisation exceeded {} ms", self.cfg.timeout_ms),
-                        )
-                    }
+                    Ok(Ok(Err(e))) => failed(format!("personalisation failed: {e}")),
+                    Ok(Err(e)) => failed(format!("personalisation crashed: {e}")),
+                    Err(_) => failed(format!(
+                        "personalisation exceeded {} ms",
+                        self.cfg.timeout_ms
+                    )),
                 }
             }
         };
@@ -553,9 +614,20 @@ impl Recommender {
         Ok(served)
     }
 
-    fn fallback(&self, user: Option<&str>, limit: usize, why: String) -> Served {
+    /// Trending in place of a page that could not be personalised; it
+    /// says the side and experiment the request was on (`variant`,
+    /// `experiment`: read once by the caller), so a candidate viewer's
+    /// fallback pages count for the candidate (intent to treat).
+    fn fallback(
+        &self,
+        user: Option<&str>,
+        limit: usize,
+        why: String,
+        variant: Variant,
+        experiment: Option<String>,
+    ) -> Served {
         tracing::warn!(reason = %why, "feed served from trending");
-        let page = self
+        let mut page = self
             .engine
             .feed(FeedKind::Trending, user, limit, None, now_secs())
             .unwrap_or_else(|_| FeedPage {
@@ -565,8 +637,13 @@ impl Recommender {
                 prefetch_ids: Vec::new(),
                 source: Source::Trending,
                 ranker: "none",
-                variant: inference::Variant::Control,
+                variant,
+                experiment: None,
             });
+        // No ranker ordered it (impressions say so).
+        page.ranker = "none";
+        page.variant = variant;
+        page.experiment = experiment;
         Served {
             page,
             source: "trending_fallback",
@@ -664,5 +741,85 @@ mod tests {
         assert!(b.is_open());
         std::thread::sleep(Duration::from_millis(60));
         assert!(!b.is_open(), "half-open after the cool-down");
+    }
+
+    #[tokio::test]
+    async fn the_two_sides_of_an_experiment_fail_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config::Config::default();
+        config.storage.data_dir = dir.path().to_owned();
+        config.feed.breaker_failures = 2;
+        config.feed.breaker_open_secs = 600;
+        config.feed.experiment = config::Experiment {
+            name: "exp".into(),
+            candidate_ranker: "formula".into(),
+            share: 1.0,
+        };
+        let r = Recommender::new(&config);
+        r.reload_experiment();
+        // A broken current ranker holds back no candidate page, and no
+        // following page (no ranker orders those).
+        let ranker = dir.path().join("models/ranker.safetensors");
+        std::fs::create_dir_all(ranker.parent().unwrap()).unwrap();
+        std::fs::write(&ranker, b"not a model").unwrap();
+        r.reload_ranker();
+        assert!(r.ranker_broken.lock().is_some());
+        let s = r
+            .feed(FeedKind::ForYou, Some("fresh"), 5, None)
+            .await
+            .unwrap();
+        assert_eq!(s.source, "cold_start", "{:?}", s.degraded);
+        assert_eq!(
+            (s.page.variant, s.page.experiment.as_deref(), s.page.ranker),
+            (Variant::Candidate, Some("exp"), "formula")
+        );
+        let s = r
+            .feed(FeedKind::Following, Some("fresh"), 5, None)
+            .await
+            .unwrap();
+        assert_eq!(s.source, "following", "{:?}", s.degraded);
+        assert_eq!((s.page.ranker, s.page.experiment), ("none", None));
+
+        // Candidate pages that fail (an embedding, no video index: every
+        // for-you page errors) pause the experiment, not the breaker; their
+        // fallbacks count for the candidate.
+        r.engine
+            .set_interests("u", &["x".into()], &[vec![1.0; inference::DIM]])
+            .unwrap();
+        for _ in 0..2 {
+            let s = r.feed(FeedKind::ForYou, Some("u"), 5, None).await.unwrap();
+            assert_eq!(s.source, "trending_fallback");
+            assert_eq!(
+                (s.page.variant, s.page.experiment.as_deref(), s.page.ranker),
+                (Variant::Candidate, Some("exp"), "none")
+            );
+        }
+        let why = r.experiment_status().unwrap().paused.expect("paused");
+        assert!(why.contains("2 pages in a row"), "{why}");
+        assert!(
+            !r.breaker.is_open(),
+            "the candidate never trips the breaker"
+        );
+
+        // Paused: everyone is control, and the broken ranker holds back the
+        // control for-you pages (without tripping the breaker either).
+        let s = r
+            .feed(FeedKind::ForYou, Some("fresh"), 5, None)
+            .await
+            .unwrap();
+        assert!(s.degraded.unwrap().contains("ranking model unusable"));
+        assert_eq!(
+            (s.page.variant, s.page.experiment),
+            (Variant::Control, None)
+        );
+        assert!(!r.breaker.is_open());
+        // Control pages that fail trip the breaker.
+        std::fs::remove_file(&ranker).unwrap();
+        r.reload_ranker();
+        for _ in 0..2 {
+            let s = r.feed(FeedKind::ForYou, Some("u"), 5, None).await.unwrap();
+            assert!(s.degraded.unwrap().contains("personalisation failed"));
+        }
+        assert!(r.breaker.is_open());
     }
 }

@@ -109,9 +109,28 @@ impl FeedService {
             .iter()
             .map(|i| i.video_id.clone())
             .collect();
-        let videos = self
-            .hydrate(ids)
-            .await?
+        let videos = self.hydrate(ids).await?;
+        if let Some(user) = user.filter(|_| super::experiment::records(engine_kind(kind))) {
+            // What the viewer is answered, durable before the answer.
+            let shown: Vec<(&str, &str)> = videos
+                .iter()
+                .map(|v| (v.id.as_str(), v.owner_id.as_str()))
+                .collect();
+            // Ranker, variant and experiment as the page was served (read
+            // together by the engine, or by the recommender for a
+            // fallback), never read again here.
+            let events = super::experiment::impressions(
+                user,
+                engine_kind(kind),
+                &served,
+                &shown,
+                cat::now_ms(),
+            );
+            if let Err(e) = self.engagement.record_impressions(events).await {
+                tracing::warn!(error = %e, "impressions not recorded; the page is served anyway");
+            }
+        }
+        let videos = videos
             .into_iter()
             .map(|video| FeedVideo {
                 reason: reasons
@@ -127,6 +146,12 @@ impl FeedService {
             source: served.source.to_string(),
             prefetch_ids: served.page.prefetch_ids,
             degraded: served.degraded,
+            // An anonymous caller is on no side (their empty id would hash
+            // to one).
+            variant: match (caller, served.page.variant) {
+                (Some(_), inference::Variant::Candidate) => Variant::Candidate,
+                _ => Variant::Control,
+            },
         })
     }
 

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use inference::engine::{VideoDoc, Watch};
 use inference::eval::{evaluate, EvalConfig};
 use inference::sim::{World, WorldConfig, TOPICS};
-use inference::Embedder;
+use inference::{Embedder, Impression, Variant};
 
+use crate::engagement::{AnalyticsStore, PastImpression};
 use crate::error::{Error, Result};
 use crate::store::catalog as cat;
 use settings::Config;
@@ -190,7 +191,9 @@ pub fn eval_feed(a: &EvalArgs) -> Result<inference::eval::Report> {
     Ok(report)
 }
 
-/// `train-ranker`: from the box's analytics store (default) or a simulated log.
+/// `train-ranker`: from the box's analytics store (default: its watch
+/// events and the impressions of the pages the feed served) or a simulated
+/// log (no impressions).
 pub fn train_ranker(
     config: &Config,
     from: Option<(PathBuf, PathBuf)>,
@@ -205,10 +208,11 @@ pub fn train_ranker(
             config.storage.data_dir.join(r)
         }
     });
-    let (videos, events) = match from {
+    let (videos, events, impressions) = match from {
         Some((v, l)) => (
             embed_docs(&config.feed.model_dir, read_videos(&v)?, quiet)?,
             read_events(&l)?,
+            Vec::new(),
         ),
         None => {
             // Only the stores, read beside a server that may be running.
@@ -236,19 +240,136 @@ pub fn train_ranker(
                         events.extend(chunk.into_iter().map(super::watch_of));
                     })
                     .await?;
-                Ok::<_, Error>((videos, events))
+                let impressions = stored_impressions(engagement.analytics.as_ref()).await?;
+                Ok::<_, Error>((videos, events, impressions))
             })?
         }
     };
     if let Some(dir) = target.parent() {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
-    let report = inference::eval::train_ranker(&videos, &events, &[], &target, 300)?;
+    if !quiet {
+        eprintln!(
+            "training on {} videos, {} watch events and {} impressions",
+            videos.len(),
+            events.len(),
+            impressions.len()
+        );
+    }
+    let report = inference::eval::train_ranker(&videos, &events, &impressions, &target, 300)?;
     Ok((target, report))
+}
+
+/// An impression as training takes it (seconds, a known variant).
+pub fn impression_of(i: PastImpression) -> Impression {
+    Impression {
+        user: i.user,
+        video: i.video,
+        position: i.position,
+        ts: i.ts.div_euclid(1000),
+        variant: Variant::parse(&i.variant).unwrap_or(Variant::Control),
+    }
+}
+
+/// Every impression the analytics store holds: what feeds showed, so that
+/// training takes the videos shown and never watched as negatives.
+pub async fn stored_impressions(analytics: &dyn AnalyticsStore) -> Result<Vec<Impression>> {
+    let mut out = Vec::new();
+    analytics
+        .impressions(&mut |chunk| out.extend(chunk.into_iter().map(impression_of)))
+        .await?;
+    Ok(out)
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, v);
     let _ = writeln!(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engagement::{Engagement, Event, Kind, Shown};
+
+    /// `train-ranker` reads the impressions the store holds, and a video
+    /// shown and never watched afterwards becomes a negative example
+    /// weighted by its position.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn training_takes_the_stored_impressions_as_negatives() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().to_path_buf();
+        let catalog = crate::store::Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        let engagement = Engagement::new(&config, catalog).unwrap();
+        let t0 = 1_700_000_000i64;
+        let videos: Vec<(VideoDoc, Vec<f32>)> = (0..12)
+            .map(|i| {
+                let mut emb = vec![0.0f32; inference::DIM];
+                emb[i] = 1.0;
+                let doc = VideoDoc {
+                    id: format!("v{i}"),
+                    creator: format!("c{}", i % 3),
+                    caption: format!("video {i}"),
+                    hashtags: vec![format!("tag{}", i % 4)],
+                    sound: None,
+                    created_at: t0,
+                };
+                (doc, emb)
+            })
+            .collect();
+        let mut events = Vec::new();
+        for (i, at) in [(0, 100), (1, 200), (2, 300), (3, 400)] {
+            let mut w = Event::action(Kind::Watch, format!("w{i}"), &format!("v{i}"), "c", "u");
+            w.ts = (t0 + at) * 1000;
+            w.watch_ms = 900;
+            w.duration_ms = 1000;
+            w.completed = true;
+            events.push(w);
+        }
+        let shown = |video: &str, at: i64, position: u32| {
+            let s = Shown {
+                position,
+                ranker: "model".into(),
+                variant: "candidate".into(),
+                experiment: "exp".into(),
+            };
+            let id = format!("impression:{video}:{at}");
+            Event::impression(id, "u", video, "c", (t0 + at) * 1000, "personalized", s)
+        };
+        // Skipped: v6 and v7. v2 was watched after it was shown, v1 before
+        // (already watched): neither is a negative.
+        events.extend([
+            shown("v6", 150, 0),
+            shown("v2", 150, 1),
+            shown("v7", 250, 4),
+            shown("v1", 350, 0),
+        ]);
+        engagement.analytics.ingest(&events).await.unwrap();
+
+        let impressions = stored_impressions(engagement.analytics.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(impressions.len(), 4);
+        let v7 = impressions.iter().find(|i| i.video == "v7").unwrap();
+        assert_eq!(
+            (v7.ts, v7.position, v7.variant),
+            (t0 + 250, 4, Variant::Candidate)
+        );
+
+        let mut watches = Vec::new();
+        engagement
+            .analytics
+            .watch_history(&mut |c| watches.extend(c.into_iter().map(super::super::watch_of)))
+            .await
+            .unwrap();
+        let without = inference::eval::training_examples(&videos, &watches, &[], 7).unwrap();
+        let with = inference::eval::training_examples(&videos, &watches, &impressions, 7).unwrap();
+        assert_eq!(with.len(), without.len() + 2, "v6 and v7 are negatives");
+        let weight = inference::experiment::examination(4);
+        assert!(
+            with.iter().any(|e| (e.weight - weight).abs() < 1e-6),
+            "the skip at position 4 is weighted by its examination probability"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Operations: what an operator asks the box — hardware inventory and
-//! placement, recent jobs, reprocessing a video, readiness, Prometheus
-//! metrics — and `appliance doctor`.
+//! placement, recent jobs, reprocessing a video, the A/B experiment report
+//! (recounted from the analytics store), readiness, Prometheus metrics —
+//! and `appliance doctor`.
 //!
 //! May call: every domain below the composition root (`store`, `videos`,
 //! `live`, `feed`, `engagement`), read-only except `reprocess`.
@@ -9,6 +10,7 @@
 //! reported, not a 500.
 
 pub mod doctor;
+mod experiments;
 mod metrics;
 
 use std::sync::Arc;
@@ -137,6 +139,10 @@ impl api::Ops for Ops {
             video_id: video_id.to_owned(),
             status: VideoState::Processing,
         })
+    }
+
+    async fn experiments(&self) -> ApiResult<ExperimentReport> {
+        self.experiment_report().await
     }
 
     async fn readiness(&self) -> Health {

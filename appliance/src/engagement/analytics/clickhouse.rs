@@ -8,7 +8,9 @@
 //! per-video reads); `event_ids` (MergeTree ordered by id, fed by a
 //! materialized view: the shipper's de-duplication lookup); `video_hourly`
 //! (AggregatingMergeTree per video, hour and traffic source, fed by a
-//! materialized view).
+//! materialized view); `impressions` (what feeds showed, ordered by
+//! experiment, viewer and video; its ids also feed `event_ids`, and no
+//! rollup reads it).
 //!
 //! Exactly once: plain MergeTree does not de-duplicate retried inserts, and
 //! the views would count a repeat twice, so before inserting a batch the
@@ -22,8 +24,8 @@ use async_trait::async_trait;
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 
-use super::{AnalyticsStore, HourRow, PastWatch, Scope, VideoHour};
-use crate::engagement::events::Event;
+use super::{AnalyticsStore, HourRow, PastImpression, PastWatch, Scope, VariantCounts, VideoHour};
+use crate::engagement::events::{Event, Kind};
 use crate::error::{Error, Result};
 
 /// In this order: the id lookup is fed before the rollups.
@@ -60,7 +62,64 @@ const DDL: &[&str] = &[
             sumState(toInt64(kind = 'share')) AS shares,
             sumState(toInt64(multiIf(kind = 'save', 1, kind = 'unsave', -1, 0))) AS saves
         FROM events GROUP BY video_id, creator_id, hour, source",
+    // Impressions (added later: an existing store gains them here). Their
+    // own table, so no rollup counts them; their ids join the lookup.
+    "CREATE TABLE IF NOT EXISTS impressions (
+        event_id String, ts DateTime, user_id String, video_id String, creator_id String,
+        position UInt32, source String, ranker String, variant String, experiment String
+    ) ENGINE = MergeTree() PARTITION BY toYYYYMM(ts) ORDER BY (experiment, user_id, video_id, ts)",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS impression_ids_mv TO event_ids AS
+        SELECT event_id, ts FROM impressions",
 ];
+
+/// Columns added to existing tables after the first release: (table,
+/// column, definition). 18.16 has no `ADD COLUMN IF NOT EXISTS` (a syntax
+/// error there), so `migrate` looks in `system.columns` first. The views
+/// select their columns by name, so they are unaffected.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // The box's receive time of the event; rows stored before it existed
+    // read their own time (`ts`: the client's clock for watches).
+    ("events", "received", "DateTime DEFAULT ts"),
+];
+
+/// Sources of the for-you pages the experiment counts (a following page,
+/// or a following request's fallback, is in none of them).
+const FOR_YOU: &str = "source IN ('personalized', 'cold_start', 'trending_fallback')";
+
+/// Per for-you impression of an experiment: was it followed (a watch or
+/// like received by the box in the same second as the showing or later)
+/// by a watch, by a like, of that video by that viewer. 18.16 joins with
+/// `USING` only, so the latest watch and like per pair are joined on.
+/// `{FOR_YOU}` is replaced by [`FOR_YOU`].
+const IMPRESSION_COUNTS: &str = "
+    SELECT variant, uniqExact(user_id), count(), sum(last_watch >= ts), sum(last_like >= ts)
+    FROM (SELECT variant, user_id, video_id, ts FROM impressions
+          WHERE experiment = ? AND {FOR_YOU})
+    ANY LEFT JOIN (
+        SELECT user_id, video_id,
+            max(if(kind = 'watch', received, toDateTime(0))) AS last_watch,
+            max(if(kind = 'like', received, toDateTime(0))) AS last_like
+        FROM events
+        WHERE kind IN ('watch', 'like') AND (user_id, video_id) IN
+            (SELECT user_id, video_id FROM impressions WHERE experiment = ? AND {FOR_YOU})
+        GROUP BY user_id, video_id
+    ) USING (user_id, video_id)
+    GROUP BY variant ORDER BY variant";
+
+/// Per watch of a shown video received at or after its first showing.
+const WATCH_COUNTS: &str = "
+    SELECT variant, count(), sum(completed)
+    FROM (
+        SELECT user_id, video_id, received AS watched_at, completed FROM events
+        WHERE kind = 'watch' AND (user_id, video_id) IN
+            (SELECT user_id, video_id FROM impressions WHERE experiment = ? AND {FOR_YOU})
+    ) ALL INNER JOIN (
+        SELECT user_id, video_id, variant, min(ts) AS first_shown
+        FROM impressions WHERE experiment = ? AND {FOR_YOU}
+        GROUP BY user_id, video_id, variant
+    ) USING (user_id, video_id)
+    WHERE watched_at >= first_shown
+    GROUP BY variant";
 
 /// Ids per `IN (…)` lookup: keeps the statement well under 18.16's
 /// 256 KiB `max_query_size`.
@@ -81,6 +140,7 @@ struct EventRow {
     shared: u8,
     source: String,
     channel: String,
+    received: u32,
 }
 
 impl From<&Event> for EventRow {
@@ -99,8 +159,66 @@ impl From<&Event> for EventRow {
             shared: u8::from(e.shared),
             source: e.source.clone(),
             channel: e.channel.clone(),
+            received: (e.received.max(0) / 1000) as u32,
         }
     }
+}
+
+#[derive(Row, Serialize)]
+struct ImpressionRow {
+    event_id: String,
+    ts: u32,
+    user_id: String,
+    video_id: String,
+    creator_id: String,
+    position: u32,
+    source: String,
+    ranker: String,
+    variant: String,
+    experiment: String,
+}
+
+impl From<&Event> for ImpressionRow {
+    fn from(e: &Event) -> Self {
+        let s = e.shown.clone().unwrap_or_default();
+        Self {
+            event_id: e.id.clone(),
+            ts: (e.ts.max(0) / 1000) as u32,
+            user_id: e.user.clone(),
+            video_id: e.video.clone(),
+            creator_id: e.creator.clone(),
+            position: s.position,
+            source: e.source.clone(),
+            ranker: s.ranker,
+            variant: s.variant,
+            experiment: s.experiment,
+        }
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct ShownRow {
+    user_id: String,
+    video_id: String,
+    position: u32,
+    ts: i64,
+    variant: String,
+}
+
+#[derive(Row, Deserialize)]
+struct ImpressionCounts {
+    variant: String,
+    viewers: u64,
+    impressions: u64,
+    watched: u64,
+    liked: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct WatchCounts {
+    variant: String,
+    watches: u64,
+    completed: u64,
 }
 
 #[derive(Row, Deserialize)]
@@ -204,6 +322,22 @@ impl ClickHouse {
         }
     }
 
+    async fn has_column(&self, table: &str, column: &str) -> Result<bool> {
+        let q = self
+            .client
+            .query(
+                "SELECT count() FROM system.columns
+                 WHERE database = ? AND table = ? AND name = ?",
+            )
+            .bind(self.database.as_str())
+            .bind(table)
+            .bind(column);
+        Ok(self
+            .timed("reading the schema", q.fetch_one::<u64>())
+            .await?
+            > 0)
+    }
+
     /// Which of `ids` are stored already.
     async fn existing(&self, ids: &[&str]) -> Result<HashSet<String>> {
         let mut found = HashSet::new();
@@ -235,6 +369,21 @@ impl AnalyticsStore for ClickHouse {
             self.timed("creating the schema", self.client.query(ddl).execute())
                 .await?;
         }
+        for (table, column, definition) in ADDED_COLUMNS {
+            if self.has_column(table, column).await? {
+                continue;
+            }
+            let alter = format!("ALTER TABLE {table} ADD COLUMN {column} {definition}");
+            if let Err(e) = self
+                .timed("upgrading the schema", self.client.query(&alter).execute())
+                .await
+            {
+                // Another process may have added it meanwhile.
+                if !self.has_column(table, column).await? {
+                    return Err(e);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -249,14 +398,30 @@ impl AnalyticsStore for ClickHouse {
         if fresh.is_empty() {
             return Ok(0);
         }
-        let insert = async {
-            let mut ins = self.client.insert::<EventRow>("events").await?;
-            for e in &fresh {
-                ins.write(&EventRow::from(*e)).await?;
-            }
-            ins.end().await
-        };
-        self.timed("inserting events", insert).await?;
+        let (shown, events): (Vec<&Event>, Vec<&Event>) =
+            fresh.iter().partition(|e| e.kind == Kind::Impression);
+        if !events.is_empty() {
+            let insert = async {
+                let mut ins = self.client.insert::<EventRow>("events").await?;
+                for e in &events {
+                    ins.write(&EventRow::from(*e)).await?;
+                }
+                ins.end().await
+            };
+            self.timed("inserting events", insert).await?;
+        }
+        // A failure here after the events landed is retried: the lookup
+        // then finds the events and only the impressions are sent again.
+        if !shown.is_empty() {
+            let insert = async {
+                let mut ins = self.client.insert::<ImpressionRow>("impressions").await?;
+                for e in &shown {
+                    ins.write(&ImpressionRow::from(*e)).await?;
+                }
+                ins.end().await
+            };
+            self.timed("inserting impressions", insert).await?;
+        }
         Ok(fresh.len())
     }
 
@@ -373,6 +538,68 @@ impl AnalyticsStore for ClickHouse {
             sink(chunk);
         }
         Ok(total)
+    }
+
+    async fn impressions(&self, sink: &mut (dyn FnMut(Vec<PastImpression>) + Send)) -> Result<u64> {
+        let mut cursor = self
+            .client
+            .query(
+                "SELECT user_id, video_id, position, toInt64(toUInt32(ts)) * 1000, variant
+                 FROM impressions ORDER BY ts",
+            )
+            .fetch::<ShownRow>()
+            .map_err(Error::analytics("reading impressions"))?;
+        let mut chunk = Vec::with_capacity(20_000);
+        let mut total = 0u64;
+        while let Some(r) = cursor
+            .next()
+            .await
+            .map_err(Error::analytics("reading impressions"))?
+        {
+            chunk.push(PastImpression {
+                user: r.user_id,
+                video: r.video_id,
+                position: r.position,
+                ts: r.ts,
+                variant: r.variant,
+            });
+            if chunk.len() == 20_000 {
+                total += chunk.len() as u64;
+                sink(std::mem::take(&mut chunk));
+            }
+        }
+        total += chunk.len() as u64;
+        if !chunk.is_empty() {
+            sink(chunk);
+        }
+        Ok(total)
+    }
+
+    async fn experiment_counts(&self, experiment: &str) -> Result<Vec<VariantCounts>> {
+        let sql = IMPRESSION_COUNTS.replace("{FOR_YOU}", FOR_YOU);
+        let q = self.client.query(&sql).bind(experiment).bind(experiment);
+        let shown: Vec<ImpressionCounts> =
+            self.timed("counting impressions", q.fetch_all()).await?;
+        let sql = WATCH_COUNTS.replace("{FOR_YOU}", FOR_YOU);
+        let q = self.client.query(&sql).bind(experiment).bind(experiment);
+        let watches: Vec<WatchCounts> = self
+            .timed("counting watches after impressions", q.fetch_all())
+            .await?;
+        Ok(shown
+            .into_iter()
+            .map(|s| {
+                let w = watches.iter().find(|w| w.variant == s.variant);
+                VariantCounts {
+                    viewers: s.viewers,
+                    impressions: s.impressions,
+                    watched: s.watched,
+                    liked: s.liked,
+                    watches: w.map_or(0, |w| w.watches),
+                    completed: w.map_or(0, |w| w.completed),
+                    variant: s.variant,
+                }
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<()> {

@@ -82,6 +82,40 @@ impl From<&Event> for PastWatch {
     }
 }
 
+/// An impression as training reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastImpression {
+    pub user: String,
+    pub video: String,
+    pub position: u32,
+    /// ms (whole seconds in ClickHouse).
+    pub ts: i64,
+    /// `control` or `candidate`.
+    pub variant: String,
+}
+
+/// One side of an experiment, recounted from the stored events and the
+/// experiment's for-you impressions (sources `personalized`, `cold_start`,
+/// `trending_fallback`). "Followed" compares the box's receive time of the
+/// watch or like with the box's time of the showing, in whole seconds: in
+/// the same second, or later, follows it (ClickHouse keeps seconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VariantCounts {
+    pub variant: String,
+    /// Distinct viewers shown at least one video.
+    pub viewers: u64,
+    pub impressions: u64,
+    /// Impressions followed by a watch of that video by that viewer.
+    pub watched: u64,
+    /// Impressions followed by a like of that video by that viewer.
+    pub liked: u64,
+    /// Watch events of a shown video by its viewer at or after the first
+    /// time it was shown to them.
+    pub watches: u64,
+    /// Of those, the completed ones.
+    pub completed: u64,
+}
+
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
     fn name(&self) -> &'static str;
@@ -99,6 +133,12 @@ pub trait AnalyticsStore: Send + Sync {
     async fn total_views(&self, videos: &[String]) -> Result<HashMap<String, u64>>;
     /// Every stored watch in time order, in chunks, for the feed's warm-up.
     async fn watch_history(&self, sink: &mut (dyn FnMut(Vec<PastWatch>) + Send)) -> Result<u64>;
+    /// Every stored impression, in chunks, for training.
+    async fn impressions(&self, sink: &mut (dyn FnMut(Vec<PastImpression>) + Send)) -> Result<u64>;
+    /// Per variant of `experiment` (empty: for-you impressions served while
+    /// no experiment ran), what its viewers were shown on for-you pages and
+    /// did next; variants with no impression are absent.
+    async fn experiment_counts(&self, experiment: &str) -> Result<Vec<VariantCounts>>;
     async fn ping(&self) -> Result<()>;
 }
 
