@@ -19,7 +19,7 @@ impl Engine {
         let s = *v.stats.lock();
         let cs = cat
             .creator_stats
-            .lock()
+            .read()
             .get(&v.creator)
             .copied()
             .unwrap_or_default();

@@ -456,7 +456,7 @@ impl Engine {
             s.add_recent(w.ts);
         }
         {
-            let mut cs = cat.creator_stats.lock();
+            let mut cs = cat.creator_stats.write();
             let cs = cs.entry(video.creator).or_default();
             cs.views += 1.0;
             cs.completion_sum += c;

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicBool;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::Reason;
 use super::VideoDoc;
@@ -88,7 +88,9 @@ pub(super) struct Catalog {
     pub(super) by_creator: HashMap<u32, Vec<u32>>,
     pub(super) creators: Interner,
     pub(super) sounds: Interner,
-    pub(super) creator_stats: Mutex<HashMap<u32, Stats>>,
+    /// Read by every candidate's features, written once per watch: a
+    /// read-write lock, so concurrent pages do not queue on it.
+    pub(super) creator_stats: RwLock<HashMap<u32, Stats>>,
 }
 
 impl Catalog {
