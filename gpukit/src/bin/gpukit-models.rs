@@ -236,7 +236,7 @@ fn rank_rows(devices: &[(String, Device)]) -> Result<Vec<RankRow>> {
             let mut f: Features = [0.0; FEATURES];
             f.iter_mut().for_each(|x| *x = next());
             Example {
-                completed: f[0] + f[1] > 1.0,
+                positive: f[0] + f[1] > 1.0,
                 features: f,
                 weight: 1.0,
             }
