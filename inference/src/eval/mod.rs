@@ -188,7 +188,10 @@ pub fn training_examples(
     let mut shown = shown.into_iter().peekable();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut examples = Vec::with_capacity(events.len() * 2 + impressions.len());
-    let mut last_refresh = i64::MIN;
+    // Trending and the popularity lists are recomputed every hour of log
+    // time, as the server's refresh loop does (None: not yet; `i64::MIN`
+    // here once overflowed, so training never refreshed at all).
+    let mut last_refresh: Option<i64> = None;
     for w in events {
         while let Some(i) = shown.next_if(|i| i.ts <= w.ts) {
             let watched_later = last_watch
@@ -205,9 +208,9 @@ pub fn training_examples(
                 });
             }
         }
-        if w.ts - last_refresh > 3600 {
+        if last_refresh.is_none_or(|t| w.ts - t > 3600) {
             engine.refresh(w.ts)?;
-            last_refresh = w.ts;
+            last_refresh = Some(w.ts);
         }
         let existing = published.partition_point(|(t, _)| *t <= w.ts);
         for _ in 0..if existing > 0 { SAMPLED_NEGATIVES } else { 0 } {
