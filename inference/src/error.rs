@@ -22,6 +22,14 @@ pub enum InferenceError {
     IndexUnavailable(&'static str),
     #[error("ranking model: {0}")]
     Ranker(String),
+    /// A well-formed model trained on another feature set (an older
+    /// release): not broken, only out of date.
+    #[error("ranking model {path} has {found} features, this release computes {expected}: run `appliance train-ranker` to retrain it")]
+    RankerOutdated {
+        path: PathBuf,
+        found: usize,
+        expected: usize,
+    },
     #[error("malformed feed cursor: {0}")]
     BadCursor(String),
     #[error("invalid input: {0}")]

@@ -110,11 +110,21 @@ impl RankModel {
         };
         let (mean, std) = (get("norm.mean")?, get("norm.std")?);
         for t in [&mean, &std] {
-            if t.dims() != [FEATURES] {
-                return Err(InferenceError::Ranker(format!(
-                    "{}: feature width mismatch",
-                    path.display()
-                )));
+            match t.dims() {
+                [n] if *n == FEATURES => {}
+                [n] => {
+                    return Err(InferenceError::RankerOutdated {
+                        path: path.to_path_buf(),
+                        found: *n,
+                        expected: FEATURES,
+                    })
+                }
+                _ => {
+                    return Err(InferenceError::Ranker(format!(
+                        "{}: feature statistics are not a vector",
+                        path.display()
+                    )))
+                }
             }
         }
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
@@ -342,7 +352,29 @@ mod tests {
         let s = model.score(&[hi, lo]).unwrap();
         assert!(s[0] > s[1], "{s:?}");
         std::fs::write(&path, b"not safetensors").unwrap();
-        assert!(RankModel::load(&path).is_err());
+        assert!(matches!(
+            RankModel::load(&path),
+            Err(InferenceError::Ranker(_))
+        ));
+        // A model of an older feature set is out of date, not broken.
+        let old: HashMap<String, Tensor> = [
+            (
+                "norm.mean",
+                Tensor::zeros(12, DType::F32, &Device::Cpu).unwrap(),
+            ),
+            (
+                "norm.std",
+                Tensor::ones(12, DType::F32, &Device::Cpu).unwrap(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        candle_core::safetensors::save(&old, &path).unwrap();
+        assert!(matches!(
+            RankModel::load(&path),
+            Err(InferenceError::RankerOutdated { found: 12, .. })
+        ));
     }
 
     #[test]

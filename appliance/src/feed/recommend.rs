@@ -309,6 +309,13 @@ impl Recommender {
                 *self.ranker_broken.lock() = None;
                 tracing::info!(path = %self.ranker_path.display(), "ranking model loaded");
             }
+            // Trained by an older release on other features: rank with
+            // the formula (still personal) until it is retrained.
+            Err(e @ InferenceError::RankerOutdated { .. }) => {
+                tracing::warn!(error = %e, "ranking model out of date; ranking with the formula");
+                self.engine.set_ranker(Ranker::Formula);
+                *self.ranker_broken.lock() = None;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "ranking model unusable; feeds fall back to trending");
                 *self.ranker_broken.lock() = Some(e.to_string());
@@ -725,101 +732,4 @@ impl Recommender {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn breaker_opens_after_consecutive_failures_and_half_opens() {
-        let b = Breaker::new(3, Duration::from_millis(50));
-        b.failure();
-        b.failure();
-        b.success();
-        b.failure();
-        b.failure();
-        assert!(!b.is_open(), "a success resets the count");
-        b.failure();
-        assert!(b.is_open());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(!b.is_open(), "half-open after the cool-down");
-    }
-
-    #[tokio::test]
-    async fn the_two_sides_of_an_experiment_fail_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = config::Config::default();
-        config.storage.data_dir = dir.path().to_owned();
-        config.feed.breaker_failures = 2;
-        config.feed.breaker_open_secs = 600;
-        config.feed.experiment = config::Experiment {
-            name: "exp".into(),
-            candidate_ranker: "formula".into(),
-            share: 1.0,
-        };
-        let r = Recommender::new(&config);
-        r.reload_experiment();
-        // A broken current ranker holds back no candidate page, and no
-        // following page (no ranker orders those).
-        let ranker = dir.path().join("models/ranker.safetensors");
-        std::fs::create_dir_all(ranker.parent().unwrap()).unwrap();
-        std::fs::write(&ranker, b"not a model").unwrap();
-        r.reload_ranker();
-        assert!(r.ranker_broken.lock().is_some());
-        let s = r
-            .feed(FeedKind::ForYou, Some("fresh"), 5, None)
-            .await
-            .unwrap();
-        assert_eq!(s.source, "cold_start", "{:?}", s.degraded);
-        assert_eq!(
-            (s.page.variant, s.page.experiment.as_deref(), s.page.ranker),
-            (Variant::Candidate, Some("exp"), "formula")
-        );
-        let s = r
-            .feed(FeedKind::Following, Some("fresh"), 5, None)
-            .await
-            .unwrap();
-        assert_eq!(s.source, "following", "{:?}", s.degraded);
-        assert_eq!((s.page.ranker, s.page.experiment), ("none", None));
-
-        // Candidate pages that fail (an embedding, no video index: every
-        // for-you page errors) pause the experiment, not the breaker; their
-        // fallbacks count for the candidate.
-        r.engine
-            .set_interests("u", &["x".into()], &[vec![1.0; inference::DIM]])
-            .unwrap();
-        for _ in 0..2 {
-            let s = r.feed(FeedKind::ForYou, Some("u"), 5, None).await.unwrap();
-            assert_eq!(s.source, "trending_fallback");
-            assert_eq!(
-                (s.page.variant, s.page.experiment.as_deref(), s.page.ranker),
-                (Variant::Candidate, Some("exp"), "none")
-            );
-        }
-        let why = r.experiment_status().unwrap().paused.expect("paused");
-        assert!(why.contains("2 pages in a row"), "{why}");
-        assert!(
-            !r.breaker.is_open(),
-            "the candidate never trips the breaker"
-        );
-
-        // Paused: everyone is control, and the broken ranker holds back the
-        // control for-you pages (without tripping the breaker either).
-        let s = r
-            .feed(FeedKind::ForYou, Some("fresh"), 5, None)
-            .await
-            .unwrap();
-        assert!(s.degraded.unwrap().contains("ranking model unusable"));
-        assert_eq!(
-            (s.page.variant, s.page.experiment),
-            (Variant::Control, None)
-        );
-        assert!(!r.breaker.is_open());
-        // Control pages that fail trip the breaker.
-        std::fs::remove_file(&ranker).unwrap();
-        r.reload_ranker();
-        for _ in 0..2 {
-            let s = r.feed(FeedKind::ForYou, Some("u"), 5, None).await.unwrap();
-            assert!(s.degraded.unwrap().contains("personalisation failed"));
-        }
-        assert!(r.breaker.is_open());
-    }
-}
+mod tests;
