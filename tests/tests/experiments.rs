@@ -58,33 +58,6 @@ fn assign(name: &str, user: &str, share: f32) -> &'static str {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn rfc3339(secs: i64) -> String {
-    // Days-from-civil, to keep the test free of a date crate.
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -379,7 +352,7 @@ fn ab_through_the_server(dir: &Path, extra: &str) -> (Server, Vec<Viewer>, Value
                 &json!({"events": [{
                     "eventId": format!("ab-{i}-early"), "videoId": video, "watchMs": 1500,
                     "durationMs": 1500, "completed": true, "source": "fyp",
-                    "liked": false, "shared": false, "timestamp": rfc3339(now_secs()),
+                    "liked": false, "shared": false, "timestamp": e2e::rfc3339(e2e::now_secs()),
                 }]}),
             );
             assert_eq!(r.status, 202, "{}", r.text());
@@ -416,7 +389,7 @@ fn ab_through_the_server(dir: &Path, extra: &str) -> (Server, Vec<Viewer>, Value
         // shown, or send a watch stamped an hour before the showing (a
         // client clock behind: it still follows the showing, which the box
         // orders by when it received the watch).
-        let now = now_secs();
+        let now = e2e::now_secs();
         let shown: Vec<String> = v.shown.iter().map(|s| s.video.clone()).collect();
         let mut events = Vec::new();
         let mut n = 0;
@@ -425,7 +398,7 @@ fn ab_through_the_server(dir: &Path, extra: &str) -> (Server, Vec<Viewer>, Value
             events.push(json!({
                 "eventId": format!("ab-{i}-{n}"), "videoId": video, "watchMs": if completed { 1500 } else { 400 },
                 "durationMs": 1500, "completed": completed, "source": "fyp",
-                "liked": false, "shared": false, "timestamp": rfc3339(ts),
+                "liked": false, "shared": false, "timestamp": e2e::rfc3339(ts),
             }));
             v.watches.push(WatchSent {
                 video: video.to_owned(),
