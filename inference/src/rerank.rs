@@ -1,6 +1,13 @@
 //! Diversity re-rank: no two consecutive videos from one creator, at most
-//! three per sound per page, and about one slot in five given to
+//! three per sound per page, and at least one slot in five given to
 //! exploration so the feed does not collapse onto what it already knows.
+//!
+//! Exploratory items (not retrieved for this viewer's taste: trending,
+//! popular, the new-video boost, random picks) compete with the others on
+//! score everywhere; the rule only forces one in when a run of five has
+//! none. Confining them to the forced slots instead (as this once did)
+//! kept the most watched videos off a newcomer's page except in two slots
+//! out of ten, which on real-shaped logs cost more than any ranker gained.
 
 /// A scored candidate, as the re-rank sees it.
 #[derive(Debug, Clone)]
@@ -11,12 +18,17 @@ pub struct Ranked<R> {
     pub sound: Option<u32>,
     pub reason: R,
     pub exploratory: bool,
+    /// Pushed to this viewer (the new-video boost): a forced exploration
+    /// slot takes these before other exploratory items, so a new video gets
+    /// its audience even when the popular outscore it.
+    pub pushed: bool,
 }
 
 pub struct Rules {
     pub page: usize,
     pub max_per_sound: usize,
-    /// One position in `explore_every` is filled from exploratory items.
+    /// At least one position in each run of `explore_every` (aligned:
+    /// 0..5, 5..10, …) holds an exploratory item, when one is left.
     pub explore_every: usize,
 }
 
@@ -30,21 +42,22 @@ impl Default for Rules {
     }
 }
 
-/// Orders candidates (best first within each group) into a feed of up to
-/// `len` items honouring [`Rules`]. When the rules cannot all be met (a
-/// catalog of one creator), the best remaining item is used instead of
-/// ending the feed early.
+/// Orders candidates (best first) into a feed of up to `len` items
+/// honouring [`Rules`]. When the rules cannot all be met (a catalog of one
+/// creator), the best remaining item is used instead of ending the feed
+/// early.
 pub fn diversify<R: Clone>(mut items: Vec<Ranked<R>>, rules: &Rules, len: usize) -> Vec<Ranked<R>> {
     items.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let (mut explore, mut main): (Vec<_>, Vec<_>) = items.into_iter().partition(|r| r.exploratory);
-    let mut out: Vec<Ranked<R>> = Vec::with_capacity(len.min(main.len() + explore.len()));
+    let mut out: Vec<Ranked<R>> = Vec::with_capacity(len.min(items.len()));
     let mut sounds: Vec<u32> = Vec::new();
-    while out.len() < len && !(main.is_empty() && explore.is_empty()) {
+    while out.len() < len && !items.is_empty() {
         if out.len().is_multiple_of(rules.page) {
             sounds.clear();
         }
-        let want_explore =
-            rules.explore_every > 0 && out.len() % rules.explore_every == rules.explore_every - 1;
+        let e = rules.explore_every;
+        let must_explore = e > 0
+            && out.len() % e == e - 1
+            && !out[out.len() + 1 - e..].iter().any(|r| r.exploratory);
         let last_creator = out.last().map(|r| r.creator);
         let ok = |r: &Ranked<R>| {
             Some(r.creator) != last_creator
@@ -52,20 +65,16 @@ pub fn diversify<R: Clone>(mut items: Vec<Ranked<R>>, rules: &Rules, len: usize)
                     sounds.iter().filter(|&&x| x == s).count() < rules.max_per_sound
                 })
         };
-        let (first, second) = if want_explore {
-            (&mut explore, &mut main)
-        } else {
-            (&mut main, &mut explore)
-        };
-        let pick = if let Some(i) = first.iter().position(ok) {
-            first.remove(i)
-        } else if let Some(i) = second.iter().position(ok) {
-            second.remove(i)
-        } else if !first.is_empty() {
-            first.remove(0)
-        } else {
-            second.remove(0)
-        };
+        let forced = must_explore
+            .then(|| {
+                items
+                    .iter()
+                    .position(|r| r.pushed && ok(r))
+                    .or_else(|| items.iter().position(|r| r.exploratory && ok(r)))
+            })
+            .flatten();
+        let i = forced.or_else(|| items.iter().position(ok)).unwrap_or(0);
+        let pick = items.remove(i);
         if let Some(s) = pick.sound {
             sounds.push(s);
         }
@@ -92,6 +101,7 @@ mod tests {
             sound,
             reason: (),
             exploratory,
+            pushed: false,
         }
     }
 
@@ -121,6 +131,24 @@ mod tests {
         for (i, r) in out.iter().enumerate() {
             assert_eq!(r.exploratory, i % 5 == 4, "position {i}");
         }
+    }
+
+    #[test]
+    fn exploratory_items_compete_on_score_and_pushed_ones_take_forced_slots() {
+        // Two strong exploratory items lead on merit; after them the run of
+        // five is satisfied, so the weak ones wait for the next run.
+        let mut items = vec![item(0, 9.0, 0, None, true), item(1, 8.0, 1, None, true)];
+        items.extend((2..12).map(|i| item(i, 5.0 - i as f32 * 0.1, i, None, false)));
+        let mut pushed = item(12, 0.01, 12, None, true);
+        pushed.pushed = true;
+        items.push(pushed);
+        items.push(item(13, 0.5, 13, None, true));
+        let out = diversify(items, &Rules::default(), 10);
+        let slots: Vec<u32> = out.iter().map(|r| r.slot).collect();
+        assert_eq!(&slots[..5], &[0, 1, 2, 3, 4]);
+        // 5..10 had no exploratory item by position 9: the pushed one goes
+        // there, ahead of the better-scored random pick.
+        assert_eq!(slots[9], 12, "{slots:?}");
     }
 
     #[test]

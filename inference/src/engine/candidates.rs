@@ -203,6 +203,22 @@ impl Engine {
             })
             .collect();
         let events = u.events;
+        let pushed: HashSet<u32> = u.exploration.iter().map(|&(s, _)| s).collect();
+        // New to this viewer: none of its hashtags is one they have taken
+        // to. Exploration is about what the feed does not know of them yet,
+        // whichever source found the video (a co-watched video of a topic
+        // they never watched explores as much as a trending one, and is far
+        // likelier to be welcome).
+        let novel: Vec<bool> = picked
+            .iter()
+            .map(|&(s, _)| {
+                !cat.videos[s as usize]
+                    .doc
+                    .hashtags
+                    .iter()
+                    .any(|t| u.tag_aff.get(&t.to_lowercase()).is_some_and(|&a| a > 0.0))
+            })
+            .collect();
         drop(u);
         let (ranker, _) = self.ranker_for(user);
         let mut scores = ranker.score(&feats)?;
@@ -219,7 +235,8 @@ impl Engine {
         let ranked: Vec<Ranked<Reason>> = picked
             .iter()
             .zip(scores)
-            .map(|(&(slot, reason), score)| {
+            .zip(novel)
+            .map(|((&(slot, reason), score), novel)| {
                 let v = &cat.videos[slot as usize];
                 Ranked {
                     slot,
@@ -227,7 +244,12 @@ impl Engine {
                     creator: v.creator,
                     sound: v.sound,
                     reason,
-                    exploratory: matches!(reason, Reason::Exploration | Reason::Trending),
+                    exploratory: novel
+                        || matches!(
+                            reason,
+                            Reason::Exploration | Reason::Trending | Reason::Popular
+                        ),
+                    pushed: pushed.contains(&slot),
                 }
             })
             .collect();

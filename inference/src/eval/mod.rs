@@ -459,15 +459,55 @@ fn growth(
             .cloned()
             .collect();
         let engine = build_engine(videos, &truncated, ranker()?)?;
+        // The engine knows only the first `step` events, so it may offer
+        // videos the user watched later in training; those are neither
+        // hits nor misses (the baselines never list a watched video), so
+        // they are passed over, as the baselines' exclusion does.
         let lists = users
             .iter()
-            .map(|u| first_page(&engine, u, split.now))
+            .map(|u| {
+                let watched: HashSet<&str> = split
+                    .history
+                    .get(*u)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect();
+                first_unwatched(&engine, u, split.now, &watched)
+            })
             .collect::<Result<Vec<_>>>()?;
         out.push(HistoryPoint {
             train_events_per_user: step,
             feed: metrics::metrics(&lists, &users, &split.positives, embs, videos.len()),
         });
     }
+    Ok(out)
+}
+
+/// The first ten videos of `user`'s feed not in `watched`, scrolling on
+/// as far as needed (a bounded number of pages).
+fn first_unwatched(
+    engine: &Engine,
+    user: &str,
+    now: i64,
+    watched: &HashSet<&str>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(10);
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let page = engine.feed(FeedKind::ForYou, Some(user), 50, cursor.as_deref(), now)?;
+        out.extend(
+            page.items
+                .into_iter()
+                .map(|i| i.video_id)
+                .filter(|v| !watched.contains(v.as_str())),
+        );
+        cursor = page.next_cursor;
+        if out.len() >= 10 || cursor.is_none() {
+            break;
+        }
+    }
+    out.truncate(10);
     Ok(out)
 }
 
