@@ -213,10 +213,9 @@ impl Engine {
             .iter()
             .map(|&(s, _)| {
                 !cat.videos[s as usize]
-                    .doc
-                    .hashtags
+                    .tags
                     .iter()
-                    .any(|t| u.tag_aff.get(&t.to_lowercase()).is_some_and(|&a| a > 0.0))
+                    .any(|t| u.tag_aff.get(t.as_str()).is_some_and(|&a| a > 0.0))
             })
             .collect();
         drop(u);

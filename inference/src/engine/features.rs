@@ -26,10 +26,9 @@ impl Engine {
         let sim = u.emb.as_ref().map_or(0.0, |e| dot(e, &v.emb));
         let age_h = (now - v.doc.created_at).max(0) as f32 / 3600.0;
         let aff: f32 = v
-            .doc
-            .hashtags
+            .tags
             .iter()
-            .filter_map(|t| u.tag_aff.get(&t.to_lowercase()))
+            .filter_map(|t| u.tag_aff.get(t.as_str()))
             .sum();
         let hour = (now.rem_euclid(86_400)) as f32 / 3600.0;
         let angle = hour / 24.0 * std::f32::consts::TAU;

@@ -170,11 +170,13 @@ impl Engine {
         cat.by_creator.entry(creator).or_default().push(slot);
         cat.by_id.insert(doc.id.clone(), slot);
         let words = tokens(&format!("{} {}", doc.caption, doc.hashtags.join(" ")));
+        let tags = doc.hashtags.iter().map(|t| t.to_lowercase()).collect();
         cat.videos.push(Video {
             doc,
             creator,
             sound,
             words,
+            tags,
             emb: emb.into_boxed_slice(),
             stats: Mutex::new(Stats::default()),
             co: Mutex::new(HashMap::new()),
@@ -498,8 +500,13 @@ impl Engine {
             None => {}
         }
         u.interest_only = false;
-        for tag in &video.doc.hashtags {
-            *u.tag_aff.entry(tag.to_lowercase()).or_default() += weight;
+        for tag in video.tags.iter() {
+            match u.tag_aff.get_mut(tag.as_str()) {
+                Some(a) => *a += weight,
+                None => {
+                    u.tag_aff.insert(tag.clone(), weight);
+                }
+            }
         }
         if let Some(s) = video.sound {
             *u.sound_aff.entry(s).or_default() += weight;

@@ -58,6 +58,9 @@ pub(super) struct Video {
     pub(super) creator: u32,
     pub(super) sound: Option<u32>,
     pub(super) words: Vec<String>,
+    /// The hashtags lowercased once, as affinities and the tag index key
+    /// them (ranking looks them up for every candidate of every page).
+    pub(super) tags: Box<[String]>,
     pub(super) emb: Box<[f32]>,
     pub(super) stats: Mutex<Stats>,
     /// Co-watch counts with other videos (item-to-item collaborative
