@@ -253,12 +253,40 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         videos: usize,
     },
-    /// Sentences embedded per second by batch size.
+    /// The HLS origin against nginx serving the same files statically
+    /// (wrk on loopback, alternating): a media segment and a playlist.
+    Origin {
+        #[arg(long, default_value = "benches/results/origin-cpu.json")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, value_delimiter = ',', default_value = "64,512")]
+        connections: Vec<usize>,
+        /// Size of the media segment, in MB.
+        #[arg(long, default_value_t = 3)]
+        segment_mb: usize,
+    },
+    /// Sentences embedded per second by batch size: candle (CPU) vs
+    /// PyTorch through sentence-transformers, alternating; also writes the
+    /// plot beside the JSON (.svg).
     Embed {
         #[arg(long, default_value = "benches/results/embed-cpu.json")]
         out: PathBuf,
         #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
         model_dir: PathBuf,
+        /// Alternating candle/PyTorch rounds per batch size.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Video texts embedded per run.
+        #[arg(long, default_value_t = 512)]
+        texts: usize,
+        /// The Python with torch and sentence-transformers.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        #[arg(long, default_value = "scripts/bench/embed_torch.py")]
+        torch_script: PathBuf,
     },
 }
 
@@ -380,8 +408,36 @@ fn bench(which: BenchCommand) -> ExitCode {
             secs,
             videos,
         } => cli::bench::ingest(out, config, clients, batch, secs, videos),
-        BenchCommand::Embed { out, model_dir } => {
-            cli::bench::done(benches::feed::embed(&model_dir, &out), &out)
+        BenchCommand::Origin {
+            out,
+            secs,
+            rounds,
+            connections,
+            segment_mb,
+        } => cli::bench::origin(cli::bench_origin::Options {
+            secs,
+            rounds,
+            connections,
+            segment_bytes: segment_mb * 1_000_000,
+            out,
+        }),
+        BenchCommand::Embed {
+            out,
+            model_dir,
+            rounds,
+            texts,
+            python,
+            torch_script,
+        } => {
+            let cfg = benches::embed::Config {
+                model_dir,
+                out,
+                rounds: rounds.max(1),
+                texts: texts.max(1),
+                python,
+                script: torch_script,
+            };
+            cli::bench::done(benches::embed::embed(&cfg), &cfg.out)
         }
         BenchCommand::Encode {
             out,

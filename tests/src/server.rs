@@ -416,6 +416,31 @@ pub fn tiny_clip(dir: &Path) -> std::path::PathBuf {
     out
 }
 
+/// An admin named `name`, added with `appliance user add` (the API
+/// registers none), logged in.
+pub fn admin(server: &Server, name: &str) -> Client {
+    use std::io::Write;
+    let mut add = std::process::Command::new(crate::appliance_bin())
+        .args(["user", "add", name, "--role", "admin", "--config"])
+        .arg(&server.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success(), "appliance user add failed");
+    let login = Client::new().post_json(
+        &server.url("/api/v1/auth/login"),
+        &json!({"username": name, "password": "correct horse battery"}),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    Client::with_token(login.json()["token"].as_str().unwrap())
+}
+
 /// Uploads `file` as a public video and waits until it is ready.
 pub fn publish(
     server: &Server,

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::server::{publish, register, test_config, tiny_clip, Client, Server};
+use e2e::server::{admin, publish, register, test_config, tiny_clip, Client, Server};
 use e2e::services::ClickHouse;
 use e2e::{appliance, run};
 use serde_json::{json, Value};
@@ -112,28 +112,6 @@ fn train_control(dir: &Path) {
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(dir.join("data/models/ranker.safetensors").is_file());
-}
-
-fn admin(server: &Server) -> Client {
-    let mut add = Command::new(e2e::appliance_bin())
-        .args(["user", "add", "abadmin", "--role", "admin", "--config"])
-        .arg(&server.config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = add.stdin.take().unwrap();
-        stdin.write_all(b"correct horse battery\n").unwrap();
-    }
-    assert!(add.wait().unwrap().success(), "appliance user add failed");
-    let login = Client::new().post_json(
-        &server.url("/api/v1/auth/login"),
-        &json!({"username": "abadmin", "password": "correct horse battery"}),
-    );
-    assert_eq!(login.status, 200, "{}", login.text());
-    Client::with_token(login.json()["token"].as_str().unwrap())
 }
 
 /// A deterministic coin per (viewer, video, purpose).
@@ -325,7 +303,7 @@ fn ab_through_the_server(dir: &Path, extra: &str) -> (Server, Vec<Viewer>, Value
     wait_until("every video indexed", Duration::from_secs(90), || {
         metric(&server, "appliance_feed_index_videos") >= videos.len() as f64
     });
-    let admin = admin(&server);
+    let admin = admin(&server, "abadmin");
 
     // Sign-ups first; some viewers watch a video before any page (it
     // then follows no showing of it, in the box's receive order).

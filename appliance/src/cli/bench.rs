@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::bench_ingest;
 use super::report;
+use super::{bench_ingest, bench_origin};
 use crate::error;
 use crate::feed::tools as feedtools;
 
@@ -48,6 +48,25 @@ pub fn ingest(
         Ok(r) => {
             feedtools::print_json(&r);
             eprintln!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
+    }
+}
+
+/// `appliance bench origin`: JSON and its plot (same name, `.svg`).
+pub fn origin(o: bench_origin::Options) -> ExitCode {
+    let written = bench_origin::run(&o).and_then(|r| {
+        benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
+        let svg = o.out.with_extension("svg");
+        std::fs::write(&svg, bench_origin::svg(&r))
+            .map_err(error::Error::io("writing", svg.display()))?;
+        Ok(r)
+    });
+    match written {
+        Ok(r) => {
+            feedtools::print_json(&r);
+            eprintln!("wrote {} and its .svg", o.out.display());
             ExitCode::SUCCESS
         }
         Err(e) => report(&e),

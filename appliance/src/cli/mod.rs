@@ -6,6 +6,7 @@
 
 pub mod bench;
 mod bench_ingest;
+pub mod bench_origin;
 pub mod doctor;
 pub mod feed;
 pub mod ingest_rtsp;

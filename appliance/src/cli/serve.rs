@@ -125,22 +125,7 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
             app.config.player.hls_js.display()
         );
     }
-    let u = &app.config.uploads;
-    let router = api::router(
-        Handle(app.clone()),
-        api::RouterConfig {
-            origin: api::OriginPolicy {
-                playlist_max_age: Duration::from_secs(app.config.origin.playlist_max_age_secs),
-                not_found_max_age: Duration::from_secs(app.config.origin.not_found_max_age_secs),
-            },
-            limits: api::BodyLimits {
-                json: 64 << 10,
-                chunk: (u.chunk_size + (64 << 10)) as usize,
-                single_shot: (u.single_shot_max + (1 << 20)) as usize,
-            },
-            hls_js,
-        },
-    );
+    let router = router_for(&app, hls_js);
 
     let listen = app.config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -183,6 +168,27 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
 
 /// Serves `router` on `listener` under the connection policy until `stop`
 /// turns true.
+/// The HTTP API as `serve` runs it, from the config (benchmarks serve
+/// through the same).
+pub fn router_for(app: &Arc<App>, hls_js: Option<Bytes>) -> api::Router {
+    let u = &app.config.uploads;
+    api::router(
+        Handle(app.clone()),
+        api::RouterConfig {
+            origin: api::OriginPolicy {
+                playlist_max_age: Duration::from_secs(app.config.origin.playlist_max_age_secs),
+                not_found_max_age: Duration::from_secs(app.config.origin.not_found_max_age_secs),
+            },
+            limits: api::BodyLimits {
+                json: 64 << 10,
+                chunk: (u.chunk_size + (64 << 10)) as usize,
+                single_shot: (u.single_shot_max + (1 << 20)) as usize,
+            },
+            hls_js,
+        },
+    )
+}
+
 pub fn spawn_http(
     app: &App,
     listener: tokio::net::TcpListener,

@@ -133,6 +133,7 @@ impl api::Ops for Ops {
         }
         // The old ladder is not served while the video is `processing`; the
         // worker replaces it before publishing, and it is embedded again.
+        self.videos.origin_cache.invalidate(video_id);
         self.feed.forget_video(video_id);
         self.videos.work_ready.notify_one();
         Ok(Accepted {

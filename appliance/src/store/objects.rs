@@ -221,6 +221,33 @@ impl Objects {
         Ok(total)
     }
 
+    /// The object's bytes mapped into memory, on the local store (None on
+    /// S3, or when there is no such object). Serving from the mapping
+    /// copies nothing in user space and reads nothing per request.
+    pub async fn map_local(&self, key: &str) -> Result<Option<Bytes>> {
+        let Some(fs) = &self.local else {
+            return Ok(None);
+        };
+        let path = fs
+            .path_to_filesystem(&Key::from(key))
+            .map_err(Error::objects("locating", key))?;
+        tokio::task::spawn_blocking(move || -> Result<Option<Bytes>> {
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io("opening", path.display())(e)),
+            };
+            // SAFETY: objects are only ever written as a staged file renamed
+            // into place (`put`), never modified or truncated in place, and
+            // an unlinked file stays mapped until the last `Bytes` over the
+            // mapping is dropped; so the mapped bytes never change under it.
+            let map = unsafe { memmap2::Mmap::map(&file) }
+                .map_err(Error::io("mapping", path.display()))?;
+            Ok(Some(Bytes::from_owner(map)))
+        })
+        .await?
+    }
+
     /// A local file with the object's bytes: the object itself on the local
     /// store, else a download into `scratch`.
     pub async fn local_copy(&self, key: &str, scratch: &Path) -> Result<PathBuf> {

@@ -21,6 +21,7 @@ mod hub;
 mod jobs;
 mod library;
 mod origin;
+pub mod origin_cache;
 pub mod progress;
 mod uploads;
 
@@ -58,6 +59,9 @@ pub struct Videos {
     completing: Mutex<HashSet<String>>,
     pub work_dir: PathBuf,
     pub counters: Counters,
+    /// What the origin answers without asking; every way out of `ready`
+    /// invalidates it.
+    pub origin_cache: origin_cache::OriginCache,
     accounts: Arc<Accounts>,
     feed: Arc<Recommender>,
     engagement: Arc<Engagement>,
@@ -84,6 +88,7 @@ impl Videos {
             work_ready: Notify::new(),
             completing: Mutex::new(HashSet::new()),
             counters: Counters::default(),
+            origin_cache: Default::default(),
             accounts,
             feed,
             engagement,
@@ -108,6 +113,7 @@ impl Videos {
             .catalog
             .call(move |c| cat::begin_delete(c, &id))
             .await?;
+        self.origin_cache.invalidate(video_id);
         if existed {
             self.hub.publish(deleted_event(video_id));
         }
@@ -119,6 +125,7 @@ impl Videos {
     /// Removes a `deleting` video's objects, then its row (the janitor
     /// re-runs this for deletions a crash interrupted).
     pub async fn finish_delete(&self, video_id: &str) -> Result<()> {
+        self.origin_cache.invalidate(video_id);
         self.objects
             .delete_prefix(&objects::video_prefix(video_id))
             .await?;

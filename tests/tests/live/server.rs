@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::rtsp::{check_history, now_ms, parse_pdt, LivePlaylist, Snapshot};
-use e2e::server::{assert_decodes, register, Client, Resp, Server};
+use e2e::server::{admin, assert_decodes, register, Client, Resp, Server};
 use e2e::{attr, run};
 use serde_json::{json, Value};
 
@@ -837,7 +837,7 @@ fn channels_are_refused_with_reasons() {
     assert_eq!(r.status, 404, "bob clips alice's channel: {}", r.text());
     assert_eq!(channel(&server, &alice, &id)["state"], ch["state"]);
     // An admin sees everyone's.
-    let admin = admin(&server);
+    let admin = admin(&server, "live-admin");
     let all = admin.get(&channels).json();
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "{all}");
     assert_eq!(all["items"][0]["id"], id.as_str(), "{all}");
@@ -917,28 +917,4 @@ fn channels_are_refused_with_reasons() {
         );
     }
     assert_eq!(gate["url"], "rtsp://127.0.0.1:9/none", "{gate}");
-}
-
-/// An admin, added with `appliance user add` (the API registers none).
-fn admin(server: &Server) -> Client {
-    use std::io::Write;
-    let mut add = Command::new(e2e::appliance_bin())
-        .args(["user", "add", "live-admin", "--role", "admin", "--config"])
-        .arg(&server.config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success(), "appliance user add failed");
-    let login = Client::new().post_json(
-        &server.url("/api/v1/auth/login"),
-        &json!({"username": "live-admin", "password": "correct horse battery"}),
-    );
-    assert_eq!(login.status, 200, "{}", login.text());
-    Client::with_token(login.json()["token"].as_str().unwrap())
 }
