@@ -8,8 +8,11 @@
 //!   vs `ffmpeg -f hls`, alternating.
 //! - [`feed`]: retrieval recall/QPS by index type, candidates ranked per
 //!   second by batch size, feed latency under concurrent load at 10k–1M
-//!   videos, and sentences embedded per second.
+//!   videos.
+//! - [`embed`]: sentence embeddings per second by batch size, the candle
+//!   CPU path vs PyTorch (sentence-transformers), alternating.
 
+pub mod embed;
 pub mod encode;
 pub mod feed;
 pub mod live;
