@@ -107,12 +107,7 @@ async fn run_in(config: Config, o: &Options) -> Result<Report> {
             hls_js: None,
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(Error::io("listening on", "127.0.0.1:0"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(Error::io("listening on", "127.0.0.1:0"))?;
+    let (listener, addr) = super::serve::bind_loopback().await?;
     let server = super::serve::spawn_http(&app, listener, router, stop_rx.clone());
 
     eprintln!(

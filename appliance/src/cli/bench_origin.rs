@@ -185,12 +185,7 @@ async fn start_box(
         .call(move |c| cat::insert_video(c, &row))
         .await?;
     let router = super::serve::router_for(&app, None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(Error::io("listening on", "127.0.0.1:0"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(Error::io("listening on", "127.0.0.1:0"))?;
+    let (listener, addr) = super::serve::bind_loopback().await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     super::serve::spawn_http(&app, listener, router, stop_rx);
     // The lock on the data directory lives as long as the server task.

@@ -189,6 +189,18 @@ pub fn router_for(app: &Arc<App>, hls_js: Option<Bytes>) -> api::Router {
     )
 }
 
+/// A listener on an ephemeral loopback port, for benchmarks that serve in
+/// process.
+pub async fn bind_loopback() -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(Error::io("listening on", "127.0.0.1:0"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("listening on", "127.0.0.1:0"))?;
+    Ok((listener, addr))
+}
+
 pub fn spawn_http(
     app: &App,
     listener: tokio::net::TcpListener,
