@@ -244,7 +244,21 @@ pub fn now_secs() -> i64 {
 /// Unix seconds as RFC 3339 UTC (`2026-11-30T13:00:00Z`), as clients send
 /// timestamps.
 pub fn rfc3339(secs: i64) -> String {
-    // Days-from-civil, to keep the test free of a date crate.
+    let ((y, m, d), (h, min, s)) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds
+/// (`2026-11-30T13:00:00.250Z`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let ((y, m, d), (h, min, s)) = civil(ms.div_euclid(1000));
+    let milli = ms.rem_euclid(1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
+/// Unix seconds as a UTC date and time of day (Howard Hinnant's
+/// days-from-civil, inverted), to keep the tests free of a date crate.
+fn civil(secs: i64) -> ((i64, i64, i64), (i64, i64, i64)) {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -255,10 +269,19 @@ pub fn rfc3339(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    ((y, m, d), (rem / 3600, rem % 3600 / 60, rem % 60))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(super::rfc3339(1_796_050_800), "2026-11-30T15:00:00Z");
+        assert_eq!(super::rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            super::rfc3339_ms(1_796_050_800_250),
+            "2026-11-30T15:00:00.250Z"
+        );
+        assert_eq!(super::rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 }

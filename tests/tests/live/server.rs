@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use e2e::rtsp::{check_history, now_ms, parse_pdt, LivePlaylist, Snapshot};
 use e2e::server::{admin, assert_decodes, register, Client, Resp, Server};
-use e2e::{attr, run};
+use e2e::{attr, rfc3339_ms, run};
 use serde_json::{json, Value};
 
 use crate::ladder::rig;
@@ -59,28 +59,6 @@ fn wait_for<T>(
         }
         std::thread::sleep(POLL);
     }
-}
-
-/// `ms` since the epoch as RFC 3339 UTC with milliseconds.
-fn rfc3339_ms(ms: i64) -> String {
-    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
 }
 
 /// URIs of a master playlist's variants (the line after each
