@@ -77,6 +77,8 @@ pub struct ConnStats {
     pub idle_timeouts: AtomicU64,
     /// `accept` failures (out of file descriptors, mostly).
     pub accept_errors: AtomicU64,
+    /// What was asked on those connections, by route.
+    pub requests: crate::http_stats::HttpStats,
 }
 
 impl ConnStats {
@@ -122,6 +124,7 @@ impl ConnStats {
              appliance_http_accept_errors_total {}",
             load(&self.accept_errors)
         );
+        self.requests.render(out);
     }
 }
 

@@ -21,6 +21,7 @@ pub mod chunks;
 pub mod conn;
 pub mod cursor;
 pub mod error;
+pub mod http_stats;
 mod routes;
 pub mod service;
 pub mod wire;
@@ -29,6 +30,7 @@ pub mod wire;
 pub use axum::Router;
 pub use conn::{ConnPolicy, ConnStats};
 pub use error::{ApiError, ApiResult, ErrorCode};
+pub use http_stats::HttpStats;
 pub use routes::origin;
 pub use routes::origin::OriginPolicy;
 pub use routes::{

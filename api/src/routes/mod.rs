@@ -86,6 +86,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            stats.clone(),
+            crate::http_stats::observe,
+        ))
         .layer(axum::middleware::from_fn(conn::track))
         .layer(RequestBodyTimeoutLayer::new(conns.body_timeout));
     axum::serve(

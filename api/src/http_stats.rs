@@ -1,0 +1,214 @@
+//! Requests answered, by route and status: counts, response bytes and
+//! latency (to the response head) — what a fleet scrapes to see which
+//! routes a CDN is pulling, how many answers were `304`/`206`, and how
+//! slow each route is. Kept per route template (`/hls/{id}/{*path}`), never
+//! per URL, so the series stay few whatever the traffic.
+//!
+//! Cost per request: one read-locked map lookup by route and one by
+//! status, and a few relaxed atomic adds (the lookups take a write lock
+//! only the first time a route answers with a status).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::HttpBody;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use parking_lot::RwLock;
+
+/// Upper bounds of the latency histogram, seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+#[derive(Debug, Default)]
+struct Series {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    /// Per bucket (not cumulative); the last one is +Inf.
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    latency_us: AtomicU64,
+}
+
+type ByStatus = RwLock<BTreeMap<u16, Arc<Series>>>;
+
+/// Requests answered so far, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    routes: RwLock<BTreeMap<String, Arc<ByStatus>>>,
+}
+
+impl HttpStats {
+    fn series(&self, route: &str, status: u16) -> Arc<Series> {
+        let by_status = self.routes.read().get(route).cloned();
+        let by_status = match by_status {
+            Some(s) => s,
+            None => self
+                .routes
+                .write()
+                .entry(route.to_owned())
+                .or_default()
+                .clone(),
+        };
+        let found = by_status.read().get(&status).cloned();
+        match found {
+            Some(s) => s,
+            None => by_status.write().entry(status).or_default().clone(),
+        }
+    }
+
+    fn record(&self, route: &str, status: u16, bytes: u64, started: Instant) {
+        let s = self.series(route, status);
+        let secs = started.elapsed().as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        s.requests.fetch_add(1, Ordering::Relaxed);
+        s.bytes.fetch_add(bytes, Ordering::Relaxed);
+        s.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        s.latency_us
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text (`# HELP`, `# TYPE` and the samples).
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let all: Vec<(String, u16, Arc<Series>)> = self
+            .routes
+            .read()
+            .iter()
+            .flat_map(|(route, by_status)| {
+                by_status
+                    .read()
+                    .iter()
+                    .map(|(code, s)| (route.clone(), *code, s.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let label = |route: &str, code: u16| {
+            format!(
+                "route=\"{}\",code=\"{code}\"",
+                route.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        };
+        let _ = writeln!(
+            out,
+            "# HELP appliance_http_requests_total Requests answered, by route template and status.\n\
+             # TYPE appliance_http_requests_total counter"
+        );
+        for (route, code, s) in &all {
+            let _ = writeln!(
+                out,
+                "appliance_http_requests_total{{{}}} {}",
+                label(route, *code),
+                load(&s.requests)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP appliance_http_response_bytes_total Response body bytes, by route template and status (declared lengths; streams of unknown length count 0).\n\
+             # TYPE appliance_http_response_bytes_total counter"
+        );
+        for (route, code, s) in &all {
+            let _ = writeln!(
+                out,
+                "appliance_http_response_bytes_total{{{}}} {}",
+                label(route, *code),
+                load(&s.bytes)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP appliance_http_request_duration_seconds Time to the response head, by route template and status.\n\
+             # TYPE appliance_http_request_duration_seconds histogram"
+        );
+        for (route, code, s) in &all {
+            let l = label(route, *code);
+            let mut cum = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cum += load(&s.latency[i]);
+                let _ = writeln!(
+                    out,
+                    "appliance_http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {cum}"
+                );
+            }
+            cum += load(&s.latency[BUCKETS.len()]);
+            let _ = writeln!(
+                out,
+                "appliance_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {cum}\n\
+                 appliance_http_request_duration_seconds_sum{{{l}}} {}\n\
+                 appliance_http_request_duration_seconds_count{{{l}}} {cum}",
+                load(&s.latency_us) as f64 / 1e6
+            );
+        }
+    }
+}
+
+/// Middleware (added with `Router::layer`, so the route is known): counts
+/// the answer under its route template; requests no route matched count
+/// as `unmatched`.
+pub(crate) async fn observe(
+    State(stats): State<Arc<super::ConnStats>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    // The declared length: what a `Content-Length` says, else what the
+    // body knows exactly; a stream of unknown length (SSE) counts 0.
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or_else(|| response.body().size_hint().exact())
+        .unwrap_or(0);
+    stats.requests.record(
+        route.as_deref().unwrap_or("unmatched"),
+        response.status().as_u16(),
+        bytes,
+        started,
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_per_route_and_status_with_a_cumulative_histogram() {
+        let stats = HttpStats::default();
+        let t = Instant::now();
+        stats.record("/hls/{id}/{*path}", 200, 1000, t);
+        stats.record("/hls/{id}/{*path}", 200, 500, t);
+        stats.record("/hls/{id}/{*path}", 304, 0, t);
+        stats.record("unmatched", 404, 12, t);
+        let mut out = String::new();
+        stats.render(&mut out);
+        assert!(out.contains(
+            "appliance_http_requests_total{route=\"/hls/{id}/{*path}\",code=\"200\"} 2\n"
+        ));
+        assert!(out.contains(
+            "appliance_http_requests_total{route=\"/hls/{id}/{*path}\",code=\"304\"} 1\n"
+        ));
+        assert!(out.contains(
+            "appliance_http_response_bytes_total{route=\"/hls/{id}/{*path}\",code=\"200\"} 1500\n"
+        ));
+        assert!(out.contains(
+            "appliance_http_request_duration_seconds_count{route=\"unmatched\",code=\"404\"} 1\n"
+        ));
+        assert!(out.contains(
+            "appliance_http_request_duration_seconds_bucket{route=\"/hls/{id}/{*path}\",code=\"200\",le=\"+Inf\"} 2\n"
+        ));
+        assert_eq!(out.matches("# TYPE").count(), 3);
+    }
+}
