@@ -234,8 +234,10 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
         sizes: Vec<usize>,
     },
-    /// Watch events/s accepted over HTTP and the lag until they are in
-    /// the rollups, with the stores `--config` names (embedded by default).
+    /// Watch events/s accepted over HTTP and the lag until they are
+    /// queryable in the rollups, sampled every 500 ms, with the stores
+    /// `--config` names (embedded by default): a closed-loop burst, then
+    /// open-loop runs at fixed rates. JSON and its plot (`.svg`).
     Ingest {
         #[arg(long, default_value = "benches/results/ingest-embedded.json")]
         out: PathBuf,
@@ -248,10 +250,20 @@ enum BenchCommand {
         /// Events per request.
         #[arg(long, default_value_t = 500)]
         batch: usize,
-        #[arg(long, default_value_t = 20)]
+        /// Seconds of the closed-loop burst (0: none).
+        #[arg(long, default_value_t = 15)]
         secs: u64,
+        /// Open-loop runs, each RATE:SECS (events/s for that long).
+        #[arg(long, value_delimiter = ',', default_value = "165000:15,100000:30")]
+        paced: Vec<String>,
         #[arg(long, default_value_t = 1000)]
         videos: usize,
+        /// A previous report to keep in this one under `before`.
+        #[arg(long)]
+        before: Option<PathBuf>,
+        /// What else ran on the machine meanwhile (for the report).
+        #[arg(long, default_value = "nothing else noted")]
+        note: String,
     },
     /// The HLS origin against nginx serving the same files statically
     /// (wrk on loopback, alternating): a media segment and a playlist.
@@ -406,8 +418,21 @@ fn bench(which: BenchCommand) -> ExitCode {
             clients,
             batch,
             secs,
+            paced,
             videos,
-        } => cli::bench::ingest(out, config, clients, batch, secs, videos),
+            before,
+            note,
+        } => cli::bench::ingest(cli::bench::IngestArgs {
+            out,
+            config,
+            clients,
+            batch,
+            secs,
+            paced,
+            videos,
+            before,
+            note,
+        }),
         BenchCommand::Origin {
             out,
             secs,

@@ -24,30 +24,57 @@ pub fn done<T: serde::Serialize>(r: benches::Result<T>, out: &Path) -> ExitCode 
     }
 }
 
-/// `appliance bench ingest`.
-pub fn ingest(
-    out: PathBuf,
-    config: Option<PathBuf>,
-    clients: usize,
-    batch: usize,
-    secs: u64,
-    videos: usize,
-) -> ExitCode {
+/// `appliance bench ingest`'s arguments as given (`paced` as `RATE:SECS`).
+pub struct IngestArgs {
+    pub out: PathBuf,
+    pub config: Option<PathBuf>,
+    pub clients: usize,
+    pub batch: usize,
+    pub secs: u64,
+    pub paced: Vec<String>,
+    pub videos: usize,
+    pub before: Option<PathBuf>,
+    pub note: String,
+}
+
+/// `appliance bench ingest`: JSON and its plot (same name, `.svg`).
+pub fn ingest(a: IngestArgs) -> ExitCode {
+    let mut paced = Vec::new();
+    for p in &a.paced {
+        let run = p
+            .split_once(':')
+            .and_then(|(r, s)| Some((r.trim().parse().ok()?, s.trim().parse().ok()?)));
+        match run {
+            Some((rate, secs)) if rate > 0 && secs > 0 => paced.push((rate, secs)),
+            _ => {
+                return report(&error::Error::Config(format!(
+                    "--paced {p:?}: expected RATE:SECS, both above zero"
+                )))
+            }
+        }
+    }
     let o = bench_ingest::Options {
-        config,
-        clients,
-        batch,
-        secs,
-        videos,
-        out: out.clone(),
+        config: a.config,
+        clients: a.clients,
+        batch: a.batch,
+        secs: a.secs,
+        paced,
+        videos: a.videos,
+        out: a.out,
+        before: a.before,
+        note: a.note,
     };
-    match bench_ingest::run(&o).and_then(|r| {
+    let written = bench_ingest::run(&o).and_then(|r| {
         benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
+        let svg = o.out.with_extension("svg");
+        std::fs::write(&svg, bench_ingest::svg(&r))
+            .map_err(error::Error::io("writing", svg.display()))?;
         Ok(r)
-    }) {
+    });
+    match written {
         Ok(r) => {
             feedtools::print_json(&r);
-            eprintln!("wrote {}", out.display());
+            eprintln!("wrote {} and its .svg", o.out.display());
             ExitCode::SUCCESS
         }
         Err(e) => report(&e),

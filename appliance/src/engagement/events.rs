@@ -184,9 +184,31 @@ pub struct RecentIds {
     hasher: std::collections::hash_map::RandomState,
 }
 
+/// The sets hold hashes already (SipHash, randomly keyed, of the id):
+/// hashing them again was a good part of the accept path's time.
+#[derive(Default, Clone, Copy)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is ever called; fold anything else in anyway.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashSet64 = HashSet<u64, std::hash::BuildHasherDefault<Prehashed>>;
+
 struct Generations {
-    current: HashSet<u64>,
-    previous: HashSet<u64>,
+    current: HashSet64,
+    previous: HashSet64,
     started: i64,
 }
 
@@ -194,8 +216,8 @@ impl RecentIds {
     pub fn new(window_secs: u64, max_entries: usize) -> Self {
         Self {
             inner: Mutex::new(Generations {
-                current: HashSet::new(),
-                previous: HashSet::new(),
+                current: HashSet64::default(),
+                previous: HashSet64::default(),
                 started: crate::store::catalog::now_ms(),
             }),
             window_ms: window_secs as i64 * 1000,
@@ -219,16 +241,19 @@ impl RecentIds {
 
     /// For each id, whether it is new (and now remembered).
     pub fn first_seen<'a>(&self, ids: impl IntoIterator<Item = &'a str>, now: i64) -> Vec<bool> {
+        let hashes: Vec<u64> = ids.into_iter().map(|id| self.hash(id)).collect();
         let mut g = self.inner.lock();
         if now - g.started >= self.window_ms || g.current.len() >= self.max_per_generation {
-            g.previous = std::mem::take(&mut g.current);
+            // The oldest generation goes; its table is reused (cleared, its
+            // capacity kept) so the new one does not grow from empty again.
+            let g = &mut *g;
+            std::mem::swap(&mut g.previous, &mut g.current);
+            g.current.clear();
             g.started = now;
         }
-        ids.into_iter()
-            .map(|id| {
-                let h = self.hash(id);
-                !g.previous.contains(&h) && g.current.insert(h)
-            })
+        hashes
+            .into_iter()
+            .map(|h| !g.previous.contains(&h) && g.current.insert(h))
             .collect()
     }
 }

@@ -30,6 +30,7 @@ mod impressions;
 mod insights;
 mod limits;
 mod pipeline;
+mod shipper;
 mod social;
 mod spool;
 mod watches;

@@ -22,7 +22,7 @@ use super::analytics::{self, AnalyticsStore};
 use super::events::{Event, Kind, RecentIds};
 use super::hot::{self, Counts, Hot};
 use super::spool::Spool;
-use super::Listener;
+use super::{shipper, Listener};
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, now_ms, Catalog};
 use settings::{AnalyticsKind, Config, HotKind};
@@ -36,6 +36,8 @@ pub struct Stats {
     pub duplicates: AtomicU64,
     pub shipped: AtomicU64,
     pub ship_batches: AtomicU64,
+    /// Batches delivered as retries (after a start or a failed attempt).
+    pub ship_retries: AtomicU64,
     pub ship_failures: AtomicU64,
     pub already_stored: AtomicU64,
     pub flushes: AtomicU64,
@@ -60,7 +62,7 @@ pub struct Engagement {
     pub stats: Stats,
     /// Tags status events this process publishes, so it ignores its own.
     pub instance: String,
-    cfg: settings::Analytics,
+    pub(super) cfg: settings::Analytics,
     flush_every: Duration,
     /// How long a finished idempotency key replays its response.
     pub(super) idempotency_hours: u64,
@@ -117,6 +119,21 @@ impl Engagement {
             Ok(()) => self.spool()?,
             Err(_) => return Err(Error::Task("the spool was opened twice".into())),
         };
+        // The recent-id filter starts with what the last process accepted
+        // in its window: a client re-sending a batch after a crash swallowed
+        // its 202 is then dropped here, as it would have been without the
+        // crash (the store checks ids only of deliveries retried after one).
+        let now = now_ms();
+        let mut ids = Vec::new();
+        spool.recent(now - self.cfg.dedupe_window_secs as i64 * 1000, |e| {
+            if e.kind != Kind::Impression {
+                ids.push(e.id.clone());
+            }
+        })?;
+        for chunk in ids.chunks(10_000) {
+            self.recent
+                .first_seen(chunk.iter().map(String::as_str), now);
+        }
         let mut moved = 0usize;
         while let Some(rows) = catalog.call(|c| cat::legacy_watches(c, 10_000)).await? {
             let last = rows.last().map_or(0, |r| r.0);
@@ -292,7 +309,7 @@ impl Engagement {
         let shipper = {
             let me = self.clone();
             let stop = shutdown.clone();
-            tokio::spawn(async move { me.ship(stop).await })
+            tokio::spawn(async move { shipper::run(&me, stop).await })
         };
         let flusher = {
             let me = self.clone();
@@ -335,77 +352,6 @@ impl Engagement {
             })
         };
         vec![shipper, flusher, trender]
-    }
-
-    /// Delivers the spool until shutdown (then one last pass).
-    async fn ship(&self, mut stop: watch::Receiver<bool>) {
-        let mut reader = match self.spool().and_then(Spool::reader) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "the shipper cannot read the spool; events stay on disk");
-                return;
-            }
-        };
-        let mut migrated = false;
-        let mut backoff = Duration::from_millis(self.cfg.retry_min_ms);
-        loop {
-            let stopping = *stop.borrow();
-            let result = async {
-                if !migrated {
-                    self.analytics.migrate().await?;
-                    migrated = true;
-                }
-                let batch = reader.read(self.cfg.batch_size)?;
-                if batch.events.is_empty() {
-                    return Ok(false);
-                }
-                let stored = self.analytics.ingest(&batch.events).await?;
-                reader.commit(&batch)?;
-                let s = &self.stats;
-                s.shipped
-                    .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
-                s.already_stored
-                    .fetch_add((batch.events.len() - stored) as u64, Ordering::Relaxed);
-                s.ship_batches.fetch_add(1, Ordering::Relaxed);
-                if let Some(last) = batch.events.last() {
-                    s.last_shipped_received
-                        .store(last.received, Ordering::Relaxed);
-                }
-                Ok::<_, Error>(true)
-            }
-            .await;
-            match result {
-                Ok(true) => {
-                    backoff = Duration::from_millis(self.cfg.retry_min_ms);
-                    continue;
-                }
-                Ok(false) if stopping => return,
-                Ok(false) => {
-                    tokio::select! {
-                        _ = reader.wait(Duration::from_millis(500)) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-                Err(e) => {
-                    self.stats.ship_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        error = %e,
-                        store = self.analytics.name(),
-                        pending = self.spool_depth(),
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "delivering events failed; they stay in the spool"
-                    );
-                    if stopping {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_millis(self.cfg.retry_max_ms));
-                }
-            }
-        }
     }
 
     /// Moves every store's pending counters into the catalog. `true` when
@@ -579,6 +525,13 @@ impl Engagement {
             "Delivered events the analytics store already had (retries).",
             "counter",
             s.already_stored.load(Ordering::Relaxed).to_string(),
+        );
+        g(
+            out,
+            "appliance_event_ship_retries_total",
+            "Batches delivered as retries (looked up in the store: after a start or a failed attempt).",
+            "counter",
+            s.ship_retries.load(Ordering::Relaxed).to_string(),
         );
         g(
             out,

@@ -3,9 +3,13 @@
 //! read. Two implementations behind one seam, chosen by `[analytics] kind`:
 //! an embedded SQLite file (no services) and ClickHouse.
 //!
-//! Contract every implementation keeps: `ingest` may be called again with
-//! events it has already stored (the shipper retries after a crash or an
-//! error whose outcome it cannot know) and stores each event id once.
+//! Contract every implementation keeps: a delivery marked
+//! [`Attempt::Retry`] may repeat events of the previous delivery, whose
+//! outcome the shipper could not know (a crash between the store's commit
+//! and the spool's cursor, a timeout), and each of those is stored once.
+//! A delivery marked [`Attempt::First`] holds events no earlier delivery
+//! sent, so the store inserts them without looking anything up: that
+//! lookup was most of the shipping time (see `engagement::shipper`).
 
 mod clickhouse;
 mod embedded;
@@ -116,13 +120,37 @@ pub struct VariantCounts {
     pub completed: u64,
 }
 
+/// The most events one delivery holds, in this release and every earlier
+/// one (`analytics.batch_size` is at most 100,000): a delivery in doubt
+/// after a restart lies within this many events from the spool's cursor,
+/// and within this many rows at the end of the embedded store.
+pub const LARGEST_DELIVERY: usize = 100_000;
+
+/// Whether a delivery may repeat events an earlier one stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// No earlier delivery sent any of these events: insert them as they
+    /// are (the shipper vouches for it; repeats within the batch are still
+    /// collapsed).
+    First,
+    /// The previous delivery may have stored some of these events (its
+    /// outcome is unknown): store only the ones it did not.
+    Retry,
+}
+
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
     fn name(&self) -> &'static str;
     /// Creates or upgrades the schema (idempotent).
     async fn migrate(&self) -> Result<()>;
-    /// Stores the events not stored before; returns how many were new.
-    async fn ingest(&self, events: &[Event]) -> Result<usize>;
+    /// Stores a batch from the spool; returns how many events were new.
+    async fn deliver(&self, events: &[Event], attempt: Attempt) -> Result<usize>;
+    /// Stores events that the last delivery may have stored already
+    /// (`deliver` as a retry): how tests put events in a store.
+    #[cfg(test)]
+    async fn ingest(&self, events: &[Event]) -> Result<usize> {
+        self.deliver(events, Attempt::Retry).await
+    }
     /// Rollup rows of `scope` from `since` (unix seconds) on.
     async fn rollups(&self, scope: &Scope, since: i64) -> Result<Vec<HourRow>>;
     /// Distinct viewers of `scope` from `since` on.
@@ -170,7 +198,7 @@ impl Totals {
 }
 
 /// Collapses duplicate ids within one batch (the first wins).
-pub(crate) fn distinct(events: &[Event]) -> Vec<&Event> {
+pub(super) fn distinct(events: &[Event]) -> Vec<&Event> {
     let mut seen = std::collections::HashSet::with_capacity(events.len());
     events
         .iter()

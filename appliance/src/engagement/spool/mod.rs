@@ -25,6 +25,11 @@ use serde::{Deserialize, Serialize};
 use crate::engagement::events::Event;
 use crate::error::{Error, Result};
 
+mod reader;
+
+use self::reader::read_cursor;
+pub use self::reader::Reader;
+
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 64 << 20;
 const HEADER: usize = 8;
@@ -286,12 +291,7 @@ impl Spool {
     }
 
     pub fn reader(&self) -> Result<Reader> {
-        Ok(Reader {
-            dir: self.dir.clone(),
-            pos: read_cursor(&self.dir)?,
-            file: None,
-            shared: self.shared.clone(),
-        })
+        Reader::open(&self.dir, self.shared.clone())
     }
 
     /// Events accepted and not yet delivered.
@@ -324,6 +324,37 @@ impl Spool {
             t if t == 0 || self.depth() == 0 => 0,
             t => (now - t).max(0),
         }
+    }
+
+    /// Calls `f` with every event received at or after `since` (ms) that
+    /// the spool still holds: the newest delivered segment, kept for this,
+    /// and everything after it. Read once at start, before any append.
+    pub fn recent(&self, since: i64, mut f: impl FnMut(&Event)) -> Result<()> {
+        let cursor = read_cursor(&self.dir)?;
+        for seg in segments(&self.dir)? {
+            if seg + 1 < cursor.segment {
+                continue;
+            }
+            let path = segment_path(&self.dir, seg);
+            let file = File::open(&path).map_err(Error::io("opening", path.display()))?;
+            let size = file
+                .metadata()
+                .map_err(Error::io("reading", path.display()))?
+                .len();
+            let mut r = BufReader::with_capacity(1 << 20, file);
+            let mut at = 0;
+            // A corrupt record ends what can be read of a segment; the
+            // shipper reports it when it gets there.
+            while let Next::Record(e, len) =
+                read_record(&mut r, size - at).map_err(Error::io("reading", path.display()))?
+            {
+                at += len;
+                if e.received >= since {
+                    f(&e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stops the writer after everything queued is synced.
@@ -421,170 +452,6 @@ impl Writer {
             segment: next,
             offset: 0,
         };
-        Ok(())
-    }
-}
-
-fn read_cursor(dir: &Path) -> Result<Pos> {
-    let path = dir.join("cursor");
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Config(format!(
-                "spool cursor {} is unreadable ({e}); move it aside to re-deliver from the oldest segment",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pos::default()),
-        Err(e) => Err(Error::io("reading", path.display())(e)),
-    }
-}
-
-/// The shipper's side: reads committed records from the cursor on.
-pub struct Reader {
-    dir: PathBuf,
-    pos: Pos,
-    file: Option<(u64, BufReader<File>, u64)>,
-    shared: Arc<Shared>,
-}
-
-/// A batch read from the spool, delivered with `Reader::commit`.
-pub struct Batch {
-    pub events: Vec<Event>,
-    pub end: Pos,
-    bytes: u64,
-}
-
-impl Reader {
-    /// Waits until there may be something new to read.
-    pub async fn wait(&self, max: std::time::Duration) {
-        let _ = tokio::time::timeout(max, self.shared.new_data.notified()).await;
-    }
-
-    /// Up to `max` committed events from the cursor on (none: caught up).
-    pub fn read(&mut self, max: usize) -> Result<Batch> {
-        let mut events = Vec::new();
-        let mut pos = self.pos;
-        let mut bytes = 0u64;
-        while events.len() < max {
-            let committed = *self.shared.committed.lock();
-            if pos >= committed {
-                break;
-            }
-            let limit = if pos.segment == committed.segment {
-                committed.offset
-            } else {
-                u64::MAX
-            };
-            let path = segment_path(&self.dir, pos.segment);
-            let reopen =
-                !matches!(&self.file, Some((s, _, at)) if *s == pos.segment && *at == pos.offset);
-            if reopen {
-                let mut f = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        // A segment that never was (the cursor was at the
-                        // start of a fresh spool): move on.
-                        pos = Pos {
-                            segment: pos.segment + 1,
-                            offset: 0,
-                        };
-                        continue;
-                    }
-                    Err(e) => return Err(Error::io("opening", path.display())(e)),
-                };
-                f.seek(SeekFrom::Start(pos.offset))
-                    .map_err(Error::io("reading", path.display()))?;
-                self.file = Some((pos.segment, BufReader::new(f), pos.offset));
-            }
-            let (_, r, at) = self.file.as_mut().expect("opened above");
-            let size = if limit == u64::MAX {
-                r.get_ref()
-                    .metadata()
-                    .map_err(Error::io("reading", path.display()))?
-                    .len()
-            } else {
-                limit
-            };
-            match read_record(r, size.saturating_sub(*at))
-                .map_err(Error::io("reading", path.display()))?
-            {
-                Next::Record(e, len) => {
-                    *at += len;
-                    pos.offset += len;
-                    bytes += len;
-                    events.push(*e);
-                }
-                Next::End if pos.segment < committed.segment => {
-                    pos = Pos {
-                        segment: pos.segment + 1,
-                        offset: 0,
-                    };
-                }
-                Next::End => break,
-                Next::Corrupt(why) => {
-                    // Synced data that no longer reads back: keep the file
-                    // for inspection and carry on with the next segment.
-                    tracing::error!(
-                        segment = %path.display(),
-                        offset = pos.offset,
-                        "spool: corrupt record ({why}); the rest of this segment is skipped and kept as .corrupt"
-                    );
-                    let _ = fs::rename(&path, path.with_extension("corrupt"));
-                    self.file = None;
-                    pos = Pos {
-                        segment: pos.segment + 1,
-                        offset: 0,
-                    };
-                }
-            }
-        }
-        Ok(Batch {
-            events,
-            end: pos,
-            bytes,
-        })
-    }
-
-    /// Moves past `batch` without recording it (a read-only look at what
-    /// is pending).
-    pub fn skip(&mut self, batch: &Batch) {
-        self.pos = batch.end;
-    }
-
-    /// Records `batch` as delivered: the cursor moves past it durably and
-    /// fully delivered segments are removed.
-    pub fn commit(&mut self, batch: &Batch) -> Result<()> {
-        let path = self.dir.join("cursor");
-        let tmp = self.dir.join("cursor.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(&batch.end).expect("a position serialises"))?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(Error::io("writing", path.display()))?;
-        self.pos = batch.end;
-        let s = &self.shared;
-        s.shipped
-            .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
-        s.bytes_pending
-            .fetch_sub(batch.bytes as i64, Ordering::Relaxed);
-        // The oldest pending event is now the next one; peek at it cheaply
-        // by taking the newest delivered receive time as a lower bound.
-        let next_oldest = if s.appended.load(Ordering::Relaxed) <= s.shipped.load(Ordering::Relaxed)
-        {
-            0
-        } else {
-            batch.events.last().map_or(0, |e| e.received)
-        };
-        s.oldest_pending.store(next_oldest, Ordering::Relaxed);
-        for seg in segments(&self.dir)? {
-            if seg < batch.end.segment {
-                let p = segment_path(&self.dir, seg);
-                fs::remove_file(&p).map_err(Error::io("removing", p.display()))?;
-            }
-        }
         Ok(())
     }
 }
@@ -687,7 +554,48 @@ mod tests {
         spool.append(&[ev(1), ev(2)]).await.unwrap();
         let mut r = spool.reader().unwrap();
         assert_eq!(drain(&mut r), ["e0", "e1", "e2"]);
-        assert_eq!(segments(dir.path()).unwrap(), [2]);
+        assert_eq!(
+            segments(dir.path()).unwrap(),
+            [1, 2],
+            "the newest delivered stays"
+        );
+        spool.close();
+        fs::File::create(segment_path(dir.path(), 3)).unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        spool.append(&[ev(3)]).await.unwrap();
+        let mut r = spool.reader().unwrap();
+        assert_eq!(drain(&mut r), ["e3"]);
+        assert_eq!(segments(dir.path()).unwrap(), [2, 3]);
+    }
+
+    #[tokio::test]
+    async fn recent_events_are_read_back_from_delivered_and_pending_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        spool.append(&[ev(0), ev(1)]).await.unwrap();
+        spool.close();
+        fs::File::create(segment_path(dir.path(), 2)).unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        spool.append(&[ev(2)]).await.unwrap();
+        spool.close();
+        fs::File::create(segment_path(dir.path(), 3)).unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        spool.append(&[ev(3), ev(4)]).await.unwrap();
+        let mut r = spool.reader().unwrap();
+        let b = r.read(4).unwrap();
+        r.commit(&b).unwrap();
+        // Segment 1 is gone, 2 (delivered, the newest such) is kept, and 3
+        // holds e3 (delivered) and e4 (pending).
+        assert_eq!(segments(dir.path()).unwrap(), [2, 3]);
+        spool.close();
+        let spool = Spool::open(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        // ev(i) was received at 1000 + i.
+        spool.recent(1003, |e| seen.push(e.id.clone())).unwrap();
+        assert_eq!(seen, ["e3", "e4"]);
+        seen.clear();
+        spool.recent(0, |e| seen.push(e.id.clone())).unwrap();
+        assert_eq!(seen, ["e2", "e3", "e4"]);
     }
 
     #[tokio::test]
