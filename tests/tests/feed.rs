@@ -263,6 +263,29 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     let took = start.elapsed();
     eprintln!("new video reached the viewer's pool {took:?} after becoming ready");
 
+    // Pages name videos from a metadata cache; a deleted one leaves every
+    // page at once (the cache is invalidated with the catalog).
+    assert!(
+        feed(&server, &anon, "/api/v1/feed/trending?limit=50")["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["id"] == fresh.as_str()),
+        "the new video is trending before its deletion (and so cached)"
+    );
+    let r = creator.delete(&server.url(&format!("/api/v1/videos/{fresh}")));
+    assert_eq!(r.status, 204, "{}", r.text());
+    for path in [
+        "/api/v1/feed/trending?limit=50",
+        "/api/v1/feed/for-you?limit=50",
+    ] {
+        let page = feed(&server, &viewer, path);
+        assert!(
+            !ids(&page).contains(&fresh),
+            "{path} still names deleted {fresh}: {page}"
+        );
+    }
+
     // A corrupt ranking model: trending, with a 200 and the reason.
     let ranker = server.data.join("models/ranker.safetensors");
     std::fs::create_dir_all(ranker.parent().unwrap()).unwrap();
@@ -283,6 +306,20 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
         metrics.contains("appliance_feed_fallbacks_total"),
         "{metrics}"
     );
+    // Every answer is counted under its route template and status.
+    for series in [
+        r#"appliance_http_requests_total{route="/api/v1/feed/for-you",code="200"}"#,
+        r#"appliance_http_requests_total{route="/api/v1/feed/for-you",code="400"}"#,
+        r#"appliance_http_requests_total{route="/api/v1/feed/for-you",code="401"}"#,
+        r#"appliance_http_requests_total{route="/api/v1/videos/{id}",code="204"}"#,
+        r#"appliance_http_request_duration_seconds_count{route="/api/v1/feed/trending",code="200"}"#,
+    ] {
+        let n: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{metrics}"));
+        assert!(n >= 1.0, "{series} {n}");
+    }
 
     // Everything the feed learned is rebuilt after a restart.
     assert_eq!(server.terminate(), Some(0));

@@ -143,7 +143,9 @@ impl api::Accounts for Accounts {
         let hash = sha256_hex(token.as_bytes());
         let user = self
             .catalog
-            .call(move |c| cat::user_by_token(c, &hash))
+            // Every signed-in request asks this: on the reader pool, never
+            // queued behind the single writer's transactions.
+            .read(move |c| cat::user_by_token(c, &hash))
             .await?;
         match user {
             Some(u) => Ok(Principal {

@@ -25,6 +25,7 @@
 //! served under (only for-you pages are in an experiment).
 
 mod experiment;
+mod meta;
 mod plot;
 mod recommend;
 mod service;

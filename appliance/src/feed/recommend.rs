@@ -4,7 +4,7 @@
 //! circuit breaker so a viewer always gets a page.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -95,9 +95,20 @@ pub struct Recommender {
     experiment: Option<ExperimentSlot>,
     breaker: Breaker,
     pub embed_wake: Notify,
+    /// Videos updated before this (ms) were all embedded when a sweep
+    /// last looked (see `embed_pending`).
+    embed_since: AtomicI64,
     index_dirty: AtomicBool,
     pub stats: FeedStats,
+    /// Published videos' wire form for pages (see `meta`).
+    pub meta: super::meta::MetaCache,
 }
+
+/// How far back from its start a finished sweep moves the mark: a row
+/// written by a transaction that was still open when the sweep read is
+/// dated by the writer's clock before its commit, so the next sweep must
+/// look a little before this one began.
+const EMBED_SWEEP_MARGIN_MS: i64 = 5 * 60 * 1000;
 
 pub fn now_secs() -> i64 {
     cat::now_ms() / 1000
@@ -159,8 +170,10 @@ impl Recommender {
             ranker_mtime: Mutex::new(None),
             ranker_broken: Mutex::new(None),
             embed_wake: Notify::new(),
+            embed_since: AtomicI64::new(0),
             index_dirty: AtomicBool::new(false),
             stats: FeedStats::default(),
+            meta: Default::default(),
         }
     }
 
@@ -190,7 +203,15 @@ impl Recommender {
         unshipped: &[Event],
     ) -> Result<()> {
         let started = Instant::now();
+        let sweep_from = cat::now_ms() - EMBED_SWEEP_MARGIN_MS;
         let videos = catalog.call(|c| cat::embedded_videos(c)).await?;
+        // Where the sweeps for videos to embed start: the one pass over
+        // the whole catalog they need, done before serving.
+        let oldest = catalog.read(cat::oldest_unembedded).await?;
+        self.embed_since.store(
+            oldest.map_or(sweep_from, |o| o.min(sweep_from)),
+            Ordering::Relaxed,
+        );
         let follows = catalog.call(|c| cat::all_follows(c)).await?;
         let interests = catalog.call(|c| cat::all_interests(c)).await?;
         let engine = self.engine.clone();
@@ -441,14 +462,29 @@ impl Recommender {
 
     /// Embeds ready videos that have no embedding yet, in batches, and adds
     /// them to the engine (index + exploration pools of nearby users).
+    ///
+    /// Sweeps read only rows updated since a mark (`warm_up` sets it from
+    /// one pass over the catalog): every few seconds, a whole-catalog
+    /// anti-join took a third of a second at a million videos. A sweep
+    /// that leaves nothing behind moves the mark to its own start; one
+    /// that stops for want of a model moves it to the oldest video it
+    /// left; an error leaves it. Reads go to the catalog's reader pool:
+    /// the single writer is never held by a sweep.
     pub async fn embed_pending(&self, catalog: &Catalog) -> Result<usize> {
+        let started = cat::now_ms() - EMBED_SWEEP_MARGIN_MS;
+        let since = self.embed_since.load(Ordering::Relaxed);
         let mut done = 0;
         loop {
-            let rows = catalog.call(|c| cat::unembedded_videos(c, 32)).await?;
-            if rows.is_empty() {
+            let rows = catalog
+                .read(move |c| cat::unembedded_videos(c, since, 32))
+                .await?;
+            let Some(oldest) = rows.first().map(|v| v.updated_at) else {
+                self.embed_since.store(started, Ordering::Relaxed);
                 return Ok(done);
-            }
+            };
             let Ok(embedder) = self.embedder() else {
+                self.embed_since
+                    .store(oldest.min(started), Ordering::Relaxed);
                 return Ok(done);
             };
             let texts: Vec<String> = rows
@@ -479,7 +515,10 @@ impl Recommender {
         }
     }
 
+    /// A video left `ready` (reprocess, delete): call after the catalog
+    /// changed.
     pub fn forget_video(&self, id: &str) {
+        self.meta.invalidate(id);
         if let Err(e) = self.engine.remove_video(id) {
             tracing::warn!(video = id, error = %e, "removing a video from the index failed");
         }
@@ -702,6 +741,11 @@ impl Recommender {
                 "appliance_feed_index_videos",
                 "gauge",
                 self.engine.videos_index.len() as u64,
+            ),
+            (
+                "appliance_feed_cached_videos",
+                "gauge",
+                self.meta.len() as u64,
             ),
         ];
         for (name, kind, value) in series {

@@ -64,12 +64,36 @@ impl FeedService {
         }
     }
 
+    /// The published videos among `ids`, in order: from the metadata
+    /// cache, and what it lacks in one catalog read.
     async fn hydrate(&self, ids: Vec<String>) -> Result<Vec<Video>> {
-        let rows = self
-            .catalog
-            .read(move |c| cat::public_videos(c, &ids))
-            .await?;
-        Ok(rows.iter().map(crate::store::video_wire).collect())
+        let meta = &self.recommender.meta;
+        let (known, generation) = meta.get(&ids);
+        let missing: Vec<String> = ids
+            .iter()
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut read: HashMap<String, Arc<Video>> = HashMap::new();
+        if !missing.is_empty() {
+            let rows = self
+                .catalog
+                .read(move |c| cat::public_videos(c, &missing))
+                .await?;
+            let fresh: Vec<Arc<Video>> = rows
+                .iter()
+                .map(|r| Arc::new(crate::store::video_wire(r)))
+                .collect();
+            meta.insert(&fresh, generation);
+            read = fresh.into_iter().map(|v| (v.id.clone(), v)).collect();
+        }
+        Ok(ids
+            .iter()
+            .zip(known)
+            .filter_map(|(id, k)| k.or_else(|| read.get(id).cloned()))
+            .map(Arc::unwrap_or_clone)
+            .collect())
     }
 
     pub async fn feed_page(

@@ -7,17 +7,34 @@ use super::videos::{video_row, VIDEO_COLS};
 use super::{now_ms, VideoRow};
 use crate::error::{Error, Result};
 
-/// Ready public videos that have no embedding yet, oldest first.
-pub fn unembedded_videos(c: &Connection, limit: u32) -> Result<Vec<VideoRow>> {
+/// When the oldest ready public video with no embedding was last updated
+/// (ms), if any. One pass over the table (no index walk: most rows are
+/// embedded, and a walk by `updated_at` would seek each of them).
+pub fn oldest_unembedded(c: &Connection) -> Result<Option<i64>> {
+    c.query_row(
+        "SELECT MIN(updated_at) FROM videos v NOT INDEXED
+         WHERE state = 'ready' AND visibility = 'public'
+         AND NOT EXISTS (SELECT 1 FROM video_embeddings e WHERE e.video_id = v.id)",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(Error::catalog("finding videos to embed"))
+}
+
+/// Ready public videos updated at or after `since` (ms) that have no
+/// embedding yet, oldest first (by `videos_updated`, so a sweep reads what
+/// changed, not the catalog).
+pub fn unembedded_videos(c: &Connection, since: i64, limit: u32) -> Result<Vec<VideoRow>> {
     let mut st = c
         .prepare_cached(&format!(
-            "SELECT {VIDEO_COLS} FROM videos v WHERE state = 'ready' AND visibility = 'public'
+            "SELECT {VIDEO_COLS} FROM videos v WHERE updated_at >= ?2
+             AND state = 'ready' AND visibility = 'public'
              AND NOT EXISTS (SELECT 1 FROM video_embeddings e WHERE e.video_id = v.id)
              ORDER BY updated_at LIMIT ?1"
         ))
         .map_err(Error::catalog("listing videos to embed"))?;
     let rows = st
-        .query_map([limit], video_row)
+        .query_map(params![limit, since], video_row)
         .map_err(Error::catalog("listing videos to embed"))?;
     rows.collect::<rusqlite::Result<Vec<_>>>()
         .map_err(Error::catalog("listing videos to embed"))

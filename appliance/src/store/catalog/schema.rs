@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE users (
@@ -201,6 +201,12 @@ CREATE TABLE live_channels (
 CREATE INDEX live_channels_owner ON live_channels(owner_id, created_at);
 "#;
 
+/// Version 5: videos by last update, so the feed's sweep for videos to
+/// embed reads what changed since its last sweep instead of the catalog.
+const SCHEMA_V5: &str = r#"
+CREATE INDEX videos_updated ON videos(updated_at);
+"#;
+
 /// Brings the file at `path` to this binary's schema version.
 pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn
@@ -209,24 +215,29 @@ pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     match version {
         0 => conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(Error::catalog("creating the schema"))?,
         1 => conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(Error::catalog("migrating the schema to version 4"))?,
+            .map_err(Error::catalog("migrating the schema to version 5"))?,
         2 => conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(Error::catalog("migrating the schema to version 4"))?,
+            .map_err(Error::catalog("migrating the schema to version 5"))?,
         3 => conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(Error::catalog("migrating the schema to version 4"))?,
+            .map_err(Error::catalog("migrating the schema to version 5"))?,
+        4 => conn
+            .execute_batch(&format!(
+                "BEGIN; {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(Error::catalog("migrating the schema to version 5"))?,
         SCHEMA_VERSION => {}
         newer => {
             return Err(Error::Config(format!(
