@@ -213,10 +213,14 @@ enum BenchCommand {
         #[arg(long, default_value = "benches/results/rank-cpu.json")]
         out: PathBuf,
     },
-    /// Feed latency p50/p99 with concurrent clients at several catalog sizes.
+    /// Feed latency p50/p99 with concurrent clients at several catalog
+    /// sizes: in the engine (closed loop), or with --http through the real
+    /// server under open-loop load at fixed rates (also writes the plot).
     Feed {
-        #[arg(long, default_value = "benches/results/feed-cpu.json")]
-        out: PathBuf,
+        /// Default: benches/results/feed-cpu.json, or feed-http-cpu.json
+        /// with --http.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
         sizes: Vec<usize>,
         #[arg(long, default_value_t = 50)]
@@ -224,8 +228,22 @@ enum BenchCommand {
         /// Pages per scrolling session.
         #[arg(long, default_value_t = 5)]
         pages: usize,
+        /// Seconds of load (per rate with --http).
         #[arg(long, default_value_t = 20)]
         secs: u64,
+        /// Over HTTP through the server, open loop.
+        #[arg(long)]
+        http: bool,
+        /// With --http: offered page requests per second, all clients together.
+        #[arg(long, value_delimiter = ',', default_value = "50,100,200,400")]
+        rates: Vec<f64>,
+        /// With --http: signed-in viewers the sessions are drawn from.
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// With --http: an appliance.toml for the server (its data_dir is
+        /// replaced by a scratch directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Recall@100 against exact search and queries/s, per index type and size.
     Retrieval {
@@ -405,10 +423,34 @@ fn bench(which: BenchCommand) -> ExitCode {
             clients,
             pages,
             secs,
-        } => cli::bench::done(
-            benches::feed::feed(&sizes, clients, pages, secs, &out),
-            &out,
-        ),
+            http: true,
+            rates,
+            users,
+            config,
+        } => cli::bench::feed_http(cli::bench_feed_http::Options {
+            out: out.unwrap_or_else(|| "benches/results/feed-http-cpu.json".into()),
+            config,
+            sizes,
+            rates,
+            clients,
+            pages,
+            users,
+            secs,
+        }),
+        BenchCommand::Feed {
+            out,
+            sizes,
+            clients,
+            pages,
+            secs,
+            ..
+        } => {
+            let out = out.unwrap_or_else(|| "benches/results/feed-cpu.json".into());
+            cli::bench::done(
+                benches::feed::feed(&sizes, clients, pages, secs, &out),
+                &out,
+            )
+        }
         BenchCommand::Retrieval { out, sizes } => {
             cli::bench::done(benches::feed::retrieval(&sizes, &out), &out)
         }

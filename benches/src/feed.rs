@@ -41,6 +41,49 @@ pub fn clustered(n: usize, clusters: usize, seed: u64) -> (Vec<f32>, Vec<usize>)
     (out, labels)
 }
 
+/// What `users` synthetic viewers watched, by catalog index: two in three
+/// from one home topic, the rest from anywhere (`labels` from
+/// [`clustered`]).
+pub fn user_watches(labels: &[usize], users: usize, per_user: usize, seed: u64) -> Vec<Vec<usize>> {
+    let clusters = labels.iter().max().map_or(0, |m| m + 1);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); clusters];
+    for (i, &c) in labels.iter().enumerate() {
+        members[c].push(i);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..users)
+        .map(|_| {
+            let home = &members[labels[rng.random_range(0..labels.len())]];
+            (0..per_user)
+                .map(|k| {
+                    if k % 3 == 0 {
+                        rng.random_range(0..labels.len())
+                    } else {
+                        home[rng.random_range(0..home.len())]
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Taste vectors of `n` synthetic viewers (the normalised mean of 30
+/// watches, as the engine keeps them), row-major.
+pub fn user_queries(vecs: &[f32], labels: &[usize], n: usize, seed: u64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * DIM);
+    for watched in user_watches(labels, n, 30, seed) {
+        let mut q = vec![0.0f32; DIM];
+        for v in watched {
+            q.iter_mut()
+                .zip(&vecs[v * DIM..(v + 1) * DIM])
+                .for_each(|(a, b)| *a += b);
+        }
+        inference::embed::normalize(&mut q);
+        out.extend(q);
+    }
+    out
+}
+
 // -------------------------------------------------------------- retrieval
 
 #[derive(Debug, Serialize)]
@@ -69,75 +112,80 @@ pub fn retrieval(sizes: &[usize], out: &Path) -> Result<RetrievalReport> {
     let mut rows = Vec::new();
     for &n in sizes {
         eprintln!("retrieval: {n} vectors");
-        let (vecs, _) = clustered(n, (n / 500).clamp(20, 2000), 1);
+        let (vecs, labels) = clustered(n, (n / 500).clamp(20, 2000), 1);
         let ids: Vec<u64> = (0..n as u64).collect();
-        let (qv, _) = clustered(queries, (n / 500).clamp(20, 2000), 1);
-        // Queries are perturbed catalog vectors (users near content).
+        // Queries are what the feed asks: viewers' taste vectors, the mean
+        // of what they watched (mostly one topic, some anything), which sit
+        // between cells rather than on a catalog vector.
+        let qv = user_queries(&vecs, &labels, queries, 2);
         let truth: Vec<Vec<u64>> = (0..queries)
             .map(|q| exact_top_k(&vecs, DIM, &qv[q * DIM..(q + 1) * DIM], 100))
             .collect();
-        let mut kinds = vec![IndexKind::Flat];
         let nlist = match IndexKind::for_size(n.max(inference::index::FLAT_LIMIT)) {
             IndexKind::Ivf { nlist, .. } => nlist,
             IndexKind::Flat => 256,
         };
-        for nprobe in [8, 16, 32, 64] {
-            kinds.push(IndexKind::Ivf { nlist, nprobe });
-        }
-        let mut built_ivf: Option<VectorIndex> = None;
-        for kind in kinds {
-            let t = Instant::now();
-            // One IVF build per size; nprobe only changes the search.
-            let idx = match (kind, built_ivf.take()) {
-                (IndexKind::Ivf { .. }, Some(prev)) => {
-                    prev.set_nprobe(kind);
-                    prev
+        // Each structure is built once and probed at several nprobe
+        // (nprobe only changes the search).
+        let structures: Vec<Vec<IndexKind>> = vec![
+            vec![IndexKind::Flat],
+            [8, 16, 32, 64]
+                .map(|nprobe| IndexKind::Ivf { nlist, nprobe })
+                .to_vec(),
+        ];
+        for kinds in structures {
+            let mut built: Option<VectorIndex> = None;
+            for kind in kinds {
+                let t = Instant::now();
+                let idx = match built.take() {
+                    Some(prev) => {
+                        prev.set_nprobe(kind);
+                        prev
+                    }
+                    None => {
+                        let i = VectorIndex::unloaded("bench", DIM);
+                        i.rebuild(&ids, &vecs, Some(kind))?;
+                        i
+                    }
+                };
+                let build_secs = t.elapsed().as_secs_f64();
+                let mut hits = 0usize;
+                let mut lat = Vec::with_capacity(queries);
+                let t = Instant::now();
+                for (q, want) in truth.iter().enumerate() {
+                    let s = Instant::now();
+                    let got = idx.search(&qv[q * DIM..(q + 1) * DIM], 100)?;
+                    lat.push(s.elapsed().as_secs_f64() * 1000.0);
+                    hits += got.iter().filter(|h| want.contains(&h.id)).count();
                 }
-                _ => {
-                    let i = VectorIndex::unloaded("bench", DIM);
-                    i.rebuild(&ids, &vecs, Some(kind))?;
-                    i
-                }
-            };
-            let build_secs = t.elapsed().as_secs_f64();
-            let mut hits = 0usize;
-            let mut lat = Vec::with_capacity(queries);
-            let t = Instant::now();
-            for (q, want) in truth.iter().enumerate() {
-                let s = Instant::now();
-                let got = idx.search(&qv[q * DIM..(q + 1) * DIM], 100)?;
-                lat.push(s.elapsed().as_secs_f64() * 1000.0);
-                hits += got.iter().filter(|h| want.contains(&h.id)).count();
-            }
-            let qps1 = queries as f64 / t.elapsed().as_secs_f64();
-            let idx = Arc::new(idx);
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let t = Instant::now();
-            std::thread::scope(|s| {
-                for th in 0..threads {
-                    let idx = idx.clone();
-                    let qv = &qv;
-                    s.spawn(move || {
-                        for q in (th..queries).step_by(threads) {
-                            let _ = idx.search(&qv[q * DIM..(q + 1) * DIM], 100);
-                        }
-                    });
-                }
-            });
-            let qps_all = queries as f64 / t.elapsed().as_secs_f64();
-            lat.sort_by(f64::total_cmp);
-            rows.push(RetrievalRow {
-                vectors: n,
-                index: kind.describe(),
-                build_secs,
-                recall_at_100: hits as f64 / (queries * 100) as f64,
-                qps_1_thread: qps1,
-                qps_all_threads: qps_all,
-                p99_ms: crate::percentile(&lat, 0.99),
-            });
-            eprintln!("  {:?}", rows.last());
-            if matches!(kind, IndexKind::Ivf { .. }) {
-                built_ivf = Arc::try_unwrap(idx).ok();
+                let qps1 = queries as f64 / t.elapsed().as_secs_f64();
+                let idx = Arc::new(idx);
+                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for th in 0..threads {
+                        let idx = idx.clone();
+                        let qv = &qv;
+                        s.spawn(move || {
+                            for q in (th..queries).step_by(threads) {
+                                let _ = idx.search(&qv[q * DIM..(q + 1) * DIM], 100);
+                            }
+                        });
+                    }
+                });
+                let qps_all = queries as f64 / t.elapsed().as_secs_f64();
+                lat.sort_by(f64::total_cmp);
+                rows.push(RetrievalRow {
+                    vectors: n,
+                    index: kind.describe(),
+                    build_secs,
+                    recall_at_100: hits as f64 / (queries * 100) as f64,
+                    qps_1_thread: qps1,
+                    qps_all_threads: qps_all,
+                    p99_ms: crate::percentile(&lat, 0.99),
+                });
+                eprintln!("  {:?}", rows.last());
+                built = Arc::try_unwrap(idx).ok();
             }
         }
     }
@@ -279,14 +327,12 @@ pub fn synthetic_engine(n: usize, users: usize, seed: u64) -> Result<Engine> {
         )?;
     }
     engine.rebuild_video_index(None)?;
-    for u in 0..users {
-        let home = rng.random_range(0..n);
-        for k in 0..30 {
-            let v = if k % 3 == 0 {
-                rng.random_range(0..n)
-            } else {
-                (home + rng.random_range(0..200)) % n
-            };
+    for (u, watched) in user_watches(&labels, users, 30, seed + 2)
+        .into_iter()
+        .enumerate()
+    {
+        for (k, v) in watched.into_iter().enumerate() {
+            let k = k as i64;
             engine.record_watch(
                 &Watch {
                     user: format!("u{u}"),

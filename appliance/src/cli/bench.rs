@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::report;
-use super::{bench_ingest, bench_origin};
+use super::{bench_feed_http, bench_ingest, bench_origin};
 use crate::error;
 use crate::feed::tools as feedtools;
 
@@ -68,6 +68,25 @@ pub fn ingest(a: IngestArgs) -> ExitCode {
         benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
         let svg = o.out.with_extension("svg");
         std::fs::write(&svg, bench_ingest::svg(&r))
+            .map_err(error::Error::io("writing", svg.display()))?;
+        Ok(r)
+    });
+    match written {
+        Ok(r) => {
+            feedtools::print_json(&r);
+            eprintln!("wrote {} and its .svg", o.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
+    }
+}
+
+/// `appliance bench feed --http`: JSON and its plot (same name, `.svg`).
+pub fn feed_http(o: bench_feed_http::Options) -> ExitCode {
+    let written = bench_feed_http::run(&o).and_then(|r| {
+        benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
+        let svg = o.out.with_extension("svg");
+        std::fs::write(&svg, bench_feed_http::svg(&r))
             .map_err(error::Error::io("writing", svg.display()))?;
         Ok(r)
     });

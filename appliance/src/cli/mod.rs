@@ -5,6 +5,7 @@
 //! May call: every domain and the composition root (`app`).
 
 pub mod bench;
+pub mod bench_feed_http;
 mod bench_ingest;
 pub mod bench_origin;
 pub mod doctor;
