@@ -157,10 +157,8 @@ pub(crate) async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+    // A shared string: cloning it allocates nothing.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     // The declared length: what a `Content-Length` says, else what the
     // body knows exactly; a stream of unknown length (SSE) counts 0.
@@ -172,7 +170,7 @@ pub(crate) async fn observe(
         .or_else(|| response.body().size_hint().exact())
         .unwrap_or(0);
     stats.requests.record(
-        route.as_deref().unwrap_or("unmatched"),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),
         bytes,
         started,
