@@ -95,31 +95,23 @@ impl HttpStats {
                 route.replace('\\', "\\\\").replace('"', "\\\"")
             )
         };
-        let _ = writeln!(
-            out,
-            "# HELP appliance_http_requests_total Requests answered, by route template and status.\n\
-             # TYPE appliance_http_requests_total counter"
-        );
-        for (route, code, s) in &all {
-            let _ = writeln!(
-                out,
-                "appliance_http_requests_total{{{}}} {}",
-                label(route, *code),
-                load(&s.requests)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP appliance_http_response_bytes_total Response body bytes, by route template and status (declared lengths; streams of unknown length count 0).\n\
-             # TYPE appliance_http_response_bytes_total counter"
-        );
-        for (route, code, s) in &all {
-            let _ = writeln!(
-                out,
-                "appliance_http_response_bytes_total{{{}}} {}",
-                label(route, *code),
-                load(&s.bytes)
-            );
+        let counters: [(&str, &str, fn(&Series) -> &AtomicU64); 2] = [
+            (
+                "appliance_http_requests_total",
+                "Requests answered, by route template and status.",
+                |s| &s.requests,
+            ),
+            (
+                "appliance_http_response_bytes_total",
+                "Response body bytes, by route template and status (declared lengths; streams of unknown length count 0).",
+                |s| &s.bytes,
+            ),
+        ];
+        for (name, help, field) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (route, code, s) in &all {
+                let _ = writeln!(out, "{name}{{{}}} {}", label(route, *code), load(field(s)));
+            }
         }
         let _ = writeln!(
             out,

@@ -24,6 +24,29 @@ pub fn done<T: serde::Serialize>(r: benches::Result<T>, out: &Path) -> ExitCode 
     }
 }
 
+/// Writes a bench's report as JSON at `out` and its plot beside it
+/// (`.svg`), prints the report and says where it went.
+fn with_plot<T: serde::Serialize>(
+    result: crate::error::Result<T>,
+    out: &Path,
+    plot: fn(&T) -> String,
+) -> ExitCode {
+    let written = result.and_then(|r| {
+        benches::write_json(out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
+        let svg = out.with_extension("svg");
+        std::fs::write(&svg, plot(&r)).map_err(error::Error::io("writing", svg.display()))?;
+        Ok(r)
+    });
+    match written {
+        Ok(r) => {
+            feedtools::print_json(&r);
+            eprintln!("wrote {} and its .svg", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
+    }
+}
+
 /// `appliance bench ingest`'s arguments as given (`paced` as `RATE:SECS`).
 pub struct IngestArgs {
     pub out: PathBuf,
@@ -64,59 +87,17 @@ pub fn ingest(a: IngestArgs) -> ExitCode {
         before: a.before,
         note: a.note,
     };
-    let written = bench_ingest::run(&o).and_then(|r| {
-        benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
-        let svg = o.out.with_extension("svg");
-        std::fs::write(&svg, bench_ingest::svg(&r))
-            .map_err(error::Error::io("writing", svg.display()))?;
-        Ok(r)
-    });
-    match written {
-        Ok(r) => {
-            feedtools::print_json(&r);
-            eprintln!("wrote {} and its .svg", o.out.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => report(&e),
-    }
+    with_plot(bench_ingest::run(&o), &o.out, bench_ingest::svg)
 }
 
 /// `appliance bench feed --http`: JSON and its plot (same name, `.svg`).
 pub fn feed_http(o: bench_feed_http::Options) -> ExitCode {
-    let written = bench_feed_http::run(&o).and_then(|r| {
-        benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
-        let svg = o.out.with_extension("svg");
-        std::fs::write(&svg, bench_feed_http::svg(&r))
-            .map_err(error::Error::io("writing", svg.display()))?;
-        Ok(r)
-    });
-    match written {
-        Ok(r) => {
-            feedtools::print_json(&r);
-            eprintln!("wrote {} and its .svg", o.out.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => report(&e),
-    }
+    with_plot(bench_feed_http::run(&o), &o.out, bench_feed_http::svg)
 }
 
 /// `appliance bench origin`: JSON and its plot (same name, `.svg`).
 pub fn origin(o: bench_origin::Options) -> ExitCode {
-    let written = bench_origin::run(&o).and_then(|r| {
-        benches::write_json(&o.out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
-        let svg = o.out.with_extension("svg");
-        std::fs::write(&svg, bench_origin::svg(&r))
-            .map_err(error::Error::io("writing", svg.display()))?;
-        Ok(r)
-    });
-    match written {
-        Ok(r) => {
-            feedtools::print_json(&r);
-            eprintln!("wrote {} and its .svg", o.out.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => report(&e),
-    }
+    with_plot(bench_origin::run(&o), &o.out, bench_origin::svg)
 }
 
 /// `appliance bench encode`.

@@ -185,3 +185,71 @@ fn paging_user_videos() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn the_embed_sweep_reads_what_changed_since_its_mark() {
+    let (_dir, c) = catalog_conn();
+    insert_user(
+        &c,
+        &UserRow {
+            id: "u1".into(),
+            username: "ann".into(),
+            password_hash: "x".into(),
+            role: "creator".into(),
+            created_at: 1,
+        },
+    )
+    .unwrap();
+    for (id, updated_at, visibility) in [
+        ("a", 100, "public"),
+        ("b", 200, "public"),
+        ("c", 300, "private"),
+        ("d", 400, "public"),
+    ] {
+        let mut v = VideoRow::bench(id, "u1");
+        v.updated_at = updated_at;
+        v.visibility = visibility.into();
+        insert_video(&c, &v).unwrap();
+    }
+    store_embedding(&c, "a", "m", &[1.0, 0.0]).unwrap();
+    // The pass at start: the oldest public video still to embed.
+    assert_eq!(oldest_unembedded(&c).unwrap(), Some(200));
+    let ids = |since| -> Vec<String> {
+        unembedded_videos(&c, since, 10)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.id)
+            .collect()
+    };
+    assert_eq!(ids(0), ["b", "d"]);
+    assert_eq!(ids(201), ["d"], "rows older than the mark are not read");
+    store_embedding(&c, "b", "m", &[1.0, 0.0]).unwrap();
+    store_embedding(&c, "d", "m", &[1.0, 0.0]).unwrap();
+    assert_eq!(oldest_unembedded(&c).unwrap(), None);
+    assert!(ids(0).is_empty());
+}
+
+#[test]
+fn a_version_4_catalog_gains_the_videos_updated_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    drop(Catalog::open(&path).unwrap());
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("DROP INDEX videos_updated; PRAGMA user_version = 4;")
+            .unwrap();
+    }
+    drop(Catalog::open(&path).unwrap());
+    let c = Connection::open(&path).unwrap();
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    let index: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'videos_updated'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((version, index), (5, 1));
+}
