@@ -33,6 +33,8 @@ struct Series {
 }
 
 type ByStatus = RwLock<BTreeMap<u16, Arc<Series>>>;
+/// One counter of a series, for rendering.
+type Field = fn(&Series) -> &AtomicU64;
 
 /// Requests answered so far, for `/metrics`.
 #[derive(Debug, Default)]
@@ -95,7 +97,7 @@ impl HttpStats {
                 route.replace('\\', "\\\\").replace('"', "\\\"")
             )
         };
-        let counters: [(&str, &str, fn(&Series) -> &AtomicU64); 2] = [
+        let counters: [(&str, &str, Field); 2] = [
             (
                 "appliance_http_requests_total",
                 "Requests answered, by route template and status.",
