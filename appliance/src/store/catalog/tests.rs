@@ -16,7 +16,8 @@ fn catalog_conn() -> (tempfile::TempDir, Connection) {
     (dir, conn)
 }
 
-fn seed(c: &Connection) {
+/// The creator `u1` every test's videos belong to.
+fn creator(c: &Connection) {
     insert_user(
         c,
         &UserRow {
@@ -28,6 +29,10 @@ fn seed(c: &Connection) {
         },
     )
     .unwrap();
+}
+
+fn seed(c: &Connection) {
+    creator(c);
     insert_video(
         c,
         &VideoRow {
@@ -189,17 +194,7 @@ fn paging_user_videos() {
 #[test]
 fn the_embed_sweep_reads_what_changed_since_its_mark() {
     let (_dir, c) = catalog_conn();
-    insert_user(
-        &c,
-        &UserRow {
-            id: "u1".into(),
-            username: "ann".into(),
-            password_hash: "x".into(),
-            role: "creator".into(),
-            created_at: 1,
-        },
-    )
-    .unwrap();
+    creator(&c);
     for (id, updated_at, visibility) in [
         ("a", 100, "public"),
         ("b", 200, "public"),

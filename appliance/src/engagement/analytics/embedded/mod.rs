@@ -69,6 +69,35 @@ impl Embedded {
             .await?
     }
 
+    /// Every row `sql` selects, in chunks after the last rowid seen (`sql`
+    /// selects the rowid first and takes it as `?1`), handed to `sink`;
+    /// returns how many.
+    async fn by_rowid<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        sink: &mut (dyn FnMut(Vec<T>) + Send),
+    ) -> Result<u64> {
+        let mut after = 0i64;
+        let mut total = 0u64;
+        loop {
+            let chunk = self
+                .read(move |c| {
+                    let mut st = c.prepare_cached(sql)?;
+                    let rows =
+                        st.query_map(params![after], |r| Ok((r.get::<_, i64>(0)?, row(r)?)))?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?;
+            let Some(last) = chunk.last() else {
+                return Ok(total);
+            };
+            after = last.0;
+            total += chunk.len() as u64;
+            sink(chunk.into_iter().map(|(_, t)| t).collect());
+        }
+    }
+
     /// A long read on a connection of its own, opened for it and closed
     /// after (WAL readers do not block each other, nor the writer), so
     /// that it never holds up the shared reader: creator analytics,
@@ -196,74 +225,42 @@ impl AnalyticsStore for Embedded {
     }
 
     async fn watch_history(&self, sink: &mut (dyn FnMut(Vec<PastWatch>) + Send)) -> Result<u64> {
-        let mut after = 0i64;
-        let mut total = 0u64;
-        loop {
-            let chunk = self
-                .read(move |c| {
-                    let mut st = c.prepare_cached(
-                        "SELECT rowid, user_id, video_id, watch_ms, duration_ms, liked, shared, ts, completed
-                         FROM events WHERE kind = 'watch' AND rowid > ?1 ORDER BY rowid LIMIT 20000",
-                    )?;
-                    let rows = st.query_map(params![after], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            PastWatch {
-                                user: r.get(1)?,
-                                video: r.get(2)?,
-                                watch_ms: r.get(3)?,
-                                duration_ms: r.get(4)?,
-                                liked: r.get(5)?,
-                                shared: r.get(6)?,
-                                ts: r.get(7)?,
-                                completed: r.get(8)?,
-                            },
-                        ))
-                    })?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
+        self.by_rowid(
+            "SELECT rowid, user_id, video_id, watch_ms, duration_ms, liked, shared, ts, completed
+             FROM events WHERE kind = 'watch' AND rowid > ?1 ORDER BY rowid LIMIT 20000",
+            |r| {
+                Ok(PastWatch {
+                    user: r.get(1)?,
+                    video: r.get(2)?,
+                    watch_ms: r.get(3)?,
+                    duration_ms: r.get(4)?,
+                    liked: r.get(5)?,
+                    shared: r.get(6)?,
+                    ts: r.get(7)?,
+                    completed: r.get(8)?,
                 })
-                .await?;
-            let Some(last) = chunk.last() else {
-                return Ok(total);
-            };
-            after = last.0;
-            total += chunk.len() as u64;
-            sink(chunk.into_iter().map(|(_, w)| w).collect());
-        }
+            },
+            sink,
+        )
+        .await
     }
 
     async fn impressions(&self, sink: &mut (dyn FnMut(Vec<PastImpression>) + Send)) -> Result<u64> {
-        let mut after = 0i64;
-        let mut total = 0u64;
-        loop {
-            let chunk = self
-                .read(move |c| {
-                    let mut st = c.prepare_cached(
-                        "SELECT rowid, user_id, video_id, position, ts, variant
-                         FROM impressions WHERE rowid > ?1 ORDER BY rowid LIMIT 20000",
-                    )?;
-                    let rows = st.query_map(params![after], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            PastImpression {
-                                user: r.get(1)?,
-                                video: r.get(2)?,
-                                position: r.get(3)?,
-                                ts: r.get(4)?,
-                                variant: r.get(5)?,
-                            },
-                        ))
-                    })?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
+        self.by_rowid(
+            "SELECT rowid, user_id, video_id, position, ts, variant
+             FROM impressions WHERE rowid > ?1 ORDER BY rowid LIMIT 20000",
+            |r| {
+                Ok(PastImpression {
+                    user: r.get(1)?,
+                    video: r.get(2)?,
+                    position: r.get(3)?,
+                    ts: r.get(4)?,
+                    variant: r.get(5)?,
                 })
-                .await?;
-            let Some(last) = chunk.last() else {
-                return Ok(total);
-            };
-            after = last.0;
-            total += chunk.len() as u64;
-            sink(chunk.into_iter().map(|(_, i)| i).collect());
-        }
+            },
+            sink,
+        )
+        .await
     }
 
     async fn experiment_counts(&self, experiment: &str) -> Result<Vec<VariantCounts>> {
