@@ -2,14 +2,16 @@
 // Headless playback check for the appliance's /play/{id} page.
 //
 //   node player/play.mjs --url URL --screenshot OUT.png [--seconds 2] [--timeout 60]
+//                        [--thumbnails]
 //
 // Launches Debian's Chromium (/usr/bin/chromium, or $CHROMIUM) through
 // playwright-core with a fresh temporary profile, opens URL, and waits until
-// window.playerState.currentTime >= seconds, a fatal player error, or the
+// window.playerState.currentTime >= seconds (and, with --thumbnails, until
+// the page's thumbnails track has loaded cues), a fatal player error, or the
 // timeout. Then it takes a screenshot and prints exactly one JSON line on
 // stdout:
 //   {"ok":bool,"currentTime":n,"fatal":null|string,"errors":[...],"engine":...,
-//    "levels":[...],"consoleErrors":[...],"pageErrors":[...],...}
+//    "levels":[...],"thumbnails":null|n,"consoleErrors":[...],"pageErrors":[...],...}
 // Exit status: 0 when ok, 1 otherwise, 2 for bad command-line arguments.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,7 +35,7 @@ const MAX_LIST = 50;
 function usage(msg) {
   if (msg) process.stderr.write(`play.mjs: ${msg}\n`);
   process.stderr.write(
-    'usage: node player/play.mjs --url URL --screenshot OUT.png [--seconds 2] [--timeout 60]\n',
+    'usage: node player/play.mjs --url URL --screenshot OUT.png [--seconds 2] [--timeout 60] [--thumbnails]\n',
   );
   process.exit(2);
 }
@@ -46,6 +48,7 @@ try {
       screenshot: { type: 'string' },
       seconds: { type: 'string', default: '2' },
       timeout: { type: 'string', default: '60' },
+      thumbnails: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -73,6 +76,7 @@ const result = {
   errors: [],
   engine: null,
   levels: [],
+  thumbnails: null,
   ready: false,
   support: null,
   consoleErrors: [],
@@ -152,6 +156,7 @@ try {
         errors: s.errors,
         engine: s.engine,
         levels: s.levels,
+        thumbnails: s.thumbnails ?? null,
         ready: s.ready,
         support: s.support,
       };
@@ -171,7 +176,7 @@ try {
     if (s) {
       Object.assign(result, s);
       if (s.fatal) break;
-      if (s.currentTime >= seconds) break;
+      if (s.currentTime >= seconds && (!opts.thumbnails || s.thumbnails > 0)) break;
     }
     if (Date.now() >= deadline) {
       result.timedOut = true;
@@ -193,6 +198,10 @@ try {
   if (profileDir) rmSync(profileDir, { recursive: true, force: true });
 }
 
-result.ok = !result.fatal && !result.timedOut && result.currentTime >= seconds;
+result.ok =
+  !result.fatal &&
+  !result.timedOut &&
+  result.currentTime >= seconds &&
+  (!opts.thumbnails || result.thumbnails > 0);
 emit();
 process.exit(result.ok ? 0 : 1);

@@ -28,6 +28,9 @@ pub struct OriginMeta {
     /// and validator came from, not from a second read that may see the
     /// next version.
     pub body: Option<Bytes>,
+    /// The file will be replaced soon (the master playlist of a ladder that
+    /// is still growing): shared caches keep it a second at most.
+    pub changing: bool,
 }
 
 /// What the origin finds at a path.
@@ -136,8 +139,8 @@ pub trait Videos: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
 }
 
-/// What the HLS origin serves.
-pub trait Origin: Send + Sync + 'static {
+/// What the HLS origin serves (and, through [`Stills`], a frame at any time).
+pub trait Origin: Stills + Send + Sync + 'static {
     fn origin_lookup(
         &self,
         video_id: &str,
@@ -149,6 +152,21 @@ pub trait Origin: Send + Sync + 'static {
         path: &str,
         range: Range<u64>,
     ) -> impl Future<Output = ApiResult<Bytes>> + Send;
+}
+
+/// Stills at any time (`/thumbs/{id}/still.jpg?t=`), served with the
+/// origin's semantics. Its own trait, a supertrait of [`Origin`], so its
+/// implementation lives in its own module beside the origin's.
+pub trait Stills: Send + Sync + 'static {
+    /// The picture shown at `t_ms` milliseconds as a JPEG, in `body`:
+    /// rendered on first request and cached. Missing and private videos as
+    /// in `origin_lookup`; a `t_ms` past the end is a validation error
+    /// naming `t`.
+    fn still(
+        &self,
+        video_id: &str,
+        t_ms: u64,
+    ) -> impl Future<Output = ApiResult<OriginLookup>> + Send;
 }
 
 /// Feed pages and what steers them, plus search.

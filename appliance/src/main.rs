@@ -41,6 +41,10 @@ enum Command {
         /// x264 preset for the CPU encoder.
         #[arg(long, default_value = "veryfast")]
         preset: String,
+        /// Encode every rung, even when the source could be the top rung as
+        /// it is (remuxed).
+        #[arg(long)]
+        no_remux: bool,
         /// Print the result as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -283,6 +287,24 @@ enum BenchCommand {
         #[arg(long, default_value = "nothing else noted")]
         note: String,
     },
+    /// Time from `complete` to first playable and to the whole ladder,
+    /// through the real server, for phone-like H.264 uploads and a HEVC
+    /// one, beside the ffmpeg CLI making the whole ladder (alternating).
+    Publish {
+        #[arg(long, default_value = "benches/results/publish-cpu.json")]
+        out: PathBuf,
+        /// Lengths of the H.264 uploads, in seconds.
+        #[arg(long, value_delimiter = ',', default_value = "10,60,180")]
+        seconds: Vec<u32>,
+        /// Length of the HEVC upload (0: none).
+        #[arg(long, default_value_t = 60)]
+        hevc_seconds: u32,
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// Where the generated uploads are kept between runs.
+        #[arg(long, default_value = "target/bench-publish")]
+        cache: PathBuf,
+    },
     /// The HLS origin against nginx serving the same files statically
     /// (wrk on loopback, alternating): a media segment and a playlist.
     Origin {
@@ -365,9 +387,19 @@ fn main() -> ExitCode {
             backend,
             rungs,
             preset,
+            no_remux,
             json,
             quiet,
-        } => cli::transcode::run(input, out, &backend, rungs, preset, json, quiet),
+        } => cli::transcode::run(cli::transcode::Args {
+            input,
+            out,
+            backend,
+            rungs,
+            preset,
+            remux_source: !no_remux,
+            json,
+            quiet,
+        }),
         Command::Simulate {
             out,
             users,
@@ -474,6 +506,19 @@ fn bench(which: BenchCommand) -> ExitCode {
             videos,
             before,
             note,
+        }),
+        BenchCommand::Publish {
+            out,
+            seconds,
+            hevc_seconds,
+            rounds,
+            cache,
+        } => cli::bench::publish(cli::bench_publish::Options {
+            out,
+            seconds,
+            hevc_seconds,
+            rounds,
+            cache,
         }),
         BenchCommand::Origin {
             out,

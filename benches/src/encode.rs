@@ -125,7 +125,7 @@ fn make_source(path: &Path, seconds: u32) -> Result<String> {
 
 /// The `ffmpeg` CLI equivalent of the engine's job for this plan, on the
 /// same engines as the engine's `placement`.
-fn ffmpeg_args(
+pub fn ffmpeg_args(
     source: &Path,
     plan: &LadderPlan,
     settings: &EncoderSettings,
@@ -292,9 +292,12 @@ pub fn run(cfg: &Config) -> Result<Report> {
         ..Default::default()
     };
     let inventory = hardware::Inventory::discover();
+    // Encoding throughput, rung for rung with ffmpeg: the source is not
+    // made a rung as it is even where it could be.
     let opts = TranscodeOptions {
         encoder: settings.clone(),
         backend: cfg.backend,
+        remux_source: false,
         ..Default::default()
     };
     // The placement the engine's job will get (a clear error if impossible).

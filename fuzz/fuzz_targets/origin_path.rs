@@ -34,6 +34,9 @@ fuzz_target!(|data: &[u8]| {
         }),
         FileKind::MediaSegment => path.ends_with(".m4s"),
         FileKind::Poster => path == "poster.jpg",
+        FileKind::Storyboard => path == "storyboard.jpg",
+        FileKind::Thumbnails => path == "storyboard.vtt",
+        FileKind::Download => path == "download.mp4",
     };
     assert!(ext_ok, "{kind:?} for {path:?}");
 });

@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         size,
         last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         etag: "abc-1".into(),
+        changing: false,
     };
     let mut headers = HeaderMap::new();
     for (name, value) in NAMES.iter().zip(data[3..].split(|b| *b == b'\n')) {

@@ -8,7 +8,7 @@ use crossbeam_channel::Receiver;
 use ff::Rational;
 use ffmpeg_next as ff;
 
-use crate::cmaf::{Track, TrackWriter};
+use crate::cmaf::{Cuts, Track, TrackWriter};
 use crate::error::{Location, MediaError, Result};
 use crate::plan::AudioPlan;
 use crate::repair::Repairs;
@@ -28,8 +28,7 @@ pub fn run(
     input: AudioInput,
     plan: &AudioPlan,
     dir: &Path,
-    segment_secs: (i64, i64),
-    lead_in_secs: (i64, i64),
+    cuts: Cuts,
     packets: Receiver<ff::Packet>,
     repairs: &Repairs,
 ) -> Result<Track> {
@@ -64,23 +63,18 @@ pub fn run(
         .open_as(encoder_codec)
         .map_err(|e| err("opening the AAC encoder", None, e))?;
     let frame_size = enc.frame_size().max(1);
-    // Each track's first decode time becomes zero in the file. The video's is
-    // its reorder delay before its first frame; AAC's is its priming. Starting
-    // the audio at `priming - lead_in` (padding silence, or trimming) puts the
-    // first sound and the first picture at the same instant.
-    // SAFETY: reading a field of an opened codec context.
-    let priming = i64::from(unsafe { (*enc.as_ptr()).initial_padding });
-    let lead_in = (i128::from(lead_in_secs.0) * i128::from(plan.sample_rate) * 2
-        + i128::from(lead_in_secs.1))
-        / (2 * i128::from(lead_in_secs.1));
-    let first_pts = priming - lead_in as i64;
+    // The first sample is the source's sound at the video's first picture;
+    // the encoder's priming comes before it (negative timestamps), and the
+    // track's edit list (see `cmaf`) skips it, so sound and picture both
+    // start at zero.
+    let first_pts = 0;
     let enc_tb = Rational::new(1, plan.sample_rate as i32);
 
     let mut writer = TrackWriter::create(
         dir,
         ff::codec::Parameters::from(&enc),
         enc_tb,
-        segment_secs,
+        cuts,
         i64::from(frame_size),
         "mp4a.40.2".into(),
     )?;

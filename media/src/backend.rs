@@ -93,10 +93,6 @@ pub trait EncodeBackend: Sync {
         first: &FrameDescription,
         settings: &EncoderSettings,
     ) -> Result<Box<dyn VideoEncoder>>;
-    /// Frames between an encoder's first input and its first decodable output
-    /// (B-frame reorder delay): its first packet has decode time `-delay`.
-    /// Every rung of a plan has the same delay; audio is led in to match it.
-    fn reorder_delay(&self, plan: &LadderPlan, settings: &EncoderSettings) -> Result<u32>;
 }
 
 /// Encoder knobs that are the operator's (and the benchmark's) to choose.

@@ -2,6 +2,14 @@
 //! file (`empty_moov`, one fragment per segment, flushed by us exactly on the
 //! aligned IDRs), which is then split on its top-level boxes into `init.mp4`
 //! (ftyp+moov) and one `N.m4s` per fragment (moof+mdat).
+//!
+//! Every track presents its first sample at time zero. The muxer re-bases a
+//! track so its first *decode* time is zero; a track whose first sample is
+//! decoded before it is shown (H.264 with B-frames: the reorder delay) or
+//! whose first samples are not shown at all (AAC priming) gets one edit in
+//! its `init.mp4` (`elst`, `media_time` = that offset, ISO/IEC 14496-12
+//! 8.6.6, as CMAF allows) so players start it at zero instead of leaving a
+//! hole before the first picture.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -29,8 +37,20 @@ pub struct Track {
     pub codec: String,
 }
 
+/// Where a track's segments start, in seconds as exact fractions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cuts {
+    /// At each multiple of this duration.
+    Every((i64, i64)),
+    /// At these instants (after zero, ascending): the ladder's segment starts
+    /// when its IDRs follow the source's key frames.
+    At(std::sync::Arc<[(i64, i64)]>),
+}
+
 /// Writes one track's packets and cuts a segment at the first cuttable packet
-/// (a keyframe) at or after each multiple of the segment duration.
+/// (a keyframe) at or after each cut instant (less half a packet, so a
+/// remuxed track whose timestamps jitter by a tick still cuts where every
+/// encoded rung does).
 pub struct TrackWriter {
     octx: ff::format::context::Output,
     dir: PathBuf,
@@ -38,13 +58,14 @@ pub struct TrackWriter {
     codec: String,
     packet_tb: Rational,
     stream_tb: Rational,
-    /// Segment length as a fraction of seconds.
-    segment_secs: (i64, i64),
+    cuts: Cuts,
     /// Duration assumed for packets that carry none (in `packet_tb`).
     default_duration: i64,
     next_cut: i64,
     starts: Vec<i64>,
     end: i64,
+    /// The first packet's decode time: how far before zero decoding starts.
+    first_dts: Option<i64>,
 }
 
 fn ff_err(op: &'static str, path: &Path, source: ff::Error) -> MediaError {
@@ -63,7 +84,7 @@ impl TrackWriter {
         dir: &Path,
         parameters: ff::codec::Parameters,
         packet_tb: Rational,
-        segment_secs: (i64, i64),
+        cuts: Cuts,
         default_duration: i64,
         codec: String,
     ) -> Result<Self> {
@@ -91,26 +112,36 @@ impl TrackWriter {
             codec,
             packet_tb,
             stream_tb,
-            segment_secs,
+            cuts,
             default_duration,
             next_cut: 0,
             starts: Vec::new(),
             end: i64::MIN,
+            first_dts: None,
         })
     }
 
     /// Earliest packet timestamp (in `packet_tb`) that may start segment `k`.
     fn cut_point(&self, k: i64) -> i64 {
-        // k * segment_secs / packet_tb, rounded up, in exact integer maths.
-        let num = i128::from(k)
-            * i128::from(self.segment_secs.0)
-            * i128::from(self.packet_tb.denominator());
-        let den = i128::from(self.segment_secs.1) * i128::from(self.packet_tb.numerator());
-        ((num + den - 1) / den) as i64
+        let (n, d) = match &self.cuts {
+            Cuts::Every((n, d)) => (k * n, *d),
+            Cuts::At(at) => match at.get(k as usize - 1) {
+                Some(&t) => t,
+                None => return i64::MAX,
+            },
+        };
+        // n/d seconds in packet_tb, rounded up, in exact integer maths,
+        // less half a packet.
+        let num = i128::from(n) * i128::from(self.packet_tb.denominator());
+        let den = i128::from(d) * i128::from(self.packet_tb.numerator());
+        ((num + den - 1) / den) as i64 - self.default_duration / 2
     }
 
     pub fn write(&mut self, mut packet: ff::Packet) -> Result<()> {
         let pts = packet.pts().unwrap_or(self.end.max(0));
+        if self.first_dts.is_none() {
+            self.first_dts = Some(packet.dts().unwrap_or(pts));
+        }
         if self.starts.is_empty() {
             self.starts.push(pts);
             self.advance_cut(pts);
@@ -163,6 +194,16 @@ impl TrackWriter {
             .write_trailer()
             .map_err(|e| ff_err("finishing the MP4", &self.tmp, e))?;
         drop(self.octx);
+        // The muxer moved the first decode time to zero; the edit puts the
+        // sample presented at zero back at zero.
+        let lead = self.first_dts.map_or(0, |d| (-d).max(0));
+        let media_time = ff::Rescale::rescale(&lead, self.packet_tb, self.stream_tb);
+        let media_time = u32::try_from(media_time).map_err(|_| MediaError::Packaging {
+            path: self.tmp.clone(),
+            reason: format!("a start offset of {lead} ticks does not fit an edit list"),
+        })?;
+        // Presentation starts at zero (or later, for a track that starts late).
+        self.starts[0] = self.starts[0].max(0);
         let tb = f64::from(self.packet_tb);
         let durations: Vec<f64> = self
             .starts
@@ -173,7 +214,7 @@ impl TrackWriter {
                 round_micros((next - s) as f64 * tb)
             })
             .collect();
-        let sizes = split(&self.tmp, &self.dir, durations.len())?;
+        let sizes = split(&self.tmp, &self.dir, durations.len(), media_time)?;
         std::fs::remove_file(&self.tmp).map_err(|e| MediaError::io("removing", &self.tmp, e))?;
         let segments = durations
             .into_iter()
@@ -199,9 +240,8 @@ impl TrackWriter {
 pub(crate) fn muxer_options() -> ff::Dictionary<'static> {
     let mut opts = ff::Dictionary::new();
     // The muxer re-bases every track so its first decode time is zero and,
-    // with empty_moov, writes no edit list. The pipeline therefore starts
-    // every track with the same lead-in (see `transcode`), which keeps audio
-    // and video in sync without edit lists (which HLS players handle unevenly).
+    // with empty_moov, writes no edit list: `split` adds the one a track
+    // needs (the live ladder has no B-frames and needs none).
     opts.set(
         "movflags",
         "+frag_custom+empty_moov+default_base_moof+skip_trailer",
@@ -221,8 +261,9 @@ fn round_micros(x: f64) -> f64 {
 }
 
 /// Splits a fragmented MP4 into init + `expected` media segments; returns
-/// each segment's size.
-fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
+/// each segment's size. A non-zero `media_time` (in the track's timescale)
+/// becomes the track's edit list.
+fn split(file: &Path, dir: &Path, expected: usize, media_time: u32) -> Result<Vec<u64>> {
     let bad = |reason: String| MediaError::Packaging {
         path: file.to_owned(),
         reason,
@@ -240,6 +281,22 @@ fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
     let mut sizes = Vec::with_capacity(expected);
     let mut copy_buf = vec![0u8; 1 << 16];
     while let Some((kind, header, size)) = read_box_header(&mut r).map_err(read_err)? {
+        if kind == *b"moov" && media_time > 0 {
+            let sink = init
+                .as_mut()
+                .ok_or_else(|| bad("`moov` box after the first fragment".into()))?;
+            if header.len() != 8 {
+                return Err(bad("a 64-bit `moov` box".into()));
+            }
+            let mut moov = header.clone();
+            moov.resize(size as usize, 0);
+            r.read_exact(&mut moov[header.len()..]).map_err(read_err)?;
+            let moov = with_edit(&moov, media_time)
+                .ok_or_else(|| bad("the `moov` box has no `trak` with a `tkhd` to edit".into()))?;
+            sink.write_all(&moov)
+                .map_err(|e| MediaError::io("writing", &init_path, e))?;
+            continue;
+        }
         let sink = match &kind {
             b"ftyp" | b"moov" => init.as_mut().ok_or_else(|| {
                 bad(format!(
@@ -294,6 +351,51 @@ fn split(file: &Path, dir: &Path, expected: usize) -> Result<Vec<u64>> {
         )));
     }
     Ok(sizes)
+}
+
+/// `moov` (one track, 32-bit box sizes as the muxer writes them) with an
+/// `edts`/`elst` inserted after the track's `tkhd`: one edit, the whole
+/// track (duration 0: not known up front in a fragmented file) from
+/// `media_time`, at normal rate.
+fn with_edit(moov: &[u8], media_time: u32) -> Option<Vec<u8>> {
+    let child = |buf: &[u8], from: usize, kind: &[u8; 4]| -> Option<(usize, usize)> {
+        let mut at = from;
+        while at + 8 <= buf.len() {
+            let size = u32::from_be_bytes(buf[at..at + 4].try_into().ok()?) as usize;
+            if size < 8 || at + size > buf.len() {
+                return None;
+            }
+            if &buf[at + 4..at + 8] == kind {
+                return Some((at, size));
+            }
+            at += size;
+        }
+        None
+    };
+    let (trak, trak_size) = child(moov, 8, b"trak")?;
+    let (tkhd, tkhd_size) = child(&moov[..trak + trak_size], trak + 8, b"tkhd")?;
+    let mut edts = Vec::with_capacity(36);
+    edts.extend_from_slice(&36u32.to_be_bytes());
+    edts.extend_from_slice(b"edts");
+    edts.extend_from_slice(&28u32.to_be_bytes());
+    edts.extend_from_slice(b"elst");
+    edts.extend_from_slice(&0u32.to_be_bytes()); // version 0, no flags
+    edts.extend_from_slice(&1u32.to_be_bytes()); // one entry
+    edts.extend_from_slice(&0u32.to_be_bytes()); // segment_duration
+    edts.extend_from_slice(&media_time.to_be_bytes());
+    edts.extend_from_slice(&0x0001_0000u32.to_be_bytes()); // media_rate 1.0
+    let at = tkhd + tkhd_size;
+    let mut out = Vec::with_capacity(moov.len() + edts.len());
+    out.extend_from_slice(&moov[..at]);
+    out.extend_from_slice(&edts);
+    out.extend_from_slice(&moov[at..]);
+    let grow = |out: &mut Vec<u8>, pos: usize| {
+        let size = u32::from_be_bytes(out[pos..pos + 4].try_into().expect("4 bytes")) + 36;
+        out[pos..pos + 4].copy_from_slice(&size.to_be_bytes());
+    };
+    grow(&mut out, 0);
+    grow(&mut out, trak);
+    Some(out)
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>> {
@@ -397,6 +499,46 @@ mod tests {
             Some("avc1.64001f")
         );
         assert_eq!(avc_codec_string(&[0, 0, 1, 0x68, 1, 2, 3]), None);
+    }
+
+    #[test]
+    fn an_edit_goes_after_tkhd_and_every_enclosing_size_grows() {
+        let bx = |kind: &[u8; 4], body: &[u8]| {
+            let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(kind);
+            b.extend_from_slice(body);
+            b
+        };
+        let tkhd = bx(b"tkhd", &[0; 84]);
+        let mdia = bx(b"mdia", &[]);
+        let trak = bx(b"trak", &[tkhd.clone(), mdia.clone()].concat());
+        let mvhd = bx(b"mvhd", &[0; 100]);
+        let moov = bx(b"moov", &[mvhd.clone(), trak.clone()].concat());
+        let edited = with_edit(&moov, 1024).unwrap();
+        assert_eq!(edited.len(), moov.len() + 36);
+        assert_eq!(
+            u32::from_be_bytes(edited[..4].try_into().unwrap()) as usize,
+            edited.len()
+        );
+        let trak_at = 8 + mvhd.len();
+        assert_eq!(&edited[trak_at + 4..trak_at + 8], b"trak");
+        assert_eq!(
+            u32::from_be_bytes(edited[trak_at..trak_at + 4].try_into().unwrap()) as usize,
+            trak.len() + 36
+        );
+        let edts_at = trak_at + 8 + tkhd.len();
+        assert_eq!(&edited[edts_at + 4..edts_at + 8], b"edts");
+        assert_eq!(&edited[edts_at + 12..edts_at + 16], b"elst");
+        // entry: duration 0, media_time 1024, rate 1.0
+        assert_eq!(
+            &edited[edts_at + 24..edts_at + 36],
+            &[0, 0, 0, 0, 0, 0, 4, 0, 0, 1, 0, 0]
+        );
+        assert_eq!(&edited[edts_at + 36..], &mdia[..]);
+        assert!(
+            with_edit(&bx(b"moov", &mvhd), 1).is_none(),
+            "no trak, no edit"
+        );
     }
 
     #[test]

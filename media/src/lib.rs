@@ -6,14 +6,24 @@
 //! in later NVIDIA backends); callers see plain Rust types and [`MediaError`].
 
 mod audio;
+mod avio;
 pub mod backend;
 pub mod cmaf;
+mod download;
+mod encode_pass;
 mod error;
+pub mod extras;
+mod frames;
+pub mod ladder;
 pub mod live;
+mod package;
 pub mod plan;
 pub mod playlist;
 pub mod probe;
+pub mod remux;
 mod repair;
+pub mod still;
+mod storyboard;
 pub mod thumbnail;
 mod transcode;
 

@@ -72,6 +72,12 @@ pub struct LadderPlan {
     pub expected_frames: u64,
     pub rungs: Vec<Rung>,
     pub audio: Option<AudioPlan>,
+    /// Frame indices of the IDRs when they follow the source's key frames
+    /// (so the source itself can be a rung); `None`: every `gop_frames`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_frames: Option<Vec<u64>>,
+    /// The top rung is the source's own video, remuxed (never encoded).
+    pub remux_top: bool,
 }
 
 impl LadderPlan {
@@ -106,6 +112,8 @@ impl LadderPlan {
             expected_frames: 0,
             rungs: plan_rungs(width, height, fps, &wanted),
             audio,
+            key_frames: None,
+            remux_top: false,
         })
     }
 
@@ -142,7 +150,75 @@ impl LadderPlan {
             expected_frames: (source.duration_secs * fps).ceil().max(1.0) as u64,
             rungs,
             audio,
+            key_frames: None,
+            remux_top: false,
         })
+    }
+
+    /// Puts the IDRs on the source's key frames (frame indices, starting
+    /// with 0) and makes the top rung the source itself.
+    pub fn follow_source(&mut self, key_frames: Vec<u64>) {
+        debug_assert_eq!(key_frames.first(), Some(&0));
+        self.key_frames = Some(key_frames);
+        self.remux_top = true;
+    }
+
+    /// Whether output frame `index` is an IDR in every rung.
+    pub fn is_idr(&self, index: u64) -> bool {
+        match &self.key_frames {
+            Some(k) => k.binary_search(&index).is_ok(),
+            None => index.is_multiple_of(u64::from(self.gop_frames)),
+        }
+    }
+
+    /// The longest distance between IDRs, in frames (an encoder must never
+    /// add one of its own in between).
+    pub fn max_gop_frames(&self) -> u32 {
+        match &self.key_frames {
+            Some(k) => {
+                let tail = self.expected_frames.saturating_sub(*k.last().unwrap_or(&0));
+                k.windows(2)
+                    .map(|w| w[1] - w[0])
+                    .chain([tail])
+                    .max()
+                    .unwrap_or(1)
+                    .clamp(1, u64::from(u32::MAX)) as u32
+            }
+            None => self.gop_frames,
+        }
+    }
+
+    /// Where every track's segments start, the same instants in every rung
+    /// and in the audio: every segment length with IDRs every GOP; with
+    /// the source's key frames, each the first IDR a segment length or more
+    /// after the previous start.
+    pub fn cuts(&self) -> crate::cmaf::Cuts {
+        let (num, den) = self.frame_rate;
+        match &self.key_frames {
+            None => crate::cmaf::Cuts::Every((
+                i64::from(self.segment_frames) * i64::from(den),
+                i64::from(num),
+            )),
+            Some(keys) => {
+                // A segment lasts at least the segment length (key frames
+                // at most MAX_KEY_INTERVAL apart keep it within 4–6 s).
+                let seg = u64::from(self.segment_frames);
+                let mut at = Vec::new();
+                let mut next = seg;
+                for &k in keys.iter().skip(1) {
+                    if k >= next {
+                        at.push((k as i64 * i64::from(den), i64::from(num)));
+                        next = k + seg;
+                    }
+                }
+                crate::cmaf::Cuts::At(at.into())
+            }
+        }
+    }
+
+    /// The rungs that are encoded (all but a remuxed top one).
+    pub fn encoded_rungs(&self) -> &[Rung] {
+        &self.rungs[usize::from(self.remux_top).min(self.rungs.len())..]
     }
 
     pub fn fps(&self) -> f64 {

@@ -128,13 +128,13 @@ pub fn write_master(
 ) -> Result<Vec<(String, Bandwidth)>> {
     let audio_bw = audio.map(|(_, t)| bandwidth(t));
     let mut media = Vec::new();
-    if let Some((plan, _)) = audio {
+    if let Some((plan, audio_track)) = audio {
         media.push(
             ExtXMedia::builder()
                 .media_type(MediaType::Audio)
                 .group_id(AUDIO_GROUP)
                 .name("default")
-                .uri(format!("{AUDIO_DIR}/{MEDIA}"))
+                .uri(format!("{}/{MEDIA}", dir_name(audio_track)))
                 .is_default(true)
                 .is_autoselect(true)
                 .channels(hls_m3u8::types::Channels::new(u64::from(plan.channels)))
@@ -169,7 +169,7 @@ pub fn write_master(
                 reason,
             })?;
         streams.push(VariantStream::ExtXStreamInf {
-            uri: format!("{}/{MEDIA}", v.rung.name).into(),
+            uri: format!("{}/{MEDIA}", dir_name(v.track)).into(),
             frame_rate: Some(UFloat::new(
                 ((v.frame_rate * 1000.0).round() / 1000.0) as f32,
             )),
@@ -190,6 +190,16 @@ pub fn write_master(
         })?;
     write_file(&dir.join(MASTER), &master.to_string())?;
     Ok(summary)
+}
+
+/// A track's folder in the ladder: its rung's name, or the audio's, plus a
+/// suffix for one that replaced a published track.
+pub fn dir_name(track: &Track) -> String {
+    track
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -194,6 +194,11 @@ pub struct Transcode {
     pub rungs: Vec<u32>,
     /// x264 preset for the CPU encoder.
     pub preset: String,
+    /// An upload that already is what the top rung would be (H.264 4:2:0,
+    /// constant rate, a key frame every ≤ 2 s, AAC-LC) becomes that rung as
+    /// it is, remuxed: playable in a moment, and one encode fewer. Off:
+    /// every rung is encoded at this box's bit rates.
+    pub remux_source: bool,
 }
 
 impl Default for Transcode {
@@ -202,6 +207,7 @@ impl Default for Transcode {
             backend: "auto".into(),
             rungs: vec![1080, 720, 480, 360],
             preset: "veryfast".into(),
+            remux_source: true,
         }
     }
 }

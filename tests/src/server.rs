@@ -463,14 +463,15 @@ pub fn publish(
     id
 }
 
-/// Polls the status until `status` is final; returns the last status.
+/// Polls the status until `status` is final (a playable video whose
+/// ladder still grows is not); returns the last status.
 pub fn wait_final(server: &Server, client: &Client, video: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
         let r = client.get(&server.url(&format!("/api/v1/videos/{video}/status")));
         if r.status == 200 {
             let v = r.json();
-            if v["status"] != "processing" {
+            if v["status"] != "processing" && v["stage"] != "growing" {
                 return v;
             }
         }

@@ -88,7 +88,9 @@ fn a_client_generated_from_openapi_calls_search_feed_and_analytics() {
     std::fs::create_dir_all(&gen).unwrap();
     let out = run(
         Command::new("openapi-python-client")
-            .args(["generate", "--meta", "none", "--path"])
+            .args(["generate", "--meta", "none", "--config"])
+            .arg(manifest_dir().join("clients/openapi-python-client.yaml"))
+            .arg("--path")
             .arg(&spec)
             .arg("--output-path")
             .arg(gen.join("appliance_client")),

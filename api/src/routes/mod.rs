@@ -10,6 +10,7 @@ mod accounts;
 mod analytics;
 mod engagement;
 mod extract;
+mod extras;
 mod feed;
 mod live;
 mod openapi;
@@ -62,6 +63,7 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
     Router::new()
         .nest(PREFIX, api)
         .merge(origin::router::<S>())
+        .merge(extras::router::<S>())
         .merge(player::router::<S>())
         .merge(ops::probes::<S>())
         .merge(openapi::router::<S>())

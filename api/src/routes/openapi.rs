@@ -10,6 +10,7 @@ use axum::Router;
 use bytes::Bytes;
 use utoipa::OpenApi;
 
+use super::extras::__path_still;
 use super::state::Ctx;
 use super::{
     accounts::*, analytics::*, engagement::*, feed::*, live::*, ops::*, uploads::*, videos::*,
@@ -232,7 +233,7 @@ fn error_response(status: &str, why: &str) -> utoipa::openapi::Response {
         watch_batch, search_videos, hashtag_videos, followers, following, like, unlike,
         save, unsave, share, add_comment, comments, replies, trending_hashtags,
         video_analytics, creator_overview, create_channel, list_channels, get_channel,
-        stop_channel, clip_channel
+        stop_channel, clip_channel, still
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
     modifiers(&BearerAuth, &ErrorResponses)

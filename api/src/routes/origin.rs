@@ -20,7 +20,7 @@ use http_range_header::StartPosition;
 
 use super::state::Ctx;
 pub use super::state::OriginPolicy;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::service::{Live, Origin, OriginLookup, OriginMeta, Service};
 
 /// The kinds of file the origin serves; anything else is not ours.
@@ -30,6 +30,12 @@ pub enum FileKind {
     InitSegment,
     MediaSegment,
     Poster,
+    /// `storyboard.jpg`: the storyboard's sprite of tiles.
+    Storyboard,
+    /// `storyboard.vtt`: the WebVTT thumbnails track pointing into it.
+    Thumbnails,
+    /// `download.mp4`: the top rung and audio as one progressive MP4.
+    Download,
 }
 
 impl FileKind {
@@ -38,7 +44,9 @@ impl FileKind {
             Self::Playlist => "application/vnd.apple.mpegurl",
             Self::InitSegment => "video/mp4",
             Self::MediaSegment => "video/iso.segment",
-            Self::Poster => "image/jpeg",
+            Self::Poster | Self::Storyboard => "image/jpeg",
+            Self::Thumbnails => "text/vtt; charset=utf-8",
+            Self::Download => "video/mp4",
         }
     }
 
@@ -55,6 +63,12 @@ impl FileKind {
             Self::InitSegment | Self::MediaSegment => {
                 "public, max-age=31536000, immutable".to_owned()
             }
+            // Made with the ladder under fixed names, so a reprocess
+            // replaces them at the same URL: revalidated, like the poster.
+            Self::Storyboard | Self::Thumbnails | Self::Download => format!(
+                "public, max-age={}, must-revalidate",
+                policy.playlist_max_age.as_secs()
+            ),
             Self::Playlist | Self::Poster => format!(
                 "public, max-age={}, must-revalidate",
                 policy.playlist_max_age.as_secs()
@@ -76,8 +90,12 @@ pub fn valid_id(id: &str) -> bool {
 /// packager writes are accepted, so no path can leave the folder: no `..`,
 /// no empty or dotted components, no absolute paths, no encodings.
 pub fn classify(path: &str) -> Option<FileKind> {
-    if path == "master.m3u8" {
-        return Some(FileKind::Playlist);
+    match path {
+        "master.m3u8" => return Some(FileKind::Playlist),
+        "storyboard.jpg" => return Some(FileKind::Storyboard),
+        "storyboard.vtt" => return Some(FileKind::Thumbnails),
+        "download.mp4" => return Some(FileKind::Download),
+        _ => {}
     }
     let (rendition, file) = path.split_once('/')?;
     let rendition_ok = !rendition.is_empty()
@@ -209,7 +227,7 @@ pub(crate) async fn preflight() -> Response {
     )
 }
 
-fn with_cors(r: Response) -> Response {
+pub(super) fn with_cors(r: Response) -> Response {
     headers_on(
         r,
         &[
@@ -230,7 +248,7 @@ fn headers_on(mut r: Response, pairs: &[(header::HeaderName, &'static str)]) -> 
     r
 }
 
-async fn serve<S: Service>(
+pub(super) async fn serve<S: Service>(
     ctx: &Ctx<S>,
     source: Source,
     video_id: &str,
@@ -243,6 +261,21 @@ async fn serve<S: Service>(
         Source::Vod => ctx.svc.origin().origin_lookup(video_id, path).await,
         Source::Live => ctx.svc.live().live_lookup(video_id, path).await,
     };
+    answer(ctx, source, video_id, path, kind, method, headers, lookup).await
+}
+
+/// The response to a request for a file found (or not) by `lookup`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn answer<S: Service>(
+    ctx: &Ctx<S>,
+    source: Source,
+    video_id: &str,
+    path: &str,
+    kind: FileKind,
+    method: &Method,
+    headers: &HeaderMap,
+    lookup: ApiResult<OriginLookup>,
+) -> Response {
     let meta = match lookup {
         Ok(OriginLookup::Found(meta)) => meta,
         Ok(OriginLookup::Missing) => return not_found(&ctx.origin),
@@ -289,10 +322,13 @@ async fn serve<S: Service>(
             HeaderValue::from_static(kind.content_type()),
         );
     }
-    h.insert(
-        header::CACHE_CONTROL,
-        header_value(&kind.cache_control(&ctx.origin, source)),
-    );
+    let cache = if meta.changing {
+        // A growing ladder's master: the CDN must see the next rung soon.
+        "public, max-age=1, must-revalidate".to_owned()
+    } else {
+        kind.cache_control(&ctx.origin, source)
+    };
+    h.insert(header::CACHE_CONTROL, header_value(&cache));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -452,7 +488,7 @@ fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn not_found(policy: &OriginPolicy) -> Response {
+pub(super) fn not_found(policy: &OriginPolicy) -> Response {
     let mut r = ApiError::new(ErrorCode::NotFound, "no such file").into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -495,6 +531,15 @@ mod tests {
         assert_eq!(classify("720p/index.m3u8"), Some(FileKind::Playlist));
         assert_eq!(classify("audio/init.mp4"), Some(FileKind::InitSegment));
         assert_eq!(classify("1080p/12.m4s"), Some(FileKind::MediaSegment));
+        assert_eq!(classify("storyboard.jpg"), Some(FileKind::Storyboard));
+        assert_eq!(classify("storyboard.vtt"), Some(FileKind::Thumbnails));
+        assert_eq!(classify("download.mp4"), Some(FileKind::Download));
+        assert_eq!(FileKind::Storyboard.content_type(), "image/jpeg");
+        assert_eq!(
+            FileKind::Thumbnails.content_type(),
+            "text/vtt; charset=utf-8"
+        );
+        assert_eq!(FileKind::Download.content_type(), "video/mp4");
         for bad in [
             "",
             "../master.m3u8",
@@ -509,6 +554,11 @@ mod tests {
             "720p/index.m3u8.bak",
             "poster.jpg",
             "720p/1234567890.m4s",
+            "720p/storyboard.vtt",
+            "storyboard.jpg/",
+            "Storyboard.vtt",
+            "download.mp4.part",
+            "audio/download.mp4",
         ] {
             assert_eq!(classify(bad), None, "{bad:?}");
         }
@@ -524,6 +574,7 @@ mod tests {
             size: 1000,
             last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             etag: "abc".into(),
+            changing: false,
         }
     }
 

@@ -29,7 +29,11 @@ async fn player_page(Path(video_id): Path<String>) -> Response {
     }
     let page = PLAYER_HTML
         .replace("__MASTER_URL__", &format!("/hls/{video_id}/master.m3u8"))
-        .replace("__POSTER_URL__", &format!("/thumbs/{video_id}/poster.jpg"));
+        .replace("__POSTER_URL__", &format!("/thumbs/{video_id}/poster.jpg"))
+        .replace(
+            "__THUMBNAILS_URL__",
+            &format!("/hls/{video_id}/storyboard.vtt"),
+        );
     Html(page).into_response()
 }
 

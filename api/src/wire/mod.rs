@@ -301,17 +301,25 @@ pub struct Video {
     pub viewer: ViewerEngagement,
 }
 
+/// The stage of a `ready` video whose ladder is still growing.
+pub const GROWING: &str = "growing";
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoStatus {
     pub video_id: String,
     pub status: VideoState,
-    /// `queued`, `transcoding`, `packaging`, `publishing`, `retrying`, `done`, `failed`.
+    /// `queued`, `transcoding`, `packaging`, `publishing`, `retrying`,
+    /// `growing` (ready: playable, more rungs still encoding), `done`, `failed`.
     pub stage: String,
     /// Whole-job progress, 0–100 (the mean of the rungs while transcoding).
     pub percent: f32,
     /// Per-rung progress, 0–100.
     pub rungs: BTreeMap<String, u8>,
+    /// The rungs a player can play now (what the master playlist lists),
+    /// largest first; it grows while the stage is `growing`.
+    #[serde(default)]
+    pub live_rungs: Vec<String>,
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -322,14 +330,20 @@ impl VideoStatus {
     /// The SSE event name this state is announced with.
     pub fn event_name(&self) -> &'static str {
         match self.status {
+            VideoState::Ready if self.is_growing() => "transcode.playable",
             VideoState::Ready => "transcode.completed",
             VideoState::Failed => "transcode.failed",
             VideoState::Processing => "transcode.progress",
         }
     }
 
+    /// Playable, with more rungs to come.
+    pub fn is_growing(&self) -> bool {
+        self.status == VideoState::Ready && self.stage == GROWING
+    }
+
     pub fn is_final(&self) -> bool {
-        self.status != VideoState::Processing
+        self.status != VideoState::Processing && !self.is_growing()
     }
 }
 
@@ -347,6 +361,7 @@ impl StatusEvent {
         [
             "transcode.started",
             "transcode.progress",
+            "transcode.playable",
             "transcode.completed",
             "transcode.failed",
             "video.deleted",

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::report;
-use super::{bench_feed_http, bench_ingest, bench_origin};
+use super::{bench_feed_http, bench_ingest, bench_origin, bench_publish};
 use crate::error;
 use crate::feed::tools as feedtools;
 
@@ -93,6 +93,11 @@ pub fn ingest(a: IngestArgs) -> ExitCode {
 /// `appliance bench feed --http`: JSON and its plot (same name, `.svg`).
 pub fn feed_http(o: bench_feed_http::Options) -> ExitCode {
     with_plot(bench_feed_http::run(&o), &o.out, bench_feed_http::svg)
+}
+
+/// `appliance bench publish`: JSON and its plot (same name, `.svg`).
+pub fn publish(o: bench_publish::Options) -> ExitCode {
+    with_plot(bench_publish::run(&o), &o.out, bench_publish::svg)
 }
 
 /// `appliance bench origin`: JSON and its plot (same name, `.svg`).

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bench_feed_http;
 mod bench_ingest;
 pub mod bench_origin;
+pub mod bench_publish;
 pub mod doctor;
 pub mod feed;
 pub mod ingest_rtsp;

@@ -8,15 +8,28 @@ use crate::videos::progress;
 /// Exit code for inputs the engine refuses (as opposed to failures).
 const EXIT_REJECTED: u8 = 2;
 
-pub fn run(
-    input: PathBuf,
-    out: PathBuf,
-    backend: &str,
-    rungs: Vec<u32>,
-    preset: String,
-    json: bool,
-    quiet: bool,
-) -> ExitCode {
+pub struct Args {
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub backend: String,
+    pub rungs: Vec<u32>,
+    pub preset: String,
+    pub remux_source: bool,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+pub fn run(a: Args) -> ExitCode {
+    let Args {
+        input,
+        out,
+        backend,
+        rungs,
+        preset,
+        remux_source,
+        json,
+        quiet,
+    } = a;
     let backend = match backend.parse::<hardware::BackendRequest>() {
         Ok(b) => b,
         Err(e) => {
@@ -32,6 +45,7 @@ pub fn run(
             preset,
             ..Default::default()
         },
+        remux_source,
         ..Default::default()
     };
     let bars = progress::Bars::new(quiet || json);

@@ -1,8 +1,10 @@
 //! The published videos' wire form by id, so that a feed page names ten
 //! videos without ten catalog reads. A `ready` public row only changes by
 //! leaving `ready` (reprocess, delete), and every way out calls
-//! [`Recommender::forget_video`](super::Recommender::forget_video), which
-//! invalidates here; a page that read the catalog before that cannot put
+//! [`Recommender::forget_video`](super::Recommender::forget_video), or by
+//! its ladder growing, which calls
+//! [`Recommender::ladder_changed`](super::Recommender::ladder_changed); both
+//! invalidate here; a page that read the catalog before that cannot put
 //! the old row back, because invalidation bumps a generation that every
 //! insert checks under the same lock (as the origin's cache does).
 

@@ -515,6 +515,12 @@ impl Recommender {
         }
     }
 
+    /// A playable video's ladder grew (its wire form lists more
+    /// renditions): call after the catalog changed.
+    pub fn ladder_changed(&self, id: &str) {
+        self.meta.invalidate(id);
+    }
+
     /// A video left `ready` (reprocess, delete): call after the catalog
     /// changed.
     pub fn forget_video(&self, id: &str) {

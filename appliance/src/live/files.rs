@@ -48,6 +48,7 @@ pub async fn lookup(dir: &Path, path: &str) -> ApiResult<OriginLookup> {
                     last_modified: modified,
                     etag: format!("{size:x}-{nanos:x}"),
                     body,
+                    changing: false,
                 }))
             }
             Ok(_) => Ok(OriginLookup::NotYet),

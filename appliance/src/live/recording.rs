@@ -95,6 +95,7 @@ impl Live {
             placement: "live recording (no re-encode)".into(),
             frames: (recording.duration_secs * recording.frame_rate).round() as u64,
             repairs: Vec::new(),
+            folders: Vec::new(),
         };
         let when = |t: SystemTime| {
             cat::rfc3339(

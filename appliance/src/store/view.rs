@@ -20,6 +20,10 @@ pub struct LadderInfo {
     /// What the transcode worked around (`media::LadderOutput::repairs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repairs: Vec<String>,
+    /// While the ladder grows: the folders (rungs, audio) its published
+    /// master points to, which a resumed job must not upload again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

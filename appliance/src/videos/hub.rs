@@ -15,6 +15,8 @@ use tokio_stream::wrappers::BroadcastStream;
 pub struct Live {
     pub stage: String,
     pub rungs: BTreeMap<String, u8>,
+    /// The rungs published so far while a playable video's ladder grows.
+    pub live_rungs: Vec<String>,
 }
 
 impl Live {
@@ -162,6 +164,7 @@ mod tests {
             stage: String::new(),
             percent: 0.0,
             rungs: Default::default(),
+            live_rungs: Vec::new(),
             attempts: 1,
             error: None,
             updated_at: String::new(),

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::wire::{StatusEvent, VideoState, VideoStatus};
+use api::wire::{StatusEvent, VideoState, VideoStatus, GROWING};
 use tokio::sync::watch;
 
+use super::publishing::Publisher;
 use super::{deleted_event, status_wire, Videos};
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, now_ms, rfc3339, JobRow, Settle};
@@ -97,7 +98,11 @@ async fn run(
 ) -> Result<()> {
     let vid = job.video_id.clone();
     let video = app.catalog.call(move |c| cat::video(c, &vid)).await?;
-    let Some(video) = video.filter(|v| v.state == "processing") else {
+    // A video already playable with part of its ladder is a job resumed
+    // after a crash: it finishes the ladder.
+    let Some(video) =
+        video.filter(|v| v.state == "processing" || (v.state == "ready" && v.stage == GROWING))
+    else {
         settle(app, owner, &job, Settle::Failed("the video is gone".into())).await?;
         return Ok(());
     };
@@ -133,8 +138,22 @@ async fn run(
     ));
     let scratch = app.work_dir.join(format!("job-{}", job.id));
     let started_at = Instant::now();
-    let outcome =
-        transcode_and_upload(app, &job, &video.source_key, &scratch, cancel.clone()).await;
+    let publisher = Arc::new(Publisher::new(
+        app.clone(),
+        job.id,
+        owner,
+        &video,
+        cancel.clone(),
+    ));
+    let outcome = transcode_and_upload(
+        app,
+        &job,
+        &video.source_key,
+        &scratch,
+        cancel.clone(),
+        publisher.clone(),
+    )
+    .await;
     heartbeat.abort();
     let _ = std::fs::remove_dir_all(&scratch);
 
@@ -157,7 +176,10 @@ async fn run(
                 app.counters
                     .transcode_ms
                     .fetch_add(started_at.elapsed().as_millis() as u64, Ordering::Relaxed);
-                tracing::info!(job = job.id, video = %job.video_id, secs = started_at.elapsed().as_secs_f32(), "published");
+                tracing::info!(job = job.id, video = %job.video_id, secs = started_at.elapsed().as_secs_f32(), first_playable_secs = ?publisher.first_playable(), "published");
+                // The gate and the feed's copy knew the growing ladder.
+                app.origin_cache.invalidate(&job.video_id);
+                app.feed.ladder_changed(&job.video_id);
                 app.feed.embed_wake.notify_one();
             } else {
                 app.counters.cancelled.fetch_add(1, Ordering::Relaxed);
@@ -328,6 +350,7 @@ async fn transcode_and_upload(
     source_key: &str,
     scratch: &Path,
     cancel: Arc<AtomicBool>,
+    publisher: Arc<Publisher>,
 ) -> Result<LadderInfo> {
     std::fs::create_dir_all(scratch).map_err(Error::io("creating", scratch.display()))?;
     let input = app
@@ -352,27 +375,42 @@ async fn transcode_and_upload(
             ..Default::default()
         },
         cancel: Some(cancel.clone()),
+        remux_source: app.config.transcode.remux_source,
     };
     let (app2, vid, attempt) = (app.clone(), job.video_id.clone(), job.attempts);
     let out = out_dir.clone();
-    let ladder = tokio::task::spawn_blocking(move || {
-        let progress = |ev: media::ProgressEvent| on_progress(&app2, &vid, attempt, ev);
+    let publisher2 = publisher.clone();
+    let transcoded = tokio::task::spawn_blocking(move || {
+        let progress = |ev: media::ProgressEvent| match ev {
+            media::ProgressEvent::Playable {
+                dir,
+                rungs,
+                audio,
+                master,
+                size,
+            } => publisher2.playable(&dir, &rungs, audio.as_deref(), &master, size),
+            ev @ (media::ProgressEvent::Started { .. }
+            | media::ProgressEvent::Rung { .. }
+            | media::ProgressEvent::Packaging
+            | media::ProgressEvent::Completed) => on_progress(&app2, &vid, attempt, ev),
+        };
         media::transcode(&input, &out, &opts, &app2.inventory, &progress)
     })
-    .await??;
+    .await?;
+    let ladder = match (transcoded, publisher.take_error()) {
+        // Publishing failed and stopped the transcode: that is the error.
+        (Err(media::MediaError::Cancelled), Some(e)) => return Err(e),
+        (result, _) => result?,
+    };
 
     set_stage(app, &job.video_id, "publishing").await?;
     app.hub
         .update(&job.video_id, |l| l.stage = "publishing".into());
     announce(app, &job.video_id).await;
-    // Leftovers of an attempt that died mid-upload go first; nothing under
-    // this prefix is served until `publish` commits.
-    let prefix = objects::ladder_prefix(&job.video_id);
-    app.objects.delete_prefix(&prefix).await?;
     if cancel.load(Ordering::Relaxed) {
         return Err(media::MediaError::Cancelled.into());
     }
-    app.objects.upload_dir(&out_dir, &prefix).await?;
+    publisher.finish(&out_dir).await?;
     let top = ladder.plan.rungs.first();
     Ok(LadderInfo {
         duration_secs: ladder.frames as f64 / ladder.plan.fps(),
@@ -382,6 +420,7 @@ async fn transcode_and_upload(
         placement: ladder.placement.to_string(),
         frames: ladder.frames,
         repairs: ladder.repairs.clone(),
+        folders: Vec::new(),
     })
 }
 
@@ -397,16 +436,23 @@ fn on_progress(app: &Videos, video_id: &str, attempt: u32, ev: media::ProgressEv
         media::ProgressEvent::Packaging => {
             app.hub.update(video_id, |l| l.stage = "packaging".into())
         }
-        media::ProgressEvent::Completed => return,
+        media::ProgressEvent::Completed | media::ProgressEvent::Playable { .. } => return,
+    };
+    // Playable already (some rungs published): still `ready`, growing.
+    let (status, stage) = if live.live_rungs.is_empty() {
+        (VideoState::Processing, live.stage.clone())
+    } else {
+        (VideoState::Ready, GROWING.to_owned())
     };
     app.hub.publish(StatusEvent {
         name: "transcode.progress",
         status: VideoStatus {
             video_id: video_id.to_owned(),
-            status: VideoState::Processing,
+            status,
             percent: live.percent(),
-            stage: live.stage,
+            stage,
             rungs: live.rungs,
+            live_rungs: live.live_rungs,
             attempts: attempt,
             error: None,
             updated_at: rfc3339(now_ms()),

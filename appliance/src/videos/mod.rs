@@ -1,7 +1,7 @@
 //! Videos: uploads (resumable chunks and single-shot), the durable job
 //! queue's workers and janitor, the status hub (SSE) and its fan-out
 //! between processes, the CLI progress bars, the video endpoints, and the
-//! origin's lookups.
+//! origin's lookups and stills at any time.
 //!
 //! May call: `store` (rows and objects), `accounts` (a creator's page
 //! checks the user), `engagement` (rate limits, counts, forgetting a
@@ -23,6 +23,8 @@ mod library;
 mod origin;
 pub mod origin_cache;
 pub mod progress;
+mod publishing;
+mod stills;
 mod uploads;
 
 use std::collections::HashSet;
@@ -41,7 +43,7 @@ use crate::engagement::Engagement;
 use crate::error::Result;
 use crate::feed::Recommender;
 use crate::store::catalog::{self as cat, now_ms, rfc3339, Catalog, VideoRow};
-use crate::store::{objects, video_state, Objects};
+use crate::store::{objects, video_state, LadderInfo, Objects};
 use settings::Config;
 
 /// The videos domain's state: what `api::Uploads`, `api::Videos` and
@@ -160,11 +162,17 @@ pub fn status_wire(
     live: Option<&hub::Live>,
 ) -> VideoStatus {
     let state = video_state(&v.state);
+    let growing = state == VideoState::Ready && v.stage == GROWING;
     let (stage, rungs, percent) = match (state, live) {
         (VideoState::Processing, Some(l)) if !l.stage.is_empty() => {
             (l.stage.clone(), l.rungs.clone(), l.percent())
         }
-        (VideoState::Ready, _) => (v.stage.clone(), Default::default(), 100.0),
+        (VideoState::Ready, Some(l)) if growing => (v.stage.clone(), l.rungs.clone(), l.percent()),
+        (VideoState::Ready, _) => (
+            v.stage.clone(),
+            Default::default(),
+            if growing { 0.0 } else { 100.0 },
+        ),
         (VideoState::Processing | VideoState::Failed, _) => {
             (v.stage.clone(), Default::default(), 0.0)
         }
@@ -175,6 +183,15 @@ pub fn status_wire(
         stage,
         percent,
         rungs,
+        live_rungs: match state {
+            VideoState::Ready => v
+                .ladder
+                .as_deref()
+                .and_then(|l| serde_json::from_str::<LadderInfo>(l).ok())
+                .map(|l| l.renditions.into_iter().map(|r| r.name).collect())
+                .unwrap_or_default(),
+            VideoState::Processing | VideoState::Failed => Vec::new(),
+        },
         attempts: job.map_or(0, |j| j.attempts),
         error: v.failure.clone(),
         updated_at: rfc3339(v.updated_at),
@@ -191,6 +208,7 @@ pub fn deleted_event(video_id: &str) -> StatusEvent {
             stage: "deleted".into(),
             percent: 0.0,
             rungs: Default::default(),
+            live_rungs: Vec::new(),
             attempts: 0,
             error: Some("the video was deleted".into()),
             updated_at: rfc3339(now_ms()),

@@ -52,6 +52,7 @@ impl api::Origin for Videos {
                         head.last_modified.timestamp_millis()
                     )
                 }),
+            changing: gate.growing && path == media::playlist::MASTER,
         };
         // Small files are kept in memory; larger ones (segments) mapped
         // from the local store, so a pull is a copy into the socket and
@@ -93,12 +94,13 @@ impl Videos {
             return Ok(None);
         };
         let private = v.visibility == "private";
+        let growing = v.stage == api::wire::GROWING;
         Ok(Some(
             self.origin_cache
-                .put_video(video_id, private, generation)
+                .put_video(video_id, private, growing, generation)
                 // A video left `ready` since the read: answer from what was
                 // read, remember nothing.
-                .unwrap_or_else(|| VideoGate::transient(private)),
+                .unwrap_or_else(|| VideoGate::transient(private, growing)),
         ))
     }
 }

@@ -3,7 +3,8 @@
 //! served, and its ladder files' size and validators, with the bytes of the
 //! small ones (playlists, init segments). A published ladder never changes
 //! in place, so nothing here expires; it is dropped when the video leaves
-//! `ready` (reprocess, delete).
+//! `ready` (reprocess, delete), and each time a growing ladder's master is
+//! replaced (the only file that ever is).
 //!
 //! Never stale after a delete: every way out of `ready` calls
 //! [`OriginCache::invalidate`] once the catalog has changed, and a lookup
@@ -43,14 +44,18 @@ pub enum Held {
 /// One published video as the origin sees it.
 pub struct VideoGate {
     pub private: bool,
+    /// Playable while more rungs encode: its master will be replaced (and
+    /// this gate invalidated when it is).
+    pub growing: bool,
     files: RwLock<HashMap<String, (OriginMeta, Held)>>,
 }
 
 impl VideoGate {
     /// A gate for one answer, in no cache.
-    pub fn transient(private: bool) -> Arc<Self> {
+    pub fn transient(private: bool, growing: bool) -> Arc<Self> {
         Arc::new(Self {
             private,
+            growing,
             files: RwLock::new(HashMap::new()),
         })
     }
@@ -87,7 +92,13 @@ impl OriginCache {
     /// Remembers a `ready` video read from the catalog under `generation`;
     /// None when a video left `ready` meanwhile (the answer may be stale:
     /// serve it this once, remember nothing).
-    pub fn put_video(&self, id: &str, private: bool, generation: u64) -> Option<Arc<VideoGate>> {
+    pub fn put_video(
+        &self,
+        id: &str,
+        private: bool,
+        growing: bool,
+        generation: u64,
+    ) -> Option<Arc<VideoGate>> {
         let mut inner = self.inner.write();
         if inner.generation != generation {
             return None;
@@ -97,7 +108,7 @@ impl OriginCache {
             self.body_bytes.store(0, Ordering::Relaxed);
             self.mapped.store(0, Ordering::Relaxed);
         }
-        let gate = VideoGate::transient(private);
+        let gate = VideoGate::transient(private, growing);
         inner.videos.insert(id.to_owned(), gate.clone());
         Some(gate)
     }
@@ -175,6 +186,7 @@ mod tests {
             last_modified: SystemTime::UNIX_EPOCH,
             etag: "e".into(),
             body: body.map(Bytes::from_static),
+            changing: false,
         }
     }
 
@@ -185,10 +197,10 @@ mod tests {
         // A delete commits and invalidates while a lookup is between its
         // catalog read (still `ready`) and its insert.
         cache.invalidate("v");
-        assert!(cache.put_video("v", false, before).is_none());
+        assert!(cache.put_video("v", false, false, before).is_none());
         assert!(cache.video("v").is_none());
         let now = cache.generation();
-        let gate = cache.put_video("v", false, now).unwrap();
+        let gate = cache.put_video("v", false, false, now).unwrap();
         cache.put_file(
             "v",
             &gate,
@@ -208,7 +220,9 @@ mod tests {
     #[test]
     fn bodies_past_the_budget_keep_only_their_metadata() {
         let cache = OriginCache::default();
-        let gate = cache.put_video("v", false, cache.generation()).unwrap();
+        let gate = cache
+            .put_video("v", false, false, cache.generation())
+            .unwrap();
         cache.body_bytes.store(BODY_BUDGET - 4, Ordering::Relaxed);
         cache.put_file(
             "v",
@@ -227,7 +241,9 @@ mod tests {
     #[test]
     fn mappings_are_counted_and_given_back() {
         let cache = OriginCache::default();
-        let gate = cache.put_video("v", false, cache.generation()).unwrap();
+        let gate = cache
+            .put_video("v", false, false, cache.generation())
+            .unwrap();
         cache.put_file("v", &gate, "a/1.m4s", meta(Some(b"segment")), Held::Mapped);
         // The same file again (two first pulls raced): still one mapping.
         cache.put_file("v", &gate, "a/1.m4s", meta(Some(b"segment")), Held::Mapped);

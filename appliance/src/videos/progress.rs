@@ -49,6 +49,12 @@ impl Bars {
                     b.set_position(u64::from(*percent));
                 }
             }
+            ProgressEvent::Playable { rungs, .. } => {
+                let names: Vec<&str> = rungs.iter().map(|r| r.name.as_str()).collect();
+                let _ = self
+                    .multi
+                    .println(format!("playable: {}", names.join(", ")));
+            }
             ProgressEvent::Packaging => {
                 let _ = self.multi.println("packaging");
             }

@@ -311,56 +311,6 @@ impl EncodeBackend for Cpu {
     ) -> Result<Box<dyn VideoEncoder>> {
         Ok(Box::new(open_x264(rung, plan, first, settings)?))
     }
-
-    fn reorder_delay(&self, plan: &LadderPlan, settings: &EncoderSettings) -> Result<u32> {
-        // A tiny encoder with the plan's settings reports what the real ones will.
-        let probe = Rung {
-            name: "probe".into(),
-            width: 64,
-            height: 64,
-            ..plan.rungs[0].clone()
-        };
-        let desc = FrameDescription {
-            color_space: ff::color::Space::Unspecified,
-            color_primaries: ff::color::Primaries::Unspecified,
-            color_trc: ff::color::TransferCharacteristic::Unspecified,
-        };
-        let mut x = open_x264(&probe, plan, &desc, settings)?;
-        // Measured, not read from `has_b_frames`: libavcodec sets that from
-        // the B-frames asked for, but x264 allows fewer when the GOP is
-        // short (a 1 fps source has 2-frame GOPs), and the first packet's
-        // decode time is what audio is led in against.
-        let frames = (3 * u64::from(plan.gop_frames) + 8).min(64);
-        let mut frame = ff::frame::Video::new(Pixel::YUV420P, probe.width, probe.height);
-        for plane in 0..3 {
-            frame.data_mut(plane).fill(128);
-        }
-        for index in 0..frames {
-            frame.set_pts(Some(index as i64));
-            frame.set_kind(if index.is_multiple_of(u64::from(plan.gop_frames)) {
-                ff::picture::Type::I
-            } else {
-                ff::picture::Type::None
-            });
-            x.send_frame(Some(&frame))?;
-            if let Some(p) = x.receive_packet()? {
-                return Ok(first_delay(&p));
-            }
-        }
-        x.send_frame(None)?;
-        match x.receive_packet()? {
-            Some(p) => Ok(first_delay(&p)),
-            None => Err(MediaError::Worker {
-                stage: "encode".into(),
-                reason: "the probe encoder produced no packet".into(),
-            }),
-        }
-    }
-}
-
-/// The reorder delay a first packet shows: its decode time is `-delay`.
-fn first_delay(p: &ff::Packet) -> u32 {
-    p.dts().map_or(0, |d| (-d).max(0) as u32)
 }
 
 fn open_x264(
@@ -419,9 +369,16 @@ pub fn x264_option_pairs(
     plan: &LadderPlan,
     settings: &EncoderSettings,
 ) -> Vec<(&'static str, String)> {
-    let top = plan.rungs.first().is_some_and(|r| r.name == rung.name);
+    // The largest rung this box encodes gets the cores (a remuxed top rung
+    // is not encoded).
+    let top = plan
+        .encoded_rungs()
+        .first()
+        .is_some_and(|r| r.name == rung.name);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let g = plan.gop_frames;
+    // IDRs come only where the plan marks them: x264 must never need one of
+    // its own in between, even when they follow a source's uneven key frames.
+    let g = plan.max_gop_frames();
     let mut pairs = vec![
         ("preset", settings.preset.clone()),
         ("profile", "high".into()),

@@ -192,6 +192,7 @@ pub fn export(
                 bandwidth: bw.peak + audio_peak,
                 average_bandwidth: bw.average.unwrap_or(0) + audio_avg,
                 segments,
+                duration_secs,
             })
             .collect(),
         audio: audio_bw.is_some(),

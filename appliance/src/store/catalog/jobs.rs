@@ -167,11 +167,47 @@ pub fn publish(
     let wanted = tx
         .execute(
             "UPDATE videos SET state = 'ready', stage = 'done', failure = NULL, ladder = ?2, updated_at = ?3
-             WHERE id = ?1 AND state = 'processing'",
+             WHERE id = ?1 AND (state = 'processing' OR (state = 'ready' AND stage = 'growing'))",
             params![video_id, ladder, now],
         )
         .map_err(Error::catalog("publishing"))?;
     if held == 1 && wanted == 1 {
+        tx.commit().map_err(Error::catalog("publishing"))?;
+        Ok(true)
+    } else {
+        Ok(false)
+    }
+}
+
+/// Part of the ladder is playable: if (and only if) we still hold the job
+/// and the video is still wanted, the video becomes (or stays) `ready` in
+/// stage `growing` with the ladder published so far. The job keeps
+/// running; [`publish`] ends it.
+pub fn publish_playable(
+    c: &mut Connection,
+    job_id: i64,
+    owner: &str,
+    video_id: &str,
+    ladder: &str,
+) -> Result<bool> {
+    let now = now_ms();
+    let tx = c.transaction().map_err(Error::catalog("publishing"))?;
+    let held: bool = tx
+        .query_row(
+            "SELECT COUNT(*) FROM jobs WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+            params![job_id, owner],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(Error::catalog("publishing"))?
+        == 1;
+    let wanted = tx
+        .execute(
+            "UPDATE videos SET state = 'ready', stage = 'growing', failure = NULL, ladder = ?2, updated_at = ?3
+             WHERE id = ?1 AND (state = 'processing' OR (state = 'ready' AND stage = 'growing'))",
+            params![video_id, ladder, now],
+        )
+        .map_err(Error::catalog("publishing"))?;
+    if held && wanted == 1 {
         tx.commit().map_err(Error::catalog("publishing"))?;
         Ok(true)
     } else {

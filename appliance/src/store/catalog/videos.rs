@@ -151,11 +151,19 @@ pub fn set_video_stage(c: &Connection, id: &str, stage: &str) -> Result<()> {
     Ok(())
 }
 
+/// A job gave up: a video still processing fails; one already playable
+/// stays playable with the rungs it has, and says why the rest are missing.
 pub fn fail_video(c: &Connection, id: &str, reason: &str) -> Result<()> {
     c.execute(
         "UPDATE videos SET state = 'failed', stage = 'failed', failure = ?2, updated_at = ?3
          WHERE id = ?1 AND state = 'processing'",
         params![id, reason, now_ms()],
+    )
+    .map_err(Error::catalog("failing a video"))?;
+    c.execute(
+        "UPDATE videos SET stage = 'done', failure = ?2, updated_at = ?3
+         WHERE id = ?1 AND state = 'ready' AND stage = 'growing'",
+        params![id, format!("the ladder is incomplete: {reason}"), now_ms()],
     )
     .map_err(Error::catalog("failing a video"))?;
     Ok(())

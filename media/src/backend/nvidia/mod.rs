@@ -180,10 +180,6 @@ impl EncodeBackend for Nvenc {
             self.gpu, rung, plan, first, settings,
         )?))
     }
-
-    fn reorder_delay(&self, _plan: &LadderPlan, _settings: &EncoderSettings) -> Result<u32> {
-        Ok(0) // IPPP: no reordering
-    }
 }
 
 /// A host copy of the largest rung of a device frame, for the poster.
