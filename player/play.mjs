@@ -2,6 +2,12 @@
 // Headless playback check for the appliance's /play/{id} page.
 //
 //   node player/play.mjs --url URL --screenshot OUT.png [--seconds 2] [--timeout 60]
+//   node player/play.mjs --engine shaka --url MASTER_URL --screenshot OUT.png …
+//
+// With --engine shaka, URL is a master playlist: Shaka Player (npm
+// shaka-player, served to the page from node_modules) plays it on a bare
+// page at the same origin, with the same window.playerState; a gap Shaka
+// had to jump is reported as an error `gapJumped`.
 //                        [--thumbnails]
 //
 // Launches Debian's Chromium (/usr/bin/chromium, or $CHROMIUM) through
@@ -35,7 +41,7 @@ const MAX_LIST = 50;
 function usage(msg) {
   if (msg) process.stderr.write(`play.mjs: ${msg}\n`);
   process.stderr.write(
-    'usage: node player/play.mjs --url URL --screenshot OUT.png [--seconds 2] [--timeout 60] [--thumbnails]\n',
+    'usage: node player/play.mjs [--engine hlsjs|shaka] --url URL --screenshot OUT.png [--seconds 2] [--timeout 60] [--thumbnails]\n',
   );
   process.exit(2);
 }
@@ -49,6 +55,7 @@ try {
       seconds: { type: 'string', default: '2' },
       timeout: { type: 'string', default: '60' },
       thumbnails: { type: 'boolean', default: false },
+      engine: { type: 'string', default: 'hlsjs' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -59,6 +66,7 @@ try {
 if (opts.help) usage();
 if (!opts.url) usage('--url is required');
 if (!opts.screenshot) usage('--screenshot is required');
+if (!['hlsjs', 'shaka'].includes(opts.engine)) usage('--engine is hlsjs or shaka');
 const seconds = Number(opts.seconds);
 const timeoutS = Number(opts.timeout);
 if (!Number.isFinite(seconds) || seconds < 0) usage('--seconds must be a number >= 0');
@@ -90,6 +98,45 @@ const result = {
 
 function push(list, item) {
   if (list.length < MAX_LIST) list.push(item);
+}
+
+// The bare Shaka page: plays `master`, keeps window.playerState as the
+// appliance's /play page does.
+function shakaPage(master) {
+  return `<!DOCTYPE html><html><head><meta charset="utf-8"><title>shaka</title></head>
+<body style="margin:0;background:#000"><video id="v" muted autoplay playsinline style="width:100%"></video>
+<script src="/__shaka__/shaka.js"></script>
+<script>
+(async function () {
+  var state = window.playerState = { ready: false, currentTime: 0, fatal: null, errors: [],
+    engine: 'shaka', levels: [], support: null, bufferedStart: null };
+  var video = document.getElementById('v');
+  shaka.polyfill.installAll();
+  state.support = shaka.Player.isBrowserSupported();
+  var player = new shaka.Player();
+  player.addEventListener('error', function (e) {
+    var d = e.detail || {};
+    state.errors.push({ type: 'shaka', details: String(d.code), fatal: d.severity === 2 });
+    if (d.severity === 2) state.fatal = 'shaka error ' + d.code;
+  });
+  video.addEventListener('canplay', function () { state.ready = true; });
+  setInterval(function () {
+    state.currentTime = video.currentTime;
+    if (video.buffered.length) state.bufferedStart = video.buffered.start(0);
+    var gaps = player.getStats().gapsJumped || 0;
+    var seen = state.errors.filter(function (x) { return x.details === 'gapJumped'; }).length;
+    for (var i = seen; i < gaps; i++) state.errors.push({ type: 'shaka', details: 'gapJumped', fatal: false });
+  }, 100);
+  try {
+    await player.attach(video);
+    await player.load(${JSON.stringify(master)});
+    state.levels = player.getVariantTracks().map(function (t) { return t.width + 'x' + t.height + '@' + t.bandwidth; });
+    await video.play();
+  } catch (e) {
+    state.fatal = 'shaka: ' + (e && (e.code || e.message) || e);
+  }
+})();
+</script></body></html>`;
 }
 
 let emitted = false;
@@ -139,8 +186,23 @@ try {
     if (res.status() >= 400) push(result.failedRequests, `${res.request().method()} ${res.url()}: HTTP ${res.status()}`);
   });
 
+  let pageUrl = opts.url;
+  if (opts.engine === 'shaka') {
+    // A page at the stream's origin (no CORS in the way), from this script.
+    const origin = new URL(opts.url).origin;
+    pageUrl = `${origin}/__shaka__/index.html`;
+    const here = new URL('.', import.meta.url).pathname;
+    const lib = join(here, 'node_modules/shaka-player/dist/shaka-player.compiled.js');
+    await page.route(`${origin}/__shaka__/**`, (route) => {
+      const path = new URL(route.request().url()).pathname;
+      if (path.endsWith('/shaka.js')) {
+        return route.fulfill({ path: lib, contentType: 'text/javascript' });
+      }
+      return route.fulfill({ body: shakaPage(opts.url), contentType: 'text/html' });
+    });
+  }
   try {
-    const resp = await page.goto(opts.url, { waitUntil: 'domcontentloaded', timeout: left() });
+    const resp = await page.goto(pageUrl, { waitUntil: 'domcontentloaded', timeout: left() });
     if (resp && !resp.ok()) result.fatal = `page: HTTP ${resp.status()}`;
   } catch (e) {
     result.fatal = `page: ${e.message.split('\n')[0]}`;
@@ -157,6 +219,7 @@ try {
         engine: s.engine,
         levels: s.levels,
         thumbnails: s.thumbnails ?? null,
+        bufferedStart: s.bufferedStart ?? null,
         ready: s.ready,
         support: s.support,
       };

@@ -132,7 +132,7 @@ fn a_phone_upload_plays_from_its_first_rung_while_the_ladder_grows() {
         .is_some_and(|c| c.contains("immutable")));
 
     // A real player plays it now, from 0, with no hole to skip.
-    if let Some(report) = play_in_chromium(&server, &video) {
+    if let Some(report) = play_in_chromium("hlsjs", &server.url(&format!("/play/{video}"))) {
         let still = status(&server, &ann, &video);
         assert_eq!(
             still["stage"], "growing",
@@ -197,13 +197,26 @@ fn a_phone_upload_plays_from_its_first_rung_while_the_ladder_grows() {
         "the 1080p rung is the 5 Mb/s source: {avg}"
     );
     assert_decodes(&server.url(&format!("/hls/{video}/master.m3u8")));
+    // Shaka Player too: the whole ladder, buffered from 0, no gap jumped.
+    if let Some(report) =
+        play_in_chromium("shaka", &server.url(&format!("/hls/{video}/master.m3u8")))
+    {
+        assert_plays_clean(&report);
+        assert_eq!(report["engine"], "shaka");
+        let start = report["bufferedStart"].as_f64().unwrap();
+        assert!(
+            start.abs() < 0.001,
+            "Shaka buffered from {start} s: {report:#}"
+        );
+    }
 }
 
-/// hls.js in headless Chromium through the player page; None (and a note)
-/// where the browser or the player's npm packages are missing outside CI.
-fn play_in_chromium(server: &Server, video: &str) -> Option<Value> {
+/// `engine` (hls.js through the player page at `url`, or Shaka Player on
+/// the master at `url`) in headless Chromium; None (and a note) where the
+/// browser or the player's npm packages are missing outside CI.
+fn play_in_chromium(engine: &str, url: &str) -> Option<Value> {
     let player = manifest_dir().join("../player");
-    if !have("chromium") || !have("node") || !player.join("node_modules/hls.js").is_dir() {
+    if !have("chromium") || !have("node") || !player.join("node_modules/shaka-player").is_dir() {
         assert!(
             std::env::var_os("CI").is_none(),
             "chromium, node and player/node_modules are installed by set-up in CI"
@@ -217,15 +230,17 @@ fn play_in_chromium(server: &Server, video: &str) -> Option<Value> {
         Command::new("node")
             .arg(player.join("play.mjs"))
             .args([
+                "--engine",
+                engine,
                 "--url",
-                &server.url(&format!("/play/{video}")),
+                url,
                 "--seconds",
                 "3",
                 "--timeout",
                 "60",
                 "--screenshot",
             ])
-            .arg(shots.join("growing-playback.png")),
+            .arg(shots.join(format!("publish-{engine}.png"))),
         Duration::from_secs(120),
     );
     let line = out.stdout.lines().last().unwrap_or_default();
@@ -239,17 +254,85 @@ fn play_in_chromium(server: &Server, video: &str) -> Option<Value> {
     Some(report)
 }
 
-/// Played past 3 s with no fatal error and without hls.js ever skipping a
-/// hole in the buffer (what a late first picture or sound causes).
+/// Played past 3 s with no fatal error and without the player ever skipping
+/// a hole in the buffer (what a late first picture or sound causes:
+/// hls.js says `bufferSeekOverHole`, Shaka counts a jumped gap).
 pub fn assert_plays_clean(report: &Value) {
     assert_eq!(report["ok"], true, "{report:#}");
     assert!(report["fatal"].is_null(), "{report:#}");
     assert!(report["currentTime"].as_f64().unwrap() >= 3.0, "{report:#}");
     let errors = report["errors"].as_array().unwrap();
     assert!(
-        !errors
-            .iter()
-            .any(|e| e["details"] == "bufferSeekOverHole" || e["details"] == "bufferNudgeOnStall"),
+        !errors.iter().any(
+            |e| ["bufferSeekOverHole", "bufferNudgeOnStall", "gapJumped"]
+                .contains(&e["details"].as_str().unwrap_or_default())
+        ),
         "hls.js skipped a hole: {report:#}"
     );
+}
+
+/// The box dies while the ladder grows: the next start finishes the ladder
+/// without touching a file that was already served.
+#[test]
+fn a_crash_while_the_ladder_grows_keeps_what_was_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = phone_clip(dir.path(), 30);
+    let mut server = full_ladder_server(dir.path());
+    let (config, data) = (server.config.clone(), server.data.clone());
+    let (ann, _) = register(&server, "ann", "creator");
+    let video = upload_small(
+        &server,
+        &ann,
+        &clip,
+        &json!({"title": "crash while growing", "visibility": "public"}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while status(&server, &ann, &video)["stage"] != "growing" {
+        assert!(
+            Instant::now() < deadline,
+            "never playable:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let web = Client::new();
+    let served: Vec<(String, Vec<u8>)> = ["1080p/init.mp4", "1080p/0.m4s", "audio/0.m4s"]
+        .iter()
+        .map(|p| {
+            let r = web.get(&server.url(&format!("/hls/{video}/{p}")));
+            assert_eq!(r.status, 200, "{p}");
+            (p.to_string(), r.body)
+        })
+        .collect();
+    server.kill9();
+
+    let server = Server::start_with(&config, &data, dir.path().join("server2.log"));
+    // Playable all along: the restarted box serves what it had at once.
+    let s = status(&server, &ann, &video);
+    assert_eq!(
+        (s["status"].as_str(), s["stage"].as_str()),
+        (Some("ready"), Some("growing")),
+        "{s:#}"
+    );
+    let done = wait_final(&server, &ann, &video, Duration::from_secs(600));
+    assert_eq!(done["stage"], "done", "{done:#}");
+    assert!(done["attempts"].as_u64().unwrap() >= 2, "{done:#}");
+    for (p, bytes) in &served {
+        let r = web.get(&server.url(&format!("/hls/{video}/{p}")));
+        assert_eq!(r.status, 200, "{p}");
+        assert!(
+            r.body == *bytes,
+            "{p} changed under its URL after the restart"
+        );
+    }
+    check_ladder(
+        &data.join("objects/videos").join(&video).join("hls"),
+        &Expect {
+            rungs: &[(1920, 1080), (1280, 720), (854, 480), (640, 360)],
+            fps: 30.0,
+            audio: true,
+        },
+    );
+    let work: Vec<_> = std::fs::read_dir(data.join("work")).unwrap().collect();
+    assert!(work.is_empty(), "scratch left behind: {work:?}");
 }
