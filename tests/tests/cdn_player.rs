@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::server::{have, register, upload_small, wait_final, Client, Server};
-use e2e::{manifest_dir, run, shared_media};
+use e2e::{manifest_dir, shared_media};
 use serde_json::json;
 
 fn available(program: &str, what: &str) -> bool {
@@ -224,20 +224,7 @@ fn nginx_proxy_cache_in_front_of_the_origin() {
 
 #[test]
 fn hls_js_plays_the_stream_in_headless_chromium() {
-    let player = manifest_dir().join("../player");
-    if !available("chromium", "the browser playback test")
-        || !available("node", "the browser playback test")
-    {
-        return;
-    }
-    if !player.join("node_modules/hls.js").is_dir()
-        || !player.join("node_modules/playwright-core").is_dir()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "player/node_modules missing in CI (scripts/setup runs npm ci)"
-        );
-        eprintln!("SKIPPED: run `npm ci --prefix player` first");
+    if !e2e::player::available("the browser playback test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -260,29 +247,14 @@ fn hls_js_plays_the_stream_in_headless_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
     let shot = shots.join("hlsjs-playback.png");
     let _ = std::fs::remove_file(&shot);
-    let out = run(
-        Command::new("node")
-            .arg(player.join("play.mjs"))
-            .args([
-                "--url",
-                &server.url(&format!("/play/{video}")),
-                "--seconds",
-                "2",
-                "--timeout",
-                "90",
-                "--screenshot",
-            ])
-            .arg(&shot),
-        Duration::from_secs(150),
+    let (code, report) = e2e::player::play(
+        "hlsjs",
+        &server.url(&format!("/play/{video}")),
+        2,
+        &[],
+        &shot,
     );
-    let line = out.stdout.lines().last().unwrap_or_default();
-    let report: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "play.mjs printed no JSON ({e}): {}\n{}",
-            out.stdout, out.stderr
-        )
-    });
-    assert_eq!(out.code, Some(0), "{report:#}\n{}", out.stderr);
+    assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["ok"], true, "{report:#}");
     assert!(report["fatal"].is_null(), "{report:#}");
     assert!(report["currentTime"].as_f64().unwrap() >= 2.0, "{report:#}");

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::server::{have, register, tiny_clip, upload_small, wait_final, Client, Resp, Server};
-use e2e::{ffprobe_json, manifest_dir, run, shared_media};
+use e2e::server::{register, tiny_clip, upload_small, wait_final, Client, Resp, Server};
+use e2e::{ffprobe_json, run, shared_media};
 use serde_json::json;
 
 const CLIP: &str = "bbb_320x240_h264_aac_10s.mp4";
@@ -204,13 +204,7 @@ fn storyboard_stills_and_download_through_the_origin() {
 
 #[test]
 fn the_player_page_loads_the_thumbnails_track() {
-    let player = manifest_dir().join("../player");
-    if !have("chromium") || !have("node") || !player.join("node_modules/playwright-core").is_dir() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium, node and player/node_modules are required in CI (scripts/setup)"
-        );
-        eprintln!("SKIPPED: chromium, node or player/node_modules missing; run scripts/setup");
+    if !e2e::player::available("the thumbnails track test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -218,30 +212,14 @@ fn the_player_page_loads_the_thumbnails_track() {
     let (ann, _) = register(&server, "ann", "creator");
     let video = publish(&server, &ann, &shared_media(CLIP), "public");
     let shot = dir.path().join("player.png");
-    let out = run(
-        Command::new("node")
-            .arg(player.join("play.mjs"))
-            .args([
-                "--url",
-                &server.url(&format!("/play/{video}")),
-                "--seconds",
-                "1",
-                "--timeout",
-                "90",
-                "--thumbnails",
-                "--screenshot",
-            ])
-            .arg(&shot),
-        Duration::from_secs(150),
+    let (code, report) = e2e::player::play(
+        "hlsjs",
+        &server.url(&format!("/play/{video}")),
+        1,
+        &["--thumbnails"],
+        &shot,
     );
-    let line = out.stdout.lines().last().unwrap_or_default();
-    let report: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "play.mjs printed no JSON ({e}): {}\n{}",
-            out.stdout, out.stderr
-        )
-    });
-    assert_eq!(out.code, Some(0), "{report:#}\n{}", out.stderr);
+    assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(
         report["thumbnails"], 10,
         "the browser loaded every cue of storyboard.vtt: {report:#}"

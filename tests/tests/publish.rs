@@ -5,7 +5,6 @@
 //! ladder passes every ladder check.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::ladder::{check_ladder, Expect};
@@ -212,45 +211,17 @@ fn a_phone_upload_plays_from_its_first_rung_while_the_ladder_grows() {
 }
 
 /// `engine` (hls.js through the player page at `url`, or Shaka Player on
-/// the master at `url`) in headless Chromium; None (and a note) where the
-/// browser or the player's npm packages are missing outside CI.
+/// the master at `url`) in headless Chromium for 3 s of media; None where
+/// the browser or the player's packages are missing outside CI.
 fn play_in_chromium(engine: &str, url: &str) -> Option<Value> {
-    let player = manifest_dir().join("../player");
-    if !have("chromium") || !have("node") || !player.join("node_modules/shaka-player").is_dir() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium, node and player/node_modules are installed by set-up in CI"
-        );
-        eprintln!("SKIPPED the browser part: chromium/node/player packages missing");
+    if !e2e::player::available("the playback checks") {
         return None;
     }
     let shots = appliance_bin().parent().unwrap().join("e2e-artifacts");
     std::fs::create_dir_all(&shots).unwrap();
-    let out = run(
-        Command::new("node")
-            .arg(player.join("play.mjs"))
-            .args([
-                "--engine",
-                engine,
-                "--url",
-                url,
-                "--seconds",
-                "3",
-                "--timeout",
-                "60",
-                "--screenshot",
-            ])
-            .arg(shots.join(format!("publish-{engine}.png"))),
-        Duration::from_secs(120),
-    );
-    let line = out.stdout.lines().last().unwrap_or_default();
-    let report: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "play.mjs printed no JSON ({e}): {}\n{}",
-            out.stdout, out.stderr
-        )
-    });
-    assert_eq!(out.code, Some(0), "{report:#}\n{}", out.stderr);
+    let shot = shots.join(format!("publish-{engine}.png"));
+    let (code, report) = e2e::player::play(engine, url, 3, &[], &shot);
+    assert_eq!(code, Some(0), "{report:#}");
     Some(report)
 }
 
