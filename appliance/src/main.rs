@@ -304,6 +304,10 @@ enum BenchCommand {
         /// Where the generated uploads are kept between runs.
         #[arg(long, default_value = "target/bench-publish")]
         cache: PathBuf,
+        /// Run the server with `transcode.early_rung = false` (uploads that
+        /// are not remuxed: one pass for every rung).
+        #[arg(long)]
+        one_pass: bool,
     },
     /// The HLS origin against nginx serving the same files statically
     /// (wrk on loopback, alternating): a media segment and a playlist.
@@ -513,12 +517,14 @@ fn bench(which: BenchCommand) -> ExitCode {
             hevc_seconds,
             rounds,
             cache,
+            one_pass,
         } => cli::bench::publish(cli::bench_publish::Options {
             out,
             seconds,
             hevc_seconds,
             rounds,
             cache,
+            early_rung: !one_pass,
         }),
         BenchCommand::Origin {
             out,

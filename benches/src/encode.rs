@@ -292,12 +292,14 @@ pub fn run(cfg: &Config) -> Result<Report> {
         ..Default::default()
     };
     let inventory = hardware::Inventory::discover();
-    // Encoding throughput, rung for rung with ffmpeg: the source is not
-    // made a rung as it is even where it could be.
+    // Encoding throughput, rung for rung with ffmpeg's one command: the
+    // source is not made a rung as it is even where it could be, and one
+    // decode feeds every rung.
     let opts = TranscodeOptions {
         encoder: settings.clone(),
         backend: cfg.backend,
         remux_source: false,
+        early_rung: false,
         ..Default::default()
     };
     // The placement the engine's job will get (a clear error if impossible).

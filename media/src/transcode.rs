@@ -38,6 +38,10 @@ pub struct TranscodeOptions {
     /// Whether a source that qualifies becomes the top rung as it is
     /// (`remux`); off, every rung is encoded.
     pub remux_source: bool,
+    /// For a source that is not remuxed: encode the lowest rung (and the
+    /// audio) in a pass of its own first, so the video plays sooner, at the
+    /// cost of decoding the source twice; off, one pass makes every rung.
+    pub early_rung: bool,
 }
 
 impl Default for TranscodeOptions {
@@ -49,6 +53,7 @@ impl Default for TranscodeOptions {
             encoder: EncoderSettings::default(),
             cancel: None,
             remux_source: true,
+            early_rung: true,
         }
     }
 }
@@ -231,10 +236,14 @@ impl Job<'_> {
                 out.frames
             }
             None => {
-                // First playable: the lowest rung and the audio; then the rest.
-                let (low, rest) = all.split_last().expect("a plan has rungs");
+                // First playable: the lowest rung and the audio; then the rest
+                // (or every rung in one pass).
+                let (low, rest) = match all.split_last() {
+                    Some((low, rest)) if self.opts.early_rung => (std::slice::from_ref(low), rest),
+                    _ => (&all[..], &[][..]),
+                };
                 let first = Pass {
-                    rungs: std::slice::from_ref(low),
+                    rungs: low,
                     suffix: "",
                     audio: has_audio.then_some(playlist::AUDIO_DIR),
                 };

@@ -199,6 +199,10 @@ pub struct Transcode {
     /// it is, remuxed: playable in a moment, and one encode fewer. Off:
     /// every rung is encoded at this box's bit rates.
     pub remux_source: bool,
+    /// An upload that is not remuxed: its lowest rung first, in a pass of
+    /// its own (playable sooner; the source is decoded twice). Off: one
+    /// pass for every rung (the whole ladder sooner).
+    pub early_rung: bool,
 }
 
 impl Default for Transcode {
@@ -208,6 +212,7 @@ impl Default for Transcode {
             rungs: vec![1080, 720, 480, 360],
             preset: "veryfast".into(),
             remux_source: true,
+            early_rung: true,
         }
     }
 }

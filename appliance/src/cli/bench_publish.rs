@@ -30,6 +30,9 @@ pub struct Options {
     pub rounds: usize,
     /// Where generated uploads are kept between runs.
     pub cache: PathBuf,
+    /// The server's `transcode.early_rung` (uploads that are not remuxed:
+    /// lowest rung first in a pass of its own, or one pass for all).
+    pub early_rung: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -81,14 +84,14 @@ struct Input {
 
 pub fn run(o: &Options) -> Result<Report> {
     let mut inputs = Vec::new();
-    for &s in &o.seconds {
+    for &s in o.seconds.iter().filter(|&&s| s > 0) {
         inputs.push(make_input(&o.cache, "h264", s)?);
     }
     if o.hevc_seconds > 0 {
         inputs.push(make_input(&o.cache, "hevc", o.hevc_seconds)?);
     }
     let scratch = tempfile::tempdir().map_err(Error::io("creating", "a scratch directory"))?;
-    let server = Server::start(scratch.path())?;
+    let server = Server::start(scratch.path(), o.early_rung)?;
     let token = server.creator()?;
     let mut runs = Vec::new();
     for input in &inputs {
@@ -157,9 +160,9 @@ pub fn run(o: &Options) -> Result<Report> {
         machine: benches::Machine::current(),
         workload: format!(
             "uploads: 1080p30 testsrc2 H.264 High (x264 veryfast, B-frames, 5 Mb/s, key frame every 1.5 s) + AAC-LC 128 kb/s, {:?} s; HEVC (x265 ultrafast) {} s. \
-             Server: `appliance serve`, 1 worker, rungs 1080/720/480/360, x264 veryfast, local object store; chunked upload (1 MiB chunks), clock from `complete`'s 202, status polled every 20 ms. \
+             Server: `appliance serve`, 1 worker, rungs 1080/720/480/360, x264 veryfast, early_rung = {}, local object store; chunked upload (1 MiB chunks), clock from `complete`'s 202, status polled every 20 ms. \
              ffmpeg: one command for the whole ladder (bench encode's), its wall time. {} round(s), alternating who goes first.",
-            o.seconds, o.hevc_seconds, o.rounds
+            o.seconds, o.hevc_seconds, o.early_rung, o.rounds
         ),
         goal_first_playable_s: 2.0,
         rows,
@@ -288,14 +291,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(dir: &Path) -> Result<Self> {
+    fn start(dir: &Path, early_rung: bool) -> Result<Self> {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).map_err(Error::io("creating", data.display()))?;
         let config = dir.join("appliance.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \"{}\"\n[jobs]\nworkers = 1\n[transcode]\nrungs = [1080, 720, 480, 360]\n",
+                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \"{}\"\n[jobs]\nworkers = 1\n[transcode]\nrungs = [1080, 720, 480, 360]\nearly_rung = {early_rung}\n",
                 data.display()
             ),
         )

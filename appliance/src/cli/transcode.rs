@@ -46,6 +46,8 @@ pub fn run(a: Args) -> ExitCode {
             ..Default::default()
         },
         remux_source,
+        // Nobody plays the ladder before it is whole here: one pass.
+        early_rung: false,
         ..Default::default()
     };
     let bars = progress::Bars::new(quiet || json);

@@ -376,6 +376,7 @@ async fn transcode_and_upload(
         },
         cancel: Some(cancel.clone()),
         remux_source: app.config.transcode.remux_source,
+        early_rung: app.config.transcode.early_rung,
     };
     let (app2, vid, attempt) = (app.clone(), job.video_id.clone(), job.attempts);
     let out = out_dir.clone();
