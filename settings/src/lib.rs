@@ -487,7 +487,7 @@ impl Config {
     /// `./appliance.toml` is read when present), then `APPLIANCE_*`.
     pub fn load(file: Option<&Path>) -> Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        match file {
+        let used = match file {
             Some(path) => {
                 if !path.is_file() {
                     return Err(ConfigError(format!(
@@ -495,19 +495,46 @@ impl Config {
                         path.display()
                     )));
                 }
-                fig = fig.merge(Toml::file_exact(path));
+                Some(path)
             }
-            None if Path::new("appliance.toml").is_file() => {
-                fig = fig.merge(Toml::file_exact("appliance.toml"));
-            }
-            None => {}
+            None if Path::new("appliance.toml").is_file() => Some(Path::new("appliance.toml")),
+            None => None,
+        };
+        if let Some(path) = used {
+            fig = fig.merge(Toml::file_exact(path));
         }
-        let config: Config = fig
+        let mut config: Config = fig
             .merge(Env::prefixed("APPLIANCE_").split("__"))
             .extract()
             .map_err(|e| ConfigError(e.to_string()))?;
+        if let Some(path) = used {
+            let folder = std::path::absolute(path)
+                .map_err(|e| ConfigError(format!("locating {}: {e}", path.display())))?;
+            config.anchor_paths(folder.parent().unwrap_or(Path::new("/")), |var| {
+                std::env::var_os(var).is_some()
+            });
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Makes the relative paths of a config read from a file relative to
+    /// that file's folder (the defaults too), so the box finds its data,
+    /// model and player wherever it is started from; a path set in the
+    /// environment (`in_env` says which variables are set) stays relative
+    /// to the working directory, where whoever set it stood.
+    pub fn anchor_paths(&mut self, folder: &Path, in_env: impl Fn(&str) -> bool) {
+        let anchor = |var: &str, p: &mut PathBuf| {
+            if p.is_relative() && !in_env(var) {
+                *p = folder.join(&*p);
+            }
+        };
+        anchor("APPLIANCE_STORAGE__DATA_DIR", &mut self.storage.data_dir);
+        if let Some(p) = self.objects.path.as_mut() {
+            anchor("APPLIANCE_OBJECTS__PATH", p);
+        }
+        anchor("APPLIANCE_PLAYER__HLS_JS", &mut self.player.hls_js);
+        anchor("APPLIANCE_FEED__MODEL_DIR", &mut self.feed.model_dir);
     }
 
     /// A config from TOML text alone (defaults, then `text`; no file and no
@@ -635,74 +662,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_the_embedded_profile() {
-        let c = Config::default();
-        c.validate().unwrap();
-        assert_eq!(c.objects.kind, ObjectsKind::Local);
-        assert_eq!(c.objects_dir(), PathBuf::from("data/objects"));
-    }
-
-    #[test]
-    fn the_example_file_documents_the_defaults() {
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../appliance.example.toml");
-        let loaded = Config::load(Some(&example)).unwrap();
-        assert_eq!(
-            toml_of(&loaded),
-            toml_of(&Config::default()),
-            "appliance.example.toml and Config::default() disagree"
-        );
-    }
-
-    fn toml_of(c: &Config) -> String {
-        serde_json::to_string(c).unwrap()
-    }
-
-    #[test]
-    fn an_experiment_is_read_and_checked() {
-        let c = Config::from_toml_str(
-            "[feed.experiment]\nname = \"rank-v2\"\ncandidate_ranker = \"models/v2.safetensors\"\nshare = 0.25\n",
-        )
-        .unwrap();
-        assert_eq!(c.feed.experiment.name, "rank-v2");
-        assert_eq!(c.feed.experiment.candidate_ranker, "models/v2.safetensors");
-        assert_eq!(c.feed.experiment.share, 0.25);
-        assert!(
-            Config::default().feed.experiment.name.is_empty(),
-            "off by default"
-        );
-        for bad in [
-            "share = 1.5",
-            "share = -0.1",
-            "name = \"two words\"",
-            "name = \"x\"\ncandidate_ranker = \" \"",
-        ] {
-            let text = format!("[feed.experiment]\n{bad}\n");
-            assert!(Config::from_toml_str(&text).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn unknown_keys_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a.toml");
-        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9\"\nlisen = 1\n").unwrap();
-        let err = Config::load(Some(&file)).unwrap_err().to_string();
-        assert!(err.contains("lisen"), "{err}");
-        std::fs::write(&file, "[serve]\nlisten = \"127.0.0.1:9\"\n").unwrap();
-        let err = Config::load(Some(&file)).unwrap_err().to_string();
-        assert!(err.contains("serve"), "{err}");
-        std::fs::write(&file, "[uploads]\nchunk_size = 1024\n").unwrap();
-        let err = Config::load(Some(&file)).unwrap_err().to_string();
-        assert!(err.contains("chunk_size"), "{err}");
-        std::fs::write(&file, "[jobs]\nworkers = 3\n").unwrap();
-        assert_eq!(Config::load(Some(&file)).unwrap().jobs.workers, 3);
-        std::fs::write(&file, "[feed.experiment]\nname = \"a\"\nshares = 0.2\n").unwrap();
-        let err = Config::load(Some(&file)).unwrap_err().to_string();
-        assert!(err.contains("shares"), "{err}");
-        assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
-    }
-}
+mod tests;

@@ -112,7 +112,9 @@ impl Server {
             }
             None => Command::new(appliance_bin()),
         };
+        // From `/`: nothing the server reads may depend on where it starts.
         let mut child = cmd
+            .current_dir("/")
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,tower_http=warn")

@@ -650,3 +650,71 @@ fn errors_auth_and_validation() {
     }
     assert!(doc["components"]["schemas"]["UploadSession"].is_object());
 }
+
+/// Started from `/` on a config in a folder of its own whose paths are all
+/// relative: the data directory, the model and hls.js are the config
+/// folder's, not the working directory's.
+#[test]
+fn relative_paths_in_the_config_are_the_config_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("etc");
+    std::fs::create_dir_all(folder.join("assets")).unwrap();
+    let hls = e2e::manifest_dir().join("../player/node_modules/hls.js/dist/hls.min.js");
+    let model = e2e::manifest_dir().join("../models/all-MiniLM-L6-v2");
+    if !hls.is_file() || !model.is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "scripts/setup installs hls.js and the model"
+        );
+        eprintln!("SKIPPED: hls.js or the model missing; run scripts/setup");
+        return;
+    }
+    std::fs::copy(&hls, folder.join("assets/hls.min.js")).unwrap();
+    std::os::unix::fs::symlink(model.canonicalize().unwrap(), folder.join("model")).unwrap();
+    let text = e2e::server::test_config(std::path::Path::new("data"), "")
+        .replace(&hls.display().to_string(), "assets/hls.min.js")
+        .replace(&model.display().to_string(), "model");
+    assert!(!text.contains(dir.path().to_str().unwrap()), "{text}");
+    let config = folder.join("appliance.toml");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start_with(&config, &folder.join("data"), dir.path().join("server.log"));
+    assert!(
+        folder.join("data").is_dir(),
+        "the data directory is beside the config"
+    );
+
+    let js = Client::new().get(&server.url("/assets/hls.min.js"));
+    assert_eq!(js.status, 200, "hls.js from beside the config");
+    let (ann, _) = register(&server, "ann", "creator");
+    let clip = e2e::server::tiny_clip(dir.path());
+    let video = upload_small(
+        &server,
+        &ann,
+        &clip,
+        &json!({"title": "found from anywhere"}),
+    );
+    assert_eq!(
+        wait_final(&server, &ann, &video, Duration::from_secs(120))["status"],
+        "ready"
+    );
+    // The model beside the config embedded it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = Client::new().get(&server.url("/metrics")).text();
+        let embedded = metrics
+            .lines()
+            .find(|l| l.starts_with("appliance_videos_embedded_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if embedded >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not embedded; server log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -295,11 +295,18 @@ impl Server {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).map_err(Error::io("creating", data.display()))?;
         let config = dir.join("appliance.toml");
+        // The model and player of the checkout the bench runs from (a
+        // config's relative paths are its own folder's, here a scratch one).
+        let here =
+            std::env::current_dir().map_err(Error::io("finding", "the working directory"))?;
+        let defaults = settings::Config::default();
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \"{}\"\n[jobs]\nworkers = 1\n[transcode]\nrungs = [1080, 720, 480, 360]\nearly_rung = {early_rung}\n",
-                data.display()
+                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = {:?}\n[jobs]\nworkers = 1\n[transcode]\nrungs = [1080, 720, 480, 360]\nearly_rung = {early_rung}\n[player]\nhls_js = {:?}\n[feed]\nmodel_dir = {:?}\n",
+                data.display().to_string(),
+                here.join(&defaults.player.hls_js).display().to_string(),
+                here.join(&defaults.feed.model_dir).display().to_string(),
             ),
         )
         .map_err(Error::io("writing", config.display()))?;
