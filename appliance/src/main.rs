@@ -21,8 +21,18 @@ mod videos;
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Regional GPU video appliance")]
 struct Cli {
+    /// Log lines as text (coloured only at a terminal) or as JSON objects,
+    /// one per line, for a log shipper. RUST_LOG filters them.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -354,15 +364,26 @@ enum Source {
 
 fn main() -> ExitCode {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
+    let cli = Cli::parse();
+    // The server says what its jobs do by default; the tools only warn.
+    let default = if matches!(cli.command, Command::Serve { .. }) {
+        "warn,appliance=info,media=info"
+    } else {
+        "warn"
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().with_current_span(false).init(),
         // Colour for a person at a terminal; plain text in files and pipes.
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .init();
-    match Cli::parse().command {
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
+    match cli.command {
         Command::Serve {
             config,
             listen,

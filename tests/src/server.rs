@@ -72,7 +72,7 @@ impl Server {
         let data = dir.join("data");
         let config = dir.join("appliance.toml");
         std::fs::write(&config, test_config(&data, extra)).unwrap();
-        Self::spawn(&config, &data, dir.join("server.log"), env, None)
+        Self::spawn(&config, &data, dir.join("server.log"), env, None, &[])
     }
 
     /// Like `start`, with the server's open-file limit (soft and hard) set
@@ -81,12 +81,29 @@ impl Server {
         let data = dir.join("data");
         let config = dir.join("appliance.toml");
         std::fs::write(&config, test_config(&data, extra)).unwrap();
-        Self::spawn(&config, &data, dir.join("server.log"), &[], Some(nofile))
+        Self::spawn(
+            &config,
+            &data,
+            dir.join("server.log"),
+            &[],
+            Some(nofile),
+            &[],
+        )
     }
 
     /// Starts (or restarts) a server on an existing config.
     pub fn start_with(config: &Path, data: &Path, stderr_log: PathBuf) -> Self {
-        Self::spawn(config, data, stderr_log, &[], None)
+        Self::spawn(config, data, stderr_log, &[], None, &[])
+    }
+
+    /// Starts a server on `dir/data` with `test_config`, passing `args` to
+    /// the binary too (e.g. `--log-format json`).
+    pub fn start_args(dir: &Path, args: &[&str]) -> Self {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let config = dir.join("appliance.toml");
+        std::fs::write(&config, test_config(&data, "")).unwrap();
+        Self::spawn(&config, &data, dir.join("server.log"), &[], None, args)
     }
 
     fn spawn(
@@ -95,6 +112,7 @@ impl Server {
         stderr_log: PathBuf,
         env: &[(&str, &str)],
         nofile: Option<u64>,
+        args: &[&str],
     ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -117,6 +135,7 @@ impl Server {
             .current_dir("/")
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
+            .args(args)
             .env("RUST_LOG", "info,tower_http=warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

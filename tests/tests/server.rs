@@ -717,4 +717,42 @@ fn relative_paths_in_the_config_are_the_config_folders() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Written to a file, the log has no terminal colour codes.
+    assert!(!server.log().contains('\x1b'), "ANSI codes in a log file");
+}
+
+/// `--log-format json`: one JSON object per line, and a job's life told at
+/// `info` (what a log shipper indexes).
+#[test]
+fn json_logs_are_one_object_per_line_and_tell_the_jobs_life() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_args(dir.path(), &["--log-format", "json"]);
+    let (ann, _) = register(&server, "ann", "creator");
+    let clip = e2e::server::tiny_clip(dir.path());
+    let video = upload_small(&server, &ann, &clip, &json!({"title": "logged"}));
+    assert_eq!(
+        wait_final(&server, &ann, &video, Duration::from_secs(120))["status"],
+        "ready"
+    );
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(
+            l["timestamp"].is_string() && l["level"].is_string() && l["target"].is_string(),
+            "{l}"
+        );
+    }
+    let said = |message: &str| {
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == message && l["fields"]["video"] == video.as_str())
+    };
+    assert!(said("transcode starting"), "{log}");
+    assert!(said("playable"), "{log}");
+    assert!(said("published"), "{log}");
 }
