@@ -200,7 +200,7 @@ impl Job<'_> {
         let ladder = Ladder::new(self.staging, plan, self.progress);
         let all: Vec<usize> = (0..plan.rungs.len()).collect();
         let has_audio = plan.audio.is_some();
-        let mut repairs = Repairs::new();
+        let mut repairs = RepairNotes::new();
         let frames = match remux {
             Some(r) => {
                 // First playable: the source's own video and audio, copied.
@@ -346,9 +346,9 @@ const REPLACED: &str = "v2";
 const REPLACED_AUDIO: &str = "audiov2";
 
 /// What every pass repaired, each thing said once.
-struct Repairs(Vec<String>);
+struct RepairNotes(Vec<String>);
 
-impl Repairs {
+impl RepairNotes {
     fn new() -> Self {
         Self(Vec::new())
     }

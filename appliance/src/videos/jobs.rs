@@ -269,7 +269,7 @@ async fn set_stage(app: &Videos, video_id: &str, stage: &'static str) -> Result<
 }
 
 /// Publishes the video's current state to its subscribers.
-async fn announce(app: &Videos, video_id: &str) {
+pub(super) async fn announce(app: &Videos, video_id: &str) {
     let vid = video_id.to_owned();
     let state = app
         .catalog

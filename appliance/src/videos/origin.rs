@@ -37,22 +37,8 @@ impl api::Origin for Videos {
             return Ok(OriginLookup::Missing);
         };
         let mut meta = OriginMeta {
-            body: None,
-            size: head.size,
-            last_modified: head.last_modified.into(),
-            // S3 sends its ETag quoted; the origin adds the quotes itself.
-            etag: head
-                .e_tag
-                .map(|t| t.trim_start_matches("W/").trim_matches('"').to_owned())
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| {
-                    format!(
-                        "{:x}-{:x}",
-                        head.size,
-                        head.last_modified.timestamp_millis()
-                    )
-                }),
             changing: gate.growing && path == media::playlist::MASTER,
+            ..meta_of(&head)
         };
         // Small files are kept in memory; larger ones (segments) mapped
         // from the local store, so a pull is a copy into the socket and
@@ -80,6 +66,30 @@ impl api::Origin for Videos {
     async fn origin_read(&self, video_id: &str, path: &str, range: Range<u64>) -> ApiResult<Bytes> {
         let key = format!("{}/{path}", objects::ladder_prefix(video_id));
         Ok(self.objects.get_range(&key, range).await?)
+    }
+}
+
+/// What the origin says of a stored object: its size and validators
+/// (nothing read yet, nothing about to change).
+pub(super) fn meta_of(head: &object_store::ObjectMeta) -> OriginMeta {
+    OriginMeta {
+        body: None,
+        size: head.size,
+        last_modified: head.last_modified.into(),
+        // S3 sends its ETag quoted; the origin adds the quotes itself.
+        etag: head
+            .e_tag
+            .as_deref()
+            .map(|t| t.trim_start_matches("W/").trim_matches('"').to_owned())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| {
+                format!(
+                    "{:x}-{:x}",
+                    head.size,
+                    head.last_modified.timestamp_millis()
+                )
+            }),
+        changing: false,
     }
 }
 

@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use api::wire::{StatusEvent, GROWING};
+use api::wire::GROWING;
 use bytes::Bytes;
 
-use super::{status_wire, Videos};
+use super::Videos;
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, VideoRow};
 use crate::store::{objects, LadderInfo, RenditionInfo};
@@ -214,19 +214,7 @@ impl Publisher {
         app.hub.update(&self.video_id, |l| {
             l.live_rungs = rungs.iter().map(|r| r.name.clone()).collect();
         });
-        let vid = self.video_id.clone();
-        let row = app
-            .catalog
-            .call(move |c| Ok((cat::video(c, &vid)?, cat::job_for_video(c, &vid)?)))
-            .await?;
-        if let (Some(v), job) = row {
-            let live = app.hub.live(&self.video_id);
-            app.hub.publish(StatusEvent::snapshot(status_wire(
-                &v,
-                job.as_ref(),
-                live.as_ref(),
-            )));
-        }
+        super::jobs::announce(app, &self.video_id).await;
         Ok(true)
     }
 

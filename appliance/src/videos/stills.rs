@@ -67,23 +67,8 @@ fn text(path: &str, bytes: &[u8]) -> ApiResult<String> {
 
 fn meta_of(head: &ObjectMeta, body: Bytes) -> OriginMeta {
     OriginMeta {
-        size: head.size,
-        last_modified: head.last_modified.into(),
-        // S3 sends its ETag quoted; the origin adds the quotes itself.
-        etag: head
-            .e_tag
-            .as_deref()
-            .map(|t| t.trim_start_matches("W/").trim_matches('"').to_owned())
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| {
-                format!(
-                    "{:x}-{:x}",
-                    head.size,
-                    head.last_modified.timestamp_millis()
-                )
-            }),
         body: Some(body),
-        changing: false,
+        ..super::origin::meta_of(head)
     }
 }
 
