@@ -192,6 +192,10 @@ fn all(clips: &std::path::Path, out: &std::path::Path) -> Result<ExitCode> {
     if !no_gpu(&report.discovery) {
         eprintln!("== kernels against the CPU reference");
         report.kernels = Some(conformance::run(0).map_err(|e| e.to_string()));
+        // Saved before NVDEC runs: a crash there (it once aborted on the
+        // H200) must not take the kernels' results with it.
+        report.status = "incomplete";
+        save(&report, out)?;
         eprintln!("== NVDEC + fused scale against the CPU decode and resize");
         report.nvdec =
             Some(nvdec::run(clips, &report.discovery.inventory, 0).map_err(|e| e.to_string()));
@@ -204,11 +208,15 @@ fn all(clips: &std::path::Path, out: &std::path::Path) -> Result<ExitCode> {
             "failed"
         };
     }
-    let text = serde_json::to_vec_pretty(&report).map_err(|source| KitError::Json {
+    save(&report, out)?;
+    eprintln!("gpukit: {} ({})", report.status, out.display());
+    Ok(verdict(report.status != "failed"))
+}
+
+fn save(report: &Report, out: &std::path::Path) -> Result<()> {
+    let text = serde_json::to_vec_pretty(report).map_err(|source| KitError::Json {
         path: out.to_owned(),
         source,
     })?;
-    std::fs::write(out, text).map_err(KitError::io(out))?;
-    eprintln!("gpukit: {} ({})", report.status, out.display());
-    Ok(verdict(report.status != "failed"))
+    std::fs::write(out, text).map_err(KitError::io(out))
 }

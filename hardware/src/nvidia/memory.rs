@@ -203,36 +203,51 @@ pub unsafe fn copy_2d(
     width_bytes: usize,
     rows: usize,
 ) -> Result<()> {
-    // SAFETY: all-zero is a valid CUDA_MEMCPY2D to fill in.
-    let mut c: sys::CUDA_MEMCPY2D = unsafe { std::mem::zeroed() };
-    match src {
-        Mem::Device(p) => {
-            c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
-            c.srcDevice = p;
-        }
-        Mem::Host(p) => {
-            c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_HOST;
-            c.srcHost = p.cast_const().cast();
-        }
-    }
-    match dst {
-        Mem::Device(p) => {
-            c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
-            c.dstDevice = p;
-        }
-        Mem::Host(p) => {
-            c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_HOST;
-            c.dstHost = p.cast();
-        }
-    }
-    c.srcPitch = src_pitch;
-    c.dstPitch = dst_pitch;
-    c.WidthInBytes = width_bytes;
-    c.Height = rows;
+    let c = copy_2d_params(src, src_pitch, dst, dst_pitch, width_bytes, rows);
     // SAFETY: per the contract.
     unsafe { sys::cuMemcpy2DAsync_v2(&c, stream.cu_stream()) }
         .result()
         .map_err(cuda_err("copying a frame"))
+}
+
+/// The parameter block of [`copy_2d`], every field named: `CUmemorytype`
+/// starts at 1, so an all-zero block is not a value Rust may hold (the
+/// standard library aborts on `mem::zeroed` of it).
+fn copy_2d_params(
+    src: Mem,
+    src_pitch: usize,
+    dst: Mem,
+    dst_pitch: usize,
+    width_bytes: usize,
+    rows: usize,
+) -> sys::CUDA_MEMCPY2D {
+    use sys::CUmemorytype::{CU_MEMORYTYPE_DEVICE, CU_MEMORYTYPE_HOST};
+    let (src_type, src_device, src_host) = match src {
+        Mem::Device(p) => (CU_MEMORYTYPE_DEVICE, p, std::ptr::null()),
+        Mem::Host(p) => (CU_MEMORYTYPE_HOST, 0, p.cast_const().cast()),
+    };
+    let (dst_type, dst_device, dst_host) = match dst {
+        Mem::Device(p) => (CU_MEMORYTYPE_DEVICE, p, std::ptr::null_mut()),
+        Mem::Host(p) => (CU_MEMORYTYPE_HOST, 0, p.cast()),
+    };
+    sys::CUDA_MEMCPY2D {
+        srcXInBytes: 0,
+        srcY: 0,
+        srcMemoryType: src_type,
+        srcHost: src_host,
+        srcDevice: src_device,
+        srcArray: std::ptr::null_mut(),
+        srcPitch: src_pitch,
+        dstXInBytes: 0,
+        dstY: 0,
+        dstMemoryType: dst_type,
+        dstHost: dst_host,
+        dstDevice: dst_device,
+        dstArray: std::ptr::null_mut(),
+        dstPitch: dst_pitch,
+        WidthInBytes: width_bytes,
+        Height: rows,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -275,4 +290,43 @@ pub fn download_nv12(stream: &CudaStream, buf: &DeviceBuf) -> Result<(Vec<u8>, V
         .synchronize()
         .map_err(cuda_err("waiting for a download"))?;
     Ok((y, uv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Built without a GPU: the block once came from `mem::zeroed`, which
+    /// aborts the process on the H200 before any copy.
+    #[test]
+    fn copy_params_name_each_side() {
+        let mut host = [0u8; 16];
+        let c = copy_2d_params(
+            Mem::Device(0x1000),
+            2048,
+            Mem::Host(host.as_mut_ptr()),
+            1920,
+            1920,
+            1080,
+        );
+        assert_eq!(c.srcMemoryType, sys::CUmemorytype::CU_MEMORYTYPE_DEVICE);
+        assert_eq!((c.srcDevice, c.srcHost), (0x1000, std::ptr::null()));
+        assert_eq!(c.dstMemoryType, sys::CUmemorytype::CU_MEMORYTYPE_HOST);
+        assert_eq!((c.dstDevice, c.dstHost), (0, host.as_mut_ptr().cast()));
+        assert_eq!(
+            (c.srcPitch, c.dstPitch, c.WidthInBytes, c.Height),
+            (2048, 1920, 1920, 1080)
+        );
+        let up = copy_2d_params(
+            Mem::Host(host.as_mut_ptr()),
+            8,
+            Mem::Device(0x2000),
+            256,
+            8,
+            2,
+        );
+        assert_eq!(up.srcMemoryType, sys::CUmemorytype::CU_MEMORYTYPE_HOST);
+        assert_eq!(up.dstMemoryType, sys::CUmemorytype::CU_MEMORYTYPE_DEVICE);
+        assert_eq!(up.dstDevice, 0x2000);
+    }
 }

@@ -236,8 +236,111 @@ pub fn session_limit(gpu_name: &str) -> Option<u32> {
     gpu_name.contains("GeForce").then_some(8)
 }
 
+/// NVENC's parameter blocks start all-zero, as the SDK's samples `memset`
+/// them, but three hold an enum whose first value is 1
+/// (`NV_ENC_PIC_STRUCT`, `NV_ENC_PARAMS_FRAME_FIELD_MODE`): zero bytes are no
+/// value of those types, and `mem::zeroed` aborts the process. These make
+/// the blocks with those fields set to progressive frames, the only kind
+/// the box encodes, while the block is still raw memory.
+pub mod blocks {
+    use std::mem::MaybeUninit;
+    use std::ptr::addr_of_mut;
+
+    use nvidia_video_codec_sdk::sys::nvEncodeAPI::{
+        NV_ENC_LOCK_BITSTREAM, NV_ENC_PARAMS_FRAME_FIELD_MODE, NV_ENC_PIC_PARAMS,
+        NV_ENC_PIC_STRUCT, NV_ENC_PRESET_CONFIG,
+    };
+
+    pub fn preset_config() -> NV_ENC_PRESET_CONFIG {
+        let mut m = MaybeUninit::<NV_ENC_PRESET_CONFIG>::zeroed();
+        let p = m.as_mut_ptr();
+        // SAFETY: every other field of the C struct is an integer, pointer,
+        // GUID, union or enum with a zero value; the one that is not is
+        // written before the block is read.
+        unsafe {
+            addr_of_mut!((*p).presetCfg.frameFieldMode)
+                .write(NV_ENC_PARAMS_FRAME_FIELD_MODE::NV_ENC_PARAMS_FRAME_FIELD_MODE_FRAME);
+            m.assume_init()
+        }
+    }
+
+    pub fn pic_params() -> NV_ENC_PIC_PARAMS {
+        let mut m = MaybeUninit::<NV_ENC_PIC_PARAMS>::zeroed();
+        let p = m.as_mut_ptr();
+        // SAFETY: as in `preset_config`.
+        unsafe {
+            addr_of_mut!((*p).pictureStruct).write(NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME);
+            m.assume_init()
+        }
+    }
+
+    pub fn lock_bitstream() -> NV_ENC_LOCK_BITSTREAM {
+        let mut m = MaybeUninit::<NV_ENC_LOCK_BITSTREAM>::zeroed();
+        let p = m.as_mut_ptr();
+        // SAFETY: as in `preset_config`.
+        unsafe {
+            addr_of_mut!((*p).pictureStruct).write(NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME);
+            m.assume_init()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use nvidia_video_codec_sdk::sys::cuviddec::{
+        CUVIDDECODECAPS, CUVIDDECODECREATEINFO, CUVIDPROCPARAMS,
+    };
+    use nvidia_video_codec_sdk::sys::nvEncodeAPI::*;
+    use nvidia_video_codec_sdk::sys::nvcuvid::{CUVIDPARSERPARAMS, CUVIDSOURCEDATAPACKET};
+
+    /// Every block the NVIDIA code zero-initialises, made here without a
+    /// GPU. A block holding a field for which zero is no value makes the
+    /// standard library abort this test binary (it did, on the H200, for
+    /// `CUDA_MEMCPY2D`, before any of this ran on a GPU); such a block gets
+    /// a builder in [`super::blocks`] instead.
+    #[test]
+    fn every_zeroed_block_is_a_value() {
+        fn zeroed<T>() -> T {
+            // SAFETY: what this test checks; see the doc comment.
+            unsafe { std::mem::zeroed() }
+        }
+        let _: (CUVIDDECODECAPS, CUVIDPARSERPARAMS, CUVIDSOURCEDATAPACKET) =
+            (zeroed(), zeroed(), zeroed());
+        let _: (CUVIDDECODECREATEINFO, CUVIDPROCPARAMS) = (zeroed(), zeroed());
+        let _: (
+            NV_ENCODE_API_FUNCTION_LIST,
+            NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS,
+        ) = (zeroed(), zeroed());
+        let _: (NV_ENC_CAPS_PARAM, NV_ENC_INITIALIZE_PARAMS) = (zeroed(), zeroed());
+        let _: (
+            NV_ENC_CREATE_BITSTREAM_BUFFER,
+            NV_ENC_SEQUENCE_PARAM_PAYLOAD,
+        ) = (zeroed(), zeroed());
+        let _: (NV_ENC_REGISTER_RESOURCE, NV_ENC_MAP_INPUT_RESOURCE) = (zeroed(), zeroed());
+    }
+
+    #[test]
+    fn blocks_with_enums_from_one_are_progressive_frames() {
+        let pc = super::blocks::preset_config();
+        assert_eq!(
+            pc.presetCfg.frameFieldMode,
+            NV_ENC_PARAMS_FRAME_FIELD_MODE::NV_ENC_PARAMS_FRAME_FIELD_MODE_FRAME
+        );
+        assert_eq!(pc.version, 0);
+        let pic = super::blocks::pic_params();
+        assert_eq!(
+            pic.pictureStruct,
+            NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME
+        );
+        assert_eq!((pic.inputWidth, pic.encodePicFlags), (0, 0));
+        let lock = super::blocks::lock_bitstream();
+        assert_eq!(
+            lock.pictureStruct,
+            NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME
+        );
+        assert!(lock.outputBitstream.is_null());
+    }
+
     #[test]
     fn consumer_boards_are_capped_and_others_are_not() {
         assert_eq!(super::session_limit("NVIDIA GeForce RTX 4090"), Some(8));

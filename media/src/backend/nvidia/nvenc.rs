@@ -127,7 +127,7 @@ impl NvencEncoder {
         // SAFETY: documented zero-initialised parameter blocks; pointers stay
         // valid for each call; the session is ours.
         unsafe {
-            let mut pc: NV_ENC_PRESET_CONFIG = std::mem::zeroed();
+            let mut pc = nvenc::blocks::preset_config();
             pc.version = NV_ENC_PRESET_CONFIG_VER;
             pc.presetCfg.version = NV_ENC_CONFIG_VER;
             let get = self.api(self.nvenc.api.nvEncGetEncodePresetConfigEx);
@@ -350,7 +350,7 @@ impl NvencEncoder {
             let f = self.api(self.nvenc.api.nvEncMapInputResource);
             nvenc::check(f(self.encoder, &mut map), "nvEncMapInputResource")
                 .map_err(err("encoding H.264 on NVENC"))?;
-            let mut pic: NV_ENC_PIC_PARAMS = std::mem::zeroed();
+            let mut pic = nvenc::blocks::pic_params();
             pic.version = NV_ENC_PIC_PARAMS_VER;
             pic.inputWidth = self.width;
             pic.inputHeight = self.height;
@@ -379,7 +379,7 @@ impl NvencEncoder {
         // SAFETY: zero-initialised block on our bitstream buffer; the locked
         // bytes are copied before unlocking.
         unsafe {
-            let mut lock: NV_ENC_LOCK_BITSTREAM = std::mem::zeroed();
+            let mut lock = nvenc::blocks::lock_bitstream();
             lock.version = NV_ENC_LOCK_BITSTREAM_VER;
             lock.outputBitstream = self.bitstream;
             let f = self.api(self.nvenc.api.nvEncLockBitstream);
