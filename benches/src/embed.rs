@@ -8,9 +8,7 @@
 //! a working PyTorch stack the report says why and carries candle alone.
 //!
 //! The plot (sentences/s per batch size, the two side by side) is written
-//! next to the JSON, same name, `.svg`.
-
-mod plot;
+//! next to the JSON, same name, `.svg` and `.png` (see [`crate::plot`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -260,9 +258,6 @@ pub fn embed(cfg: &Config) -> Result<EmbedReport> {
         rounds: cfg.rounds,
         rows,
     };
-    crate::write_json(&cfg.out, &report)?;
-    let svg = cfg.out.with_extension("svg");
-    std::fs::write(&svg, plot::svg(&report)).map_err(io("writing", &svg))?;
-    eprintln!("wrote {}", svg.display());
+    crate::write_report(&cfg.out, &report)?;
     Ok(report)
 }

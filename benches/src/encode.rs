@@ -402,6 +402,6 @@ pub fn run(cfg: &Config) -> Result<Report> {
         quality,
         ffmpeg_command: format!("ffmpeg {}", args.join(" ")),
     };
-    crate::write_json(&cfg.out, &report)?;
+    crate::write_report(&cfg.out, &report)?;
     Ok(report)
 }

@@ -199,7 +199,7 @@ pub fn retrieval(sizes: &[usize], out: &Path) -> Result<RetrievalReport> {
             .collect(),
         rows,
     };
-    crate::write_json(out, &report)?;
+    crate::write_report(out, &report)?;
     Ok(report)
 }
 
@@ -275,7 +275,7 @@ pub fn rank(out: &Path) -> Result<RankReport> {
         features: FEATURES,
         rows,
     };
-    crate::write_json(out, &report)?;
+    crate::write_report(out, &report)?;
     Ok(report)
 }
 
@@ -442,6 +442,6 @@ pub fn feed(
         ),
         rows,
     };
-    crate::write_json(out, &report)?;
+    crate::write_report(out, &report)?;
     Ok(report)
 }

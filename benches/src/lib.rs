@@ -11,12 +11,17 @@
 //!   videos.
 //! - [`embed`]: sentence embeddings per second by batch size, the candle
 //!   CPU path vs PyTorch (sentence-transformers), alternating.
+//!
+//! Every result is written by [`write_report`]: `<out>.json` and its plot
+//! beside it, `<out>.svg` and `<out>.png`, drawn by [`plot`] from the JSON
+//! alone (so `appliance bench plot` redraws any committed result).
 
 pub mod embed;
 pub mod encode;
 pub mod feed;
 pub mod live;
 mod machine;
+pub mod plot;
 
 pub use machine::Machine;
 
@@ -38,6 +43,8 @@ pub enum BenchError {
     Inference(#[from] inference::InferenceError),
     #[error("could not read {what} from the output of `{command}`")]
     Parse { what: &'static str, command: String },
+    #[error("plot: {0}")]
+    Plot(String),
 }
 
 pub type Result<T> = std::result::Result<T, BenchError>;
@@ -62,4 +69,17 @@ pub fn write_json<T: serde::Serialize>(out: &std::path::Path, value: &T) -> Resu
     let mut json = serde_json::to_vec_pretty(value).unwrap_or_default();
     json.push(b'\n');
     std::fs::write(out, json).map_err(io("writing", out))
+}
+
+/// Writes a bench's report: `out` (JSON) and its plot beside it, same stem,
+/// `.svg` and `.png` (see [`plot`]). Returns the plot's two paths.
+pub fn write_report<T: serde::Serialize>(
+    out: &std::path::Path,
+    value: &T,
+) -> Result<[std::path::PathBuf; 2]> {
+    let json = serde_json::to_value(value)
+        .map_err(|e| BenchError::Plot(format!("the report is not JSON: {e}")))?;
+    write_json(out, &json)?;
+    plot::write_beside(out, &json)?;
+    Ok(plot::paths_beside(out))
 }

@@ -18,7 +18,8 @@
 //! them: a channel's latency must not depend on how many joined after it.
 //!
 //! Besides the JSON, a plot of channels vs frames/s in and latency p50 (p95
-//! dashed) per contender is written next to it (same name, `.svg`).
+//! dashed) per contender is written next to it (same name, `.svg` and
+//! `.png`; see [`crate::plot`]).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -31,8 +32,6 @@ use media::live::{Channel, ChannelOptions, IngestOptions, LadderConfig};
 use serde::Serialize;
 
 use crate::{percentile, BenchError, Machine, Result};
-
-mod plot;
 
 pub struct Config {
     /// `tests/rtsp/serve.py`: the camera.
@@ -176,10 +175,7 @@ pub fn run(cfg: &Config) -> Result<LiveReport> {
         rows,
         max_channels: best,
     };
-    crate::write_json(&cfg.out, &report)?;
-    let svg = cfg.out.with_extension("svg");
-    std::fs::write(&svg, plot::svg(&report)).map_err(io("writing", &svg))?;
-    eprintln!("wrote {}", svg.display());
+    crate::write_report(&cfg.out, &report)?;
     Ok(report)
 }
 

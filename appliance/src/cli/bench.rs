@@ -1,5 +1,7 @@
-//! `appliance bench …`: every benchmark writes its JSON (the work is the
-//! `benches` crate's, and `bench_ingest` here for the event path).
+//! `appliance bench …`: every benchmark writes its JSON and its plot beside
+//! it, `.svg` and `.png` (the work is the `benches` crate's, and the
+//! `bench_*` modules here for the benches that run the server; the plots are
+//! all `benches::plot`'s). `bench plot` redraws them from the JSON.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,12 +11,24 @@ use super::{bench_feed_http, bench_ingest, bench_origin, bench_publish};
 use crate::error;
 use crate::feed::tools as feedtools;
 
-/// Prints a bench report and where it was written.
+/// Says where a report and its plot were written.
+fn wrote(out: &Path) {
+    let [svg, png] = benches::plot::paths_beside(out);
+    eprintln!(
+        "wrote {}, {} and {}",
+        out.display(),
+        svg.display(),
+        png.display()
+    );
+}
+
+/// Prints a bench report (the bench wrote it and its plot) and where it
+/// was written.
 pub fn done<T: serde::Serialize>(r: benches::Result<T>, out: &Path) -> ExitCode {
     match r {
         Ok(report) => {
             feedtools::print_json(&report);
-            eprintln!("wrote {}", out.display());
+            wrote(out);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -25,25 +39,51 @@ pub fn done<T: serde::Serialize>(r: benches::Result<T>, out: &Path) -> ExitCode 
 }
 
 /// Writes a bench's report as JSON at `out` and its plot beside it
-/// (`.svg`), prints the report and says where it went.
-fn with_plot<T: serde::Serialize>(
-    result: crate::error::Result<T>,
-    out: &Path,
-    plot: fn(&T) -> String,
-) -> ExitCode {
+/// (`.svg`, `.png`), prints the report and says where it went.
+fn with_plot<T: serde::Serialize>(result: crate::error::Result<T>, out: &Path) -> ExitCode {
     let written = result.and_then(|r| {
-        benches::write_json(out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
-        let svg = out.with_extension("svg");
-        std::fs::write(&svg, plot(&r)).map_err(error::Error::io("writing", svg.display()))?;
+        benches::write_report(out, &r).map_err(|e| error::Error::Task(e.to_string()))?;
         Ok(r)
     });
     match written {
         Ok(r) => {
             feedtools::print_json(&r);
-            eprintln!("wrote {} and its .svg", out.display());
+            wrote(out);
             ExitCode::SUCCESS
         }
         Err(e) => report(&e),
+    }
+}
+
+/// `appliance bench plot FILE.json…`: redraws each result's plot beside it;
+/// fails (after trying every file) if any could not be drawn.
+pub fn plot(files: &[PathBuf]) -> ExitCode {
+    let mut failed = 0;
+    for file in files {
+        match benches::plot::replot(file) {
+            Ok(p) => {
+                let [svg, png] = benches::plot::paths_beside(file);
+                eprintln!(
+                    "{}: {} → {} and {} ({}×{})",
+                    file.display(),
+                    p.kind.name(),
+                    svg.display(),
+                    png.display(),
+                    p.width,
+                    p.height
+                );
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: {failed} of {} results not drawn", files.len());
+        ExitCode::FAILURE
     }
 }
 
@@ -60,7 +100,7 @@ pub struct IngestArgs {
     pub note: String,
 }
 
-/// `appliance bench ingest`: JSON and its plot (same name, `.svg`).
+/// `appliance bench ingest`: JSON and its plot (same name, `.svg`, `.png`).
 pub fn ingest(a: IngestArgs) -> ExitCode {
     let mut paced = Vec::new();
     for p in &a.paced {
@@ -87,48 +127,36 @@ pub fn ingest(a: IngestArgs) -> ExitCode {
         before: a.before,
         note: a.note,
     };
-    with_plot(bench_ingest::run(&o), &o.out, bench_ingest::svg)
+    with_plot(bench_ingest::run(&o), &o.out)
 }
 
-/// `appliance bench feed --http`: JSON and its plot (same name, `.svg`).
+/// `appliance bench feed --http`: JSON and its plot.
 pub fn feed_http(o: bench_feed_http::Options) -> ExitCode {
-    with_plot(bench_feed_http::run(&o), &o.out, bench_feed_http::svg)
+    with_plot(bench_feed_http::run(&o), &o.out)
 }
 
-/// `appliance bench publish`: JSON and its plot (same name, `.svg`).
+/// `appliance bench publish`: JSON and its plot.
 pub fn publish(o: bench_publish::Options) -> ExitCode {
-    with_plot(bench_publish::run(&o), &o.out, bench_publish::svg)
+    with_plot(bench_publish::run(&o), &o.out)
 }
 
-/// `appliance bench origin`: JSON and its plot (same name, `.svg`).
+/// `appliance bench origin`: JSON and its plot.
 pub fn origin(o: bench_origin::Options) -> ExitCode {
-    with_plot(bench_origin::run(&o), &o.out, bench_origin::svg)
+    with_plot(bench_origin::run(&o), &o.out)
 }
 
-/// `appliance bench encode`.
+/// `appliance bench encode`: JSON and its plot.
 pub fn encode(out: PathBuf, seconds: u32, runs: u32, preset: String, backend: String) -> ExitCode {
     let backend = match backend.parse::<hardware::BackendRequest>() {
         Ok(b) => b,
         Err(e) => return report(&e),
     };
-    match benches::encode::run(&benches::encode::Config {
+    let r = benches::encode::run(&benches::encode::Config {
         backend,
         seconds,
         runs,
         preset,
         out: out.clone(),
-    }) {
-        Ok(report) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("serialisable")
-            );
-            eprintln!("wrote {}", out.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    });
+    done(r, &out)
 }
