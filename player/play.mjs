@@ -17,7 +17,9 @@
 // timeout. Then it takes a screenshot and prints exactly one JSON line on
 // stdout:
 //   {"ok":bool,"currentTime":n,"fatal":null|string,"errors":[...],"engine":...,
-//    "levels":[...],"thumbnails":null|n,"consoleErrors":[...],"pageErrors":[...],...}
+//    "levels":[...],"thumbnails":null|n,"consoleErrors":[...],"pageErrors":[...],
+//    "httpStatus":n,"title":string,"heading":null|string,"statusLine":null|string,...}
+// (`heading` is the page's first <h1>, `statusLine` the player's status text.)
 // Exit status: 0 when ok, 1 otherwise, 2 for bad command-line arguments.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -92,6 +94,10 @@ const result = {
   failedRequests: [],
   timedOut: false,
   screenshot: null,
+  httpStatus: null,
+  title: null,
+  heading: null,
+  statusLine: null,
   browser: null,
   elapsedMs: 0,
 };
@@ -203,6 +209,7 @@ try {
   }
   try {
     const resp = await page.goto(pageUrl, { waitUntil: 'domcontentloaded', timeout: left() });
+    result.httpStatus = resp ? resp.status() : null;
     if (resp && !resp.ok()) result.fatal = `page: HTTP ${resp.status()}`;
   } catch (e) {
     result.fatal = `page: ${e.message.split('\n')[0]}`;
@@ -248,6 +255,18 @@ try {
     await page.waitForTimeout(Math.min(200, left()));
   }
 
+  try {
+    Object.assign(
+      result,
+      await page.evaluate(() => ({
+        title: document.title,
+        heading: document.querySelector('h1')?.textContent ?? null,
+        statusLine: document.getElementById('status-text')?.textContent ?? null,
+      })),
+    );
+  } catch (e) {
+    push(result.pageErrors, `reading the page failed: ${e.message.split('\n')[0]}`);
+  }
   try {
     await page.screenshot({ path: opts.screenshot, timeout: 15_000 });
     result.screenshot = opts.screenshot;

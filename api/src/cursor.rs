@@ -6,11 +6,16 @@
 use crate::error::{ApiError, ApiResult};
 use crate::origin::valid_id;
 
-fn bad() -> ApiError {
-    ApiError::validation("cursor is not one this server issued")
+/// A refused cursor: a 400 naming the `cursor` parameter.
+pub fn bad() -> ApiError {
+    ApiError::invalid(
+        "cursor",
+        "not one this server issued: pass a page's `nextCursor` as it came",
+    )
 }
 
-/// After (creation time, id): a creator's videos, newest first.
+/// After (creation time, id): a creator's videos and live channels,
+/// newest first.
 pub fn created(at: i64, id: &str) -> String {
     hex::encode(format!("{at}:{id}"))
 }
@@ -40,7 +45,7 @@ pub fn parse_since(cursor: &str) -> ApiResult<(i64, String)> {
     Ok((at, id.to_owned()))
 }
 
-/// After a sequence number: comments and replies.
+/// After a sequence number: comments and replies, jobs.
 pub fn seq(n: i64) -> String {
     n.to_string()
 }
@@ -49,7 +54,7 @@ pub fn parse_seq(cursor: &str) -> ApiResult<i64> {
     cursor.parse().map_err(|_| bad())
 }
 
-/// From an offset into a ranked list: a hashtag's videos.
+/// From an offset into a ranked list: a hashtag's videos, search results.
 pub fn offset(n: usize) -> String {
     format!("o{n}")
 }
@@ -79,5 +84,6 @@ mod tests {
         assert_eq!(parse_seq(&seq(-7)).unwrap(), -7);
         assert_eq!(parse_offset(&offset(40)).unwrap(), 40);
         assert!(parse_offset("40").is_err() && parse_seq("x").is_err());
+        assert_eq!(parse_seq("x").unwrap_err().field(), Some("cursor"));
     }
 }

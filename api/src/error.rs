@@ -102,6 +102,21 @@ impl ApiError {
         Self::new(ErrorCode::ValidationError, message)
     }
 
+    /// A request field (query or path parameter, JSON body member, header)
+    /// that is missing or breaks a rule: `VALIDATION_ERROR` with the message
+    /// `"<field>: <what>"` and `details.field` naming it (a JSON member by
+    /// its path, e.g. `events[2].videoId`).
+    pub fn invalid(field: impl Into<String>, what: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        Self::validation(format!("{field}: {what}"))
+            .with_details(serde_json::json!({ "field": field }))
+    }
+
+    /// The field a validation error names (`details.field`), if any.
+    pub fn field(&self) -> Option<&str> {
+        self.details.as_ref()?.get("field")?.as_str()
+    }
+
     pub fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
@@ -153,7 +168,13 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
+    /// For people. A `VALIDATION_ERROR` about one field starts with it
+    /// (`"limit: must be 1–50, got 0"`).
     pub message: String,
+    /// Machine-readable context. A `VALIDATION_ERROR` about one field names
+    /// it in `field`: a query or path parameter, a header, or a JSON member
+    /// by its path (`events[0].videoId`; `body` for a body that is not a
+    /// JSON object); `line`/`column` locate a JSON error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
 }
@@ -201,12 +222,11 @@ impl IntoResponse for ApiError {
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         let code = ErrorCode::for_status(r.status());
-        let code = if code == ErrorCode::InternalError {
-            ErrorCode::ValidationError
+        if matches!(code, ErrorCode::ValidationError | ErrorCode::InternalError) {
+            Self::invalid("body", without_prefix(&r.body_text()))
         } else {
-            code
-        };
-        Self::new(code, r.body_text())
+            Self::new(code, r.body_text())
+        }
     }
 }
 
@@ -216,16 +236,54 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
     }
 }
 
+/// A path parameter that does not decode (or parse), named by its key.
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(r: axum::extract::rejection::PathRejection) -> Self {
-        Self::validation(r.body_text())
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        let PathRejection::FailedToDeserializePathParams(e) = &r else {
+            return Self::internal(r.body_text());
+        };
+        match e.kind() {
+            ErrorKind::ParseErrorAtKey {
+                key, expected_type, ..
+            } => Self::invalid(key.as_str(), format!("not a valid {expected_type}")),
+            ErrorKind::InvalidUtf8InPathParam { key } => {
+                Self::invalid(key.as_str(), "not valid UTF-8 once percent-decoded")
+            }
+            ErrorKind::DeserializeError { key, message, .. } => {
+                Self::invalid(key.as_str(), message)
+            }
+            // `ErrorKind` is non-exhaustive: whatever else, as axum says it.
+            ErrorKind::WrongNumberOfParameters { .. }
+            | ErrorKind::ParseErrorAtIndex { .. }
+            | ErrorKind::ParseError { .. }
+            | ErrorKind::UnsupportedType { .. }
+            | ErrorKind::Message(_)
+            | _ => Self::invalid("path", e.kind()),
+        }
     }
 }
 
+/// A query string that does not decode: the parameter is named where the
+/// rejection says which (routes use `routes::extract::Query`, which always
+/// does).
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(r: axum::extract::rejection::QueryRejection) -> Self {
-        Self::validation(r.body_text())
+        let text = without_prefix(&r.body_text()).to_owned();
+        match text.split_once(": ") {
+            Some((field, what)) if !field.contains(' ') => Self::invalid(field, what),
+            Some(_) | None => Self::invalid("query", text),
+        }
     }
+}
+
+/// axum's rejection text without its "Failed to …: " preamble.
+fn without_prefix(text: &str) -> &str {
+    text.strip_prefix("Failed to deserialize query string: ")
+        .or_else(|| text.strip_prefix("Failed to deserialize the JSON body into the target type: "))
+        .or_else(|| text.strip_prefix("Failed to parse the request body as JSON: "))
+        .unwrap_or(text)
 }
 
 impl From<axum::extract::multipart::MultipartRejection> for ApiError {

@@ -139,10 +139,12 @@ impl From<Error> for ApiError {
                 }
                 None => ApiError::internal(m),
             },
-            Error::Inference(
-                e @ (inference::InferenceError::BadCursor(_)
-                | inference::InferenceError::Invalid(_)),
-            ) => ApiError::validation(e.to_string()),
+            Error::Inference(inference::InferenceError::BadCursor(why)) => {
+                ApiError::invalid("cursor", format!("not one this server issued ({why})"))
+            }
+            Error::Inference(e @ inference::InferenceError::Invalid(_)) => {
+                ApiError::validation(e.to_string())
+            }
             other @ (Error::Config(_)
             | Error::Inference(_)
             | Error::Catalog { .. }

@@ -230,11 +230,13 @@ fn hls_js_plays_the_stream_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "");
     let (ann, _) = register(&server, "ann", "creator");
+    // A title that is markup: the page shows it as text.
+    let title = "Play <b>me</b> & \"you\"";
     let video = upload_small(
         &server,
         &ann,
         &shared_media("prog_640x360_h264_aac_8s.mp4"),
-        &json!({"title": "play me"}),
+        &json!({"title": title}),
     );
     assert_eq!(
         wait_final(&server, &ann, &video, Duration::from_secs(240))["status"],
@@ -259,6 +261,17 @@ fn hls_js_plays_the_stream_in_headless_chromium() {
     assert!(report["fatal"].is_null(), "{report:#}");
     assert!(report["currentTime"].as_f64().unwrap() >= 2.0, "{report:#}");
     assert_eq!(report["engine"], "hls.js");
+    assert_eq!(report["httpStatus"], 200, "{report:#}");
+    assert_eq!(report["title"], title, "{report:#}");
+    assert_eq!(report["heading"], title, "{report:#}");
+    let html = Client::new()
+        .get(&server.url(&format!("/play/{video}")))
+        .text();
+    assert!(
+        html.contains("Play &lt;b&gt;me&lt;/b&gt; &amp; &quot;you&quot;")
+            && !html.contains("<b>me"),
+        "the title is escaped"
+    );
     // Every track starts at 0: hls.js never had to skip a hole at the start.
     let errors = report["errors"].as_array().unwrap();
     assert!(
@@ -273,4 +286,55 @@ fn hls_js_plays_the_stream_in_headless_chromium() {
         png.len()
     );
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// `/play/{id}` for a video nobody may play: an HTML page saying so, with
+/// a 404, in a real browser too (no player, no spinner, no stream error).
+#[test]
+fn the_player_says_a_video_is_not_available() {
+    if !e2e::player::available("the not-available page test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let (ann, _) = register(&server, "ann", "creator");
+    // Private: processing or published, nobody plays it from a link.
+    let private = upload_small(
+        &server,
+        &ann,
+        &shared_media("prog_640x360_h264_aac_8s.mp4"),
+        &json!({"title": "not for you", "visibility": "private"}),
+    );
+    let shots = e2e::appliance_bin().parent().unwrap().join("e2e-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    for id in ["no-such-video", "bad%20id", private.as_str()] {
+        let r = Client::new().get(&server.url(&format!("/play/{id}")));
+        assert_eq!(r.status, 404, "/play/{id}: {}", r.text());
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("text/html")),
+            "/play/{id}: {:?}",
+            r.header("content-type")
+        );
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert!(!r.text().contains("not for you"), "the title stays private");
+
+        let shot = shots.join("player-not-available.png");
+        let _ = std::fs::remove_file(&shot);
+        let (code, report) =
+            e2e::player::play("hlsjs", &server.url(&format!("/play/{id}")), 1, &[], &shot);
+        assert_eq!(code, Some(1), "{report:#}");
+        assert_eq!(report["httpStatus"], 404, "{report:#}");
+        assert_eq!(
+            report["heading"], "This video is not available",
+            "{report:#}"
+        );
+        assert_eq!(report["title"], "This video is not available", "{report:#}");
+        assert!(report["engine"].is_null(), "no player started: {report:#}");
+        assert!(
+            report["pageErrors"].as_array().unwrap().is_empty(),
+            "{report:#}"
+        );
+        assert!(std::fs::read(&shot).is_ok_and(|png| png.starts_with(b"\x89PNG")));
+    }
 }

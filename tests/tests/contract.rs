@@ -1,7 +1,8 @@
 //! The API contract as outside tools read it: Schemathesis fuzzes every
 //! operation of the served `/openapi.json` with all of its checks, and a
 //! client generated from that document by `openapi-python-client` calls
-//! search, the feed with a cursor and analytics with a period.
+//! search (paged with its cursor), trending hashtags, the feed with a
+//! cursor and analytics with a period.
 
 use std::process::Command;
 use std::time::Duration;
@@ -81,6 +82,24 @@ fn a_client_generated_from_openapi_calls_search_feed_and_analytics() {
     }
     let (viewer, _) = register(&server, "genviewer", "viewer");
     let token = |c: &Client| c.token.clone().expect("register gives a token");
+    // Search ranks by embeddings too: once every video is indexed, its
+    // order holds still while the client pages through it.
+    let indexed = || {
+        let text = Client::new().get(&server.url("/metrics")).text();
+        text.lines()
+            .find_map(|l| l.strip_prefix("appliance_feed_index_videos "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let start = std::time::Instant::now();
+    while indexed() < videos.len() as f64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "videos not indexed within 90 s:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     let spec = dir.path().join("openapi.json");
     std::fs::write(&spec, Client::new().get(&server.url("/openapi.json")).body).unwrap();
@@ -130,6 +149,16 @@ fn a_client_generated_from_openapi_calls_search_feed_and_analytics() {
     for id in &videos {
         assert!(found.contains(&id.as_str()), "search missed {id}: {v}");
     }
+    // Page by page, the same results as in one page.
+    let paged: Vec<&str> = v["searchPages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p.as_array().unwrap().iter().filter_map(Value::as_str))
+        .collect();
+    assert_eq!(paged, found, "{v}");
+    assert_eq!(v["trending"]["status"], 200, "{v}");
+    assert!(v["trending"]["nextCursor"].is_null(), "{v}");
     assert_eq!(v["feed"]["status"], serde_json::json!([200, 200]), "{v}");
     assert!(
         v["feed"]["cursor"].is_string(),

@@ -284,8 +284,11 @@ fn ingest_matches_recount(extra: &str, dir: &Path) {
     // Trending is recomputed from the rollups every second here.
     wait_until("trending hashtags", Duration::from_secs(30), || {
         let r = Client::new().get(&server.url("/api/v1/hashtags/trending"));
+        let page = r.json();
+        // A bounded top list: one page, no cursor.
         r.status == 200
-            && r.json()
+            && page["nextCursor"].is_null()
+            && page["items"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|t| t["tag"] == "dance"))
     });
@@ -295,7 +298,7 @@ fn creator_id(server: &Server, c: &Client) -> String {
     // The creator's id, from one of their videos.
     let r = c.get(&server.url("/api/v1/feed/trending?limit=1"));
     let v = r.json();
-    v["videos"][0]["ownerId"]
+    v["items"][0]["ownerId"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
@@ -548,7 +551,10 @@ fn engagement_is_idempotent(extra: &str, dir: &Path) {
         .json();
     assert_eq!(page2["items"].as_array().unwrap().len(), 1);
     assert_eq!(page2["items"][0]["replyCount"], 3);
-    assert!(page2.get("nextCursor").is_none());
+    assert!(
+        page2["nextCursor"].is_null(),
+        "the last page says so: {page2}"
+    );
     let replies = Client::new()
         .get(&url(&format!("/comments/{}/replies?limit=2", top[0])))
         .json();
@@ -558,12 +564,23 @@ fn engagement_is_idempotent(extra: &str, dir: &Path) {
         .get(&url(&format!("/comments/{}/replies?cursor={more}", top[0])))
         .json();
     assert_eq!(rest["items"][0]["body"], "reply 2");
+    let r = Client::new().get(&url(&format!("/videos/{v}/comments?cursor=junk")));
+    assert_eq!(r.status, 400);
     assert_eq!(
-        Client::new()
-            .get(&url(&format!("/videos/{v}/comments?cursor=junk")))
-            .status,
-        400
+        r.json()["error"]["details"]["field"],
+        "cursor",
+        "{}",
+        r.text()
     );
+    // A comment of the wrong type, or none, is refused naming the member.
+    for (body, field) in [
+        (json!({"body": 7}), "body"),
+        (json!({"parentId": "x"}), "body"),
+    ] {
+        let r = creator.post_json(&url(&format!("/videos/{v}/comments")), &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"]["details"]["field"], field, "{}", r.text());
+    }
     // The counts on the video, once flushed and reconciled.
     wait_until("counts on the video", Duration::from_secs(20), || {
         let s = Client::new().get(&url(&format!("/videos/{v}"))).json()["stats"].clone();

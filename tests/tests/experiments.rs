@@ -168,7 +168,7 @@ fn page_through(server: &Server, c: &Client, path: &str, pages: usize, v: &mut V
         let page = r.json();
         assert_eq!(page["variant"], v.variant.as_str(), "{url}: {page}");
         v.fell_back |= page["source"] == "trending_fallback";
-        for item in page["videos"].as_array().unwrap() {
+        for item in page["items"].as_array().unwrap() {
             v.shown.push(ShownTo {
                 video: item["id"].as_str().unwrap().to_owned(),
                 for_you,

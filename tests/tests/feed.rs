@@ -14,12 +14,11 @@ fn feed(server: &Server, c: &Client, path: &str) -> Value {
     r.json()
 }
 
-/// Video ids of a feed page (`videos`) or a list page (`items`).
+/// Video ids of a list page (`items`; feeds are lists too).
 fn ids(page: &Value) -> Vec<String> {
-    page.get("videos")
-        .or_else(|| page.get("items"))
-        .and_then(Value::as_array)
-        .unwrap()
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {page}"))
         .iter()
         .map(|v| v["id"].as_str().unwrap().to_owned())
         .collect()
@@ -104,6 +103,58 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     let r = anon.get(&server.url("/api/v1/search/videos?q=soccer%20goal&limit=2"));
     let hits = ids(&r.json());
     assert!(hits.iter().all(|h| football.contains(h)), "{hits:?}");
+    // Search results page with a cursor like every list: page by page,
+    // the same results as in one page.
+    let everything = "/api/v1/search/videos?q=road%20trip%20goal&limit=50";
+    wait_until("every video searchable", Duration::from_secs(60), || {
+        let all = ids(&feed(&server, &anon, everything));
+        travel.iter().chain(&football).all(|v| all.contains(v))
+    });
+    let whole = feed(&server, &anon, everything);
+    assert!(whole["nextCursor"].is_null(), "{whole}");
+    let mut found: Vec<String> = Vec::new();
+    let mut path = "/api/v1/search/videos?q=road%20trip%20goal&limit=1".to_owned();
+    loop {
+        let page = feed(&server, &anon, &path);
+        assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+        found.extend(ids(&page));
+        match page["nextCursor"].as_str() {
+            Some(c) => {
+                path = format!("/api/v1/search/videos?q=road%20trip%20goal&limit=1&cursor={c}")
+            }
+            None => {
+                assert!(
+                    page["nextCursor"].is_null(),
+                    "the last page says so: {page}"
+                );
+                break;
+            }
+        }
+        assert!(found.len() < 20, "search pages never end: {found:?}");
+    }
+    assert_eq!(found, ids(&whole), "paged search differs from one page");
+    // Every refused parameter is the spec's error, naming it.
+    for (path, field) in [
+        ("/api/v1/search/videos", "q"),
+        ("/api/v1/search/videos?q=", "q"),
+        ("/api/v1/search/videos?q=goal&limit=many", "limit"),
+        ("/api/v1/search/videos?q=goal&limit=51", "limit"),
+        ("/api/v1/search/videos?q=goal&cursor=zz", "cursor"),
+        ("/api/v1/search/videos?q=goal&order=new", "order"),
+        ("/api/v1/hashtags/travel/videos?cursor=garbage", "cursor"),
+        ("/api/v1/hashtags/trending?limit=0", "limit"),
+    ] {
+        let r = anon.get(&server.url(path));
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        let e = r.json();
+        assert_eq!(e["error"]["code"], "VALIDATION_ERROR", "{path}: {e}");
+        assert_eq!(e["error"]["details"]["field"], field, "{path}: {e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("{field}: ")), "{path}: {e}");
+        assert!(!message.contains("Failed to deserialize"), "{path}: {e}");
+    }
+    let r = anon.get(&server.url("/api/v1/search/videos"));
+    assert_eq!(r.json()["error"]["message"], "q: required");
     let tagged = feed(&server, &anon, "/api/v1/hashtags/%23Travel/videos?limit=1");
     assert_eq!(tagged["items"].as_array().unwrap().len(), 1);
     let next = tagged["nextCursor"].as_str().unwrap();
@@ -138,12 +189,17 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     assert_eq!(r.status, 200, "{}", r.text());
     let page = feed(&server, &viewer, "/api/v1/feed/for-you?limit=3");
     assert_eq!(page["source"], "personalized");
+    // A feed page is a list with the feed's members beside it.
+    for member in ["items", "nextCursor", "source", "prefetchIds", "variant"] {
+        assert!(page.get(member).is_some(), "no {member} in {page}");
+    }
+    assert!(page.get("videos").is_none(), "{page}");
     let first = ids(&page);
     assert!(
         cooking.contains(&first[0]) && cooking.contains(&first[1]),
         "{page}"
     );
-    assert_eq!(page["videos"][0]["reason"], "cold_start");
+    assert_eq!(page["items"][0]["reason"], "cold_start");
     assert!(page["prefetchIds"]
         .as_array()
         .is_some_and(|p| !p.is_empty()));
@@ -168,8 +224,20 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     assert_eq!(seen.len(), 6);
     let r = viewer.get(&server.url("/api/v1/feed/for-you?cursor=not-a-cursor"));
     assert_eq!((r.status, r.error_code()), (400, "VALIDATION_ERROR".into()));
+    assert_eq!(
+        r.json()["error"]["details"]["field"],
+        "cursor",
+        "{}",
+        r.text()
+    );
     let r = viewer.get(&server.url("/api/v1/feed/for-you?limit=0"));
     assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["error"]["details"]["field"],
+        "limit",
+        "{}",
+        r.text()
+    );
     assert_eq!(anon.get(&server.url("/api/v1/feed/for-you")).status, 401);
     assert_eq!(
         feed(&server, &anon, "/api/v1/feed/trending")["source"],
@@ -198,7 +266,22 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     let bad = json!({"events": [{"eventId": "e3", "videoId": football[1], "watchMs": 1, "durationMs": 0, "source": "fyp", "timestamp": ts}]});
     let r = viewer.post_json(&server.url("/api/v1/engagement/watch-batch"), &bad);
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("events[0]"), "{}", r.text());
+    assert_eq!(
+        r.json()["error"]["details"]["field"],
+        "events[0].durationMs",
+        "{}",
+        r.text()
+    );
+    // A member of the wrong type is named by its path too.
+    let wrong = json!({"events": [{"eventId": "e4", "videoId": football[1], "watchMs": "long", "durationMs": 10, "source": "fyp", "timestamp": ts}]});
+    let r = viewer.post_json(&server.url("/api/v1/engagement/watch-batch"), &wrong);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["error"]["details"]["field"],
+        "events[0].watchMs",
+        "{}",
+        r.text()
+    );
     let page = feed(&server, &viewer, "/api/v1/feed/for-you?limit=10");
     let now = ids(&page);
     assert!(
@@ -209,7 +292,7 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
         now[0], football[1],
         "the other football video leads: {page}"
     );
-    assert_eq!(page["videos"][0]["reason"], "similar_to_watched");
+    assert_eq!(page["items"][0]["reason"], "similar_to_watched");
 
     // Following.
     let r = viewer.post_json(
@@ -219,8 +302,8 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     assert_eq!(r.status, 200, "{}", r.text());
     let f = feed(&server, &viewer, "/api/v1/feed/following?limit=50");
     assert_eq!(f["source"], "following");
-    assert_eq!(f["videos"][0]["id"], travel[1].as_str(), "newest first");
-    assert!(f["videos"]
+    assert_eq!(f["items"][0]["id"], travel[1].as_str(), "newest first");
+    assert!(f["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -232,7 +315,7 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
         None,
     );
     assert_eq!(r.status, 200);
-    assert!(feed(&server, &viewer, "/api/v1/feed/following")["videos"]
+    assert!(feed(&server, &viewer, "/api/v1/feed/following")["items"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -248,7 +331,7 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     );
     let mut last = Value::Null;
     let start = Instant::now();
-    while !last["videos"].as_array().is_some_and(|vs| {
+    while !last["items"].as_array().is_some_and(|vs| {
         vs.iter()
             .any(|v| v["id"] == fresh.as_str() && v["reason"] == "exploration")
     }) {
@@ -266,7 +349,7 @@ fn feed_learns_from_interests_watches_follows_and_new_videos() {
     // Pages name videos from a metadata cache; a deleted one leaves every
     // page at once (the cache is invalidated with the catalog).
     assert!(
-        feed(&server, &anon, "/api/v1/feed/trending?limit=50")["videos"]
+        feed(&server, &anon, "/api/v1/feed/trending?limit=50")["items"]
             .as_array()
             .unwrap()
             .iter()

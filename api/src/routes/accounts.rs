@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 
-use super::extract::{once, parse_json, St};
+use super::extract::{once, parse_json, Path, St};
 use super::state::Ctx;
 use crate::error::{ApiResult, ErrorBody};
 use crate::service::{Accounts, Service};

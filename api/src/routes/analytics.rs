@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::extract::{Auth, QueryResult, St};
+use super::extract::{Auth, Path, Query, St};
 use super::state::Ctx;
 use crate::error::{ApiResult, ErrorBody};
 use crate::service::{Analytics, Service};
@@ -30,9 +30,8 @@ async fn video_analytics<S: Service>(
     State(ctx): St<S>,
     Auth(p): Auth,
     Path(id): Path<String>,
-    query: QueryResult<PeriodQuery>,
+    Query(q): Query<PeriodQuery>,
 ) -> ApiResult<Json<VideoAnalytics>> {
-    let Query(q) = query?;
     Ok(Json(ctx.svc.analytics().video_analytics(&p, &id, q).await?))
 }
 
@@ -44,9 +43,8 @@ async fn creator_overview<S: Service>(
     State(ctx): St<S>,
     Auth(p): Auth,
     Path(id): Path<String>,
-    query: QueryResult<PeriodQuery>,
+    Query(q): Query<PeriodQuery>,
 ) -> ApiResult<Json<CreatorOverview>> {
-    let Query(q) = query?;
     Ok(Json(
         ctx.svc.analytics().creator_overview(&p, &id, q).await?,
     ))

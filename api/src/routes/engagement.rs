@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 
-use super::extract::{json_response, once, parse_json, Auth, MaybeAuth, QueryResult, St};
+use super::extract::{json_response, once, parse_json, Auth, MaybeAuth, Path, Query, St};
 use super::state::Ctx;
 use crate::error::{ApiResult, ErrorBody};
 use crate::service::{Engagement, Service};
@@ -79,9 +79,8 @@ async fn watch_batch<S: Service>(State(ctx): St<S>, Auth(p): Auth, body: Bytes) 
 async fn followers<S: Service>(
     State(ctx): St<S>,
     Path(id): Path<String>,
-    query: QueryResult<PageQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<FollowEntry>>> {
-    let Query(page) = query?;
     Ok(Json(ctx.svc.engagement().follows(&id, true, page).await?))
 }
 
@@ -90,9 +89,8 @@ async fn followers<S: Service>(
 async fn following<S: Service>(
     State(ctx): St<S>,
     Path(id): Path<String>,
-    query: QueryResult<PageQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<FollowEntry>>> {
-    let Query(page) = query?;
     Ok(Json(ctx.svc.engagement().follows(&id, false, page).await?))
 }
 
@@ -192,9 +190,8 @@ async fn comments<S: Service>(
     State(ctx): St<S>,
     MaybeAuth(caller): MaybeAuth,
     Path(id): Path<String>,
-    query: QueryResult<PageQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Comment>>> {
-    let Query(page) = query?;
     Ok(Json(
         ctx.svc
             .engagement()
@@ -210,9 +207,8 @@ async fn replies<S: Service>(
     State(ctx): St<S>,
     MaybeAuth(caller): MaybeAuth,
     Path(id): Path<String>,
-    query: QueryResult<PageQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Comment>>> {
-    let Query(page) = query?;
     Ok(Json(
         ctx.svc
             .engagement()
@@ -221,17 +217,18 @@ async fn replies<S: Service>(
     ))
 }
 
+/// The top trending hashtags, best first: a bounded top-N (at most
+/// `limit`), whole in one page, so `nextCursor` is always `null`.
 #[utoipa::path(get, path = "/api/v1/hashtags/trending", params(LimitQuery),
-    responses((status = 200, body = Vec<TrendingHashtag>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Page<TrendingHashtag>), (status = 400, body = ErrorBody)))]
 async fn trending_hashtags<S: Service>(
     State(ctx): St<S>,
-    query: QueryResult<LimitQuery>,
-) -> ApiResult<Json<Vec<TrendingHashtag>>> {
-    let Query(q) = query?;
-    Ok(Json(
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Page<TrendingHashtag>>> {
+    Ok(Json(Page::all(
         ctx.svc
             .engagement()
             .trending_hashtags(q.limit.unwrap_or(20))
             .await?,
-    ))
+    )))
 }

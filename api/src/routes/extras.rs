@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::extract::QueryResult;
+use super::extract::parse_query;
 use super::origin::{answer, not_found, preflight, serve, valid_id, with_cors, FileKind, Source};
 use super::state::Ctx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -51,13 +51,12 @@ pub(crate) fn router<S: Service>() -> Router<Arc<Ctx<S>>> {
 pub(crate) async fn still<S: Service>(
     State(ctx): State<Arc<Ctx<S>>>,
     Path(video_id): Path<String>,
-    query: QueryResult<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let t_ms = match query
-        .map_err(ApiError::from)
-        .and_then(|Query(q)| still_time(q.get("t").map(String::as_str)))
+    let t_ms = match parse_query::<HashMap<String, String>>(query.as_deref().unwrap_or_default())
+        .and_then(|q| still_time(q.get("t").map(String::as_str)))
     {
         Ok(t) => t,
         Err(e) => return with_cors(e.into_response()),
@@ -83,10 +82,8 @@ pub(crate) async fn still<S: Service>(
 
 /// `t` in seconds (a decimal number ≥ 0) as whole milliseconds.
 fn still_time(t: Option<&str>) -> ApiResult<u64> {
-    let refuse = |why: &str| {
-        ApiError::validation(format!("`t` {why}")).with_details(serde_json::json!({ "field": "t" }))
-    };
-    let t = t.ok_or_else(|| refuse("is required: seconds from the start of the video"))?;
+    let refuse = |why: &str| ApiError::invalid("t", why);
+    let t = t.ok_or_else(|| refuse("required: seconds from the start of the video"))?;
     let secs: f64 = t
         .trim()
         .parse()

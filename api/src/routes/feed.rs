@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 
-use super::extract::{parse_json, Auth, MaybeAuth, QueryResult, St};
+use super::extract::{parse_json, Auth, MaybeAuth, Path, Query, St};
 use super::state::Ctx;
 use crate::error::{ApiResult, ErrorBody};
 use crate::service::{Feed as _, Service};
@@ -30,9 +30,8 @@ pub(crate) fn router<S: Service>() -> Router<Arc<Ctx<S>>> {
 async fn feed_for_you<S: Service>(
     State(ctx): St<S>,
     Auth(p): Auth,
-    query: QueryResult<FeedQuery>,
+    Query(q): Query<FeedQuery>,
 ) -> ApiResult<Json<Feed>> {
-    let Query(q) = query?;
     Ok(Json(
         ctx.svc.feed().feed(Some(&p), FeedKind::ForYou, q).await?,
     ))
@@ -44,9 +43,8 @@ async fn feed_for_you<S: Service>(
 async fn feed_following<S: Service>(
     State(ctx): St<S>,
     Auth(p): Auth,
-    query: QueryResult<FeedQuery>,
+    Query(q): Query<FeedQuery>,
 ) -> ApiResult<Json<Feed>> {
-    let Query(q) = query?;
     Ok(Json(
         ctx.svc
             .feed()
@@ -61,9 +59,8 @@ async fn feed_following<S: Service>(
 async fn feed_trending<S: Service>(
     State(ctx): St<S>,
     MaybeAuth(caller): MaybeAuth,
-    query: QueryResult<FeedQuery>,
+    Query(q): Query<FeedQuery>,
 ) -> ApiResult<Json<Feed>> {
-    let Query(q) = query?;
     Ok(Json(
         ctx.svc
             .feed()
@@ -88,9 +85,8 @@ async fn set_interests<S: Service>(
     responses((status = 200, body = Page<Video>), (status = 400, body = ErrorBody)))]
 async fn search_videos<S: Service>(
     State(ctx): St<S>,
-    query: QueryResult<SearchQuery>,
+    Query(q): Query<SearchQuery>,
 ) -> ApiResult<Json<Page<Video>>> {
-    let Query(q) = query?;
     Ok(Json(ctx.svc.feed().search_videos(q).await?))
 }
 
@@ -99,8 +95,7 @@ async fn search_videos<S: Service>(
 async fn hashtag_videos<S: Service>(
     State(ctx): St<S>,
     Path(tag): Path<String>,
-    query: QueryResult<PageQuery>,
+    Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Video>>> {
-    let Query(q) = query?;
     Ok(Json(ctx.svc.feed().hashtag_videos(&tag, q).await?))
 }

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 
-use super::extract::{once, parse_json, require_creator, Auth, St};
+use super::extract::{once, parse_json, require_creator, Auth, Path, Query, St};
 use super::state::Ctx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::service::{Live, Service};
@@ -51,13 +51,15 @@ async fn create_channel<S: Service>(
     .await
 }
 
-#[utoipa::path(get, path = "/api/v1/live/channels",
-    responses((status = 200, body = Page<LiveChannel>)), security(("bearer" = [])))]
+/// The caller's channels (every channel for an admin), newest first.
+#[utoipa::path(get, path = "/api/v1/live/channels", params(PageQuery),
+    responses((status = 200, body = Page<LiveChannel>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 async fn list_channels<S: Service>(
     State(ctx): St<S>,
     Auth(p): Auth,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<LiveChannel>>> {
-    Ok(Json(ctx.svc.live().channels(&p).await?))
+    Ok(Json(ctx.svc.live().channels(&p, page).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/live/channels/{id}",

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 
-use super::extract::{once, parse_json, require_creator, Auth, St};
+use super::extract::{once, parse_json, require_creator, Auth, Path, St};
 use super::state::{BodyLimits, Ctx, CHUNK_DIGEST_HEADER};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::service::{Service, Uploads};
@@ -78,13 +78,13 @@ async fn put_chunk<S: Service>(
 ) -> ApiResult<Json<ChunkReceipt>> {
     let n: u32 = n
         .parse()
-        .map_err(|_| ApiError::validation(format!("chunk number `{n}` is not a number")))?;
+        .map_err(|_| ApiError::invalid("n", format!("`{n}` is not a chunk number (0, 1, 2, …)")))?;
     let body = body?;
     let digest = match headers.get(CHUNK_DIGEST_HEADER) {
         None => None,
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| ApiError::validation("X-Chunk-SHA256 must be hex"))?
+                .map_err(|_| ApiError::invalid(CHUNK_DIGEST_HEADER, "must be hex"))?
                 .to_ascii_lowercase(),
         ),
     };
@@ -165,16 +165,15 @@ async fn create_video<S: Service>(
                     file = Some((name, field.bytes().await?));
                 }
                 other => {
-                    return Err(ApiError::validation(format!(
-                        "unexpected form part {other:?}: send `metadata` and `file`"
-                    )))
+                    return Err(ApiError::invalid(
+                        other.unwrap_or("form"),
+                        "unexpected form part: send `metadata` and `file`",
+                    ))
                 }
             }
         }
-        let (meta, raw_meta) =
-            meta.ok_or_else(|| ApiError::validation("the `metadata` part is missing"))?;
-        let (name, bytes) =
-            file.ok_or_else(|| ApiError::validation("the `file` part is missing"))?;
+        let (meta, raw_meta) = meta.ok_or_else(|| ApiError::invalid("metadata", "required"))?;
+        let (name, bytes) = file.ok_or_else(|| ApiError::invalid("file", "required"))?;
         Ok::<_, ApiError>((meta, raw_meta, name, bytes))
     };
     let (meta, raw_meta, name, bytes) = match parsed.await {

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 
-use super::extract::{Auth, MaybeAuth, St};
+use super::extract::{Auth, MaybeAuth, Path, Query, St};
 use super::state::Ctx;
 use crate::error::{ApiResult, ErrorBody};
 use crate::service::{Service, Videos};
@@ -36,9 +36,8 @@ async fn user_videos<S: Service>(
     State(ctx): St<S>,
     MaybeAuth(caller): MaybeAuth,
     Path(id): Path<String>,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Video>>> {
-    let Query(page) = query?;
     Ok(Json(
         ctx.svc
             .videos()

@@ -40,11 +40,15 @@ pub struct FeedVideo {
     pub reason: String,
 }
 
+/// A feed page: a list like every other (`items`, `nextCursor`) with what
+/// the feed says about it beside them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Feed {
-    pub videos: Vec<FeedVideo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Vec<FeedVideo>,
+    /// Opaque: pass it as `cursor` for the next page; `null` when this
+    /// page is the last.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
     /// `personalized`, `cold_start`, `following`, `trending`, or
     /// `trending_fallback` when personalisation failed (see `degraded`).
@@ -163,4 +167,9 @@ pub struct SearchQuery {
     #[serde(default)]
     #[param(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
+    /// Opaque; from the previous page's `nextCursor` (results go at most
+    /// 1000 deep).
+    #[serde(default)]
+    #[param(min_length = 1, max_length = 512)]
+    pub cursor: Option<String>,
 }

@@ -19,9 +19,10 @@ fn period(q: &PeriodQuery) -> Result<(String, i64)> {
         "7d" => 7 * 86_400,
         "30d" => 30 * 86_400,
         other => {
-            return Err(ApiError::validation(format!(
-                "period must be 24h, 7d or 30d, got {other:?}"
-            ))
+            return Err(ApiError::invalid(
+                "period",
+                format!("must be 24h, 7d or 30d, got {other:?}"),
+            )
             .into())
         }
     };

@@ -30,7 +30,7 @@ const SHARE_CHANNELS: &[&str] = &[
 fn page_limit(limit: Option<u32>, max: u32) -> Result<u32> {
     let l = limit.unwrap_or(20);
     if !(1..=max).contains(&l) {
-        return Err(ApiError::validation(format!("limit must be 1–{max}, got {l}")).into());
+        return Err(ApiError::invalid("limit", format!("must be 1–{max}, got {l}")).into());
     }
     Ok(l)
 }
@@ -141,10 +141,10 @@ impl Social {
         // Exactly one of the listed names, as the API schema's enum says.
         let channel = req.channel.clone();
         if !SHARE_CHANNELS.contains(&channel.as_str()) {
-            return Err(ApiError::validation(format!(
-                "channel {:?} is not one of {SHARE_CHANNELS:?}",
-                req.channel
-            ))
+            return Err(ApiError::invalid(
+                "channel",
+                format!("{:?} is not one of {SHARE_CHANNELS:?}", req.channel),
+            )
             .into());
         }
         let v = self.engageable(caller, id).await?;
@@ -178,7 +178,7 @@ impl Social {
         let long = req.body.chars().count() > 2000;
         let body = req.body.trim().to_owned();
         if body.is_empty() || long {
-            return Err(ApiError::validation("a comment is 1–2000 characters").into());
+            return Err(ApiError::invalid("body", "a comment is 1–2000 characters").into());
         }
         let v = self.engageable(caller, id).await?;
         let parent = match req.parent_id {
@@ -189,9 +189,10 @@ impl Social {
                 match found {
                     Some(pc) if pc.video_id == v.id => Some(pc.parent_id.unwrap_or(pc.id)),
                     Some(_) | None => {
-                        return Err(ApiError::validation(format!(
-                            "parentId {p:?} is not a comment on this video"
-                        ))
+                        return Err(ApiError::invalid(
+                            "parentId",
+                            format!("{p:?} is not a comment on this video"),
+                        )
                         .into())
                     }
                 }

@@ -18,42 +18,45 @@ const MAX_EVENT_AGE_MS: i64 = 30 * 86_400_000;
 impl Social {
     pub async fn watch_batch(&self, caller: &Principal, req: WatchBatch) -> Result<WatchAccepted> {
         if req.events.is_empty() || req.events.len() > MAX_BATCH {
-            return Err(ApiError::validation(format!(
-                "a batch holds 1–{MAX_BATCH} events, got {}",
-                req.events.len()
-            ))
+            return Err(ApiError::invalid(
+                "events",
+                format!(
+                    "a batch holds 1–{MAX_BATCH} events, got {}",
+                    req.events.len()
+                ),
+            )
             .into());
         }
         let now = now_ms();
         let mut parsed = Vec::with_capacity(req.events.len());
         for (i, e) in req.events.into_iter().enumerate() {
-            let bad = |m: String| ApiError::validation(format!("events[{i}]: {m}"));
+            let bad = |field: &str, m: String| ApiError::invalid(format!("events[{i}].{field}"), m);
             if e.event_id.is_empty()
                 || e.event_id.len() > 128
                 || !e.event_id.chars().all(|c| c.is_ascii_graphic())
             {
-                return Err(bad("eventId must be 1–128 visible ASCII characters".into()).into());
+                return Err(bad("eventId", "must be 1–128 visible ASCII characters".into()).into());
             }
             if !api::origin::valid_id(&e.video_id) {
-                return Err(bad(format!("videoId {:?} is not a video id", e.video_id)).into());
+                return Err(bad("videoId", format!("{:?} is not a video id", e.video_id)).into());
             }
             if e.duration_ms == 0 || e.duration_ms > 86_400_000 {
-                return Err(bad("durationMs must be 1 ms – 24 h".into()).into());
+                return Err(bad("durationMs", "must be 1 ms – 24 h".into()).into());
             }
             if e.watch_ms > e.duration_ms.saturating_mul(100) {
-                return Err(bad("watchMs is more than 100 loops of the video".into()).into());
+                return Err(bad("watchMs", "is more than 100 loops of the video".into()).into());
             }
             let ts = time::OffsetDateTime::parse(
                 &e.timestamp,
                 &time::format_description::well_known::Rfc3339,
             )
-            .map_err(|_| bad(format!("timestamp {:?} is not RFC 3339", e.timestamp)))?;
+            .map_err(|_| bad("timestamp", format!("{:?} is not RFC 3339", e.timestamp)))?;
             let ts = (ts.unix_timestamp_nanos() / 1_000_000) as i64;
             if ts < now - MAX_EVENT_AGE_MS {
-                return Err(bad(format!(
-                    "timestamp {:?} is more than 30 days old",
-                    e.timestamp
-                ))
+                return Err(bad(
+                    "timestamp",
+                    format!("{:?} is more than 30 days old", e.timestamp),
+                )
                 .into());
             }
             parsed.push((e, ts));

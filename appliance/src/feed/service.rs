@@ -41,6 +41,9 @@ pub fn normalize_tag(raw: &str) -> std::result::Result<String, ApiError> {
     Ok(t)
 }
 
+/// How deep search results go: the last page ends here.
+pub const SEARCH_DEPTH: usize = 1000;
+
 /// The feed domain's service: what `api::Feed` runs on.
 pub struct FeedService {
     config: Arc<Config>,
@@ -102,10 +105,8 @@ impl FeedService {
         kind: FeedKind,
         q: FeedQuery,
     ) -> Result<Feed> {
+        q.check()?;
         let limit = q.limit.unwrap_or(10);
-        if !(1..=50).contains(&limit) {
-            return Err(ApiError::validation(format!("limit must be 1–50, got {limit}")).into());
-        }
         if let Some(p) = caller {
             self.engagement
                 .limit(
@@ -154,7 +155,7 @@ impl FeedService {
                 tracing::warn!(error = %e, "impressions not recorded; the page is served anyway");
             }
         }
-        let videos = videos
+        let items = videos
             .into_iter()
             .map(|video| FeedVideo {
                 reason: reasons
@@ -165,7 +166,7 @@ impl FeedService {
             })
             .collect();
         Ok(Feed {
-            videos,
+            items,
             next_cursor: served.page.next_cursor,
             source: served.source.to_string(),
             prefetch_ids: served.page.prefetch_ids,
@@ -181,17 +182,18 @@ impl FeedService {
 
     pub async fn set_interests(&self, caller: &Principal, req: Interests) -> Result<InterestsSet> {
         let mut tags = Vec::new();
-        for raw in &req.interests {
-            let t = normalize_tag(raw)?;
+        for (i, raw) in req.interests.iter().enumerate() {
+            let t = normalize_tag(raw)
+                .map_err(|e| ApiError::invalid(format!("interests[{i}]"), e.message))?;
             if !tags.contains(&t) {
                 tags.push(t);
             }
         }
         if !(3..=20).contains(&tags.len()) {
-            return Err(ApiError::validation(format!(
-                "pick 3–20 distinct interests, got {}",
-                tags.len()
-            ))
+            return Err(ApiError::invalid(
+                "interests",
+                format!("pick 3–20 distinct interests, got {}", tags.len()),
+            )
             .into());
         }
         let (user, t) = (caller.user_id.clone(), tags.clone());
@@ -204,43 +206,53 @@ impl FeedService {
         Ok(InterestsSet { interests: tags })
     }
 
+    /// Search results best first, `limit` at a time from the cursor's
+    /// offset, at most `SEARCH_DEPTH` deep. The ranking is recomputed per
+    /// page: a video published between two pages can shift the results by
+    /// one.
     pub async fn search_videos(&self, q: SearchQuery) -> Result<Page<Video>> {
+        q.check()?;
         let text = q.q.trim();
-        if text.is_empty() || q.q.chars().count() > 200 {
-            return Err(ApiError::validation("q must be 1–200 characters").into());
+        let limit = q.limit.unwrap_or(20) as usize;
+        let offset = q
+            .cursor
+            .as_deref()
+            .map(api::cursor::parse_offset)
+            .transpose()?
+            .unwrap_or(0);
+        if offset >= SEARCH_DEPTH {
+            return Err(api::cursor::bad().into());
         }
-        let limit = q.limit.unwrap_or(20);
-        if !(1..=50).contains(&limit) {
-            return Err(ApiError::validation(format!("limit must be 1–50, got {limit}")).into());
-        }
+        // One more than the page, to know whether another follows.
+        let want = (offset + limit + 1).min(SEARCH_DEPTH + 1);
         let emb = self.recommender.embed_query(text).await;
-        let hits = match self
-            .recommender
-            .engine
-            .search(text, emb.as_deref(), limit as usize)
-        {
+        let hits = match self.recommender.engine.search(text, emb.as_deref(), want) {
             Ok(h) => h,
             // Without the index, search is keyword-only rather than down.
             Err(inference::InferenceError::IndexUnavailable(_)) => {
-                self.recommender.engine.search(text, None, limit as usize)?
+                self.recommender.engine.search(text, None, want)?
             }
             Err(e) => return Err(e.into()),
         };
-        let items = self
-            .hydrate(hits.into_iter().map(|(id, _)| id).collect())
-            .await?;
+        let end = (offset + limit).min(SEARCH_DEPTH);
+        let more = hits.len() > end && end < SEARCH_DEPTH;
+        let ids = hits
+            .into_iter()
+            .skip(offset)
+            .take(end - offset)
+            .map(|(id, _)| id)
+            .collect();
+        let items = self.hydrate(ids).await?;
         Ok(Page {
             items,
-            next_cursor: None,
+            next_cursor: more.then(|| api::cursor::offset(end)),
         })
     }
 
     pub async fn hashtag_videos(&self, tag: &str, page: PageQuery) -> Result<Page<Video>> {
-        let tag = normalize_tag(tag)?;
+        page.check()?;
+        let tag = normalize_tag(tag).map_err(|e| ApiError::invalid("tag", e.message))?;
         let limit = page.limit.unwrap_or(20);
-        if !(1..=100).contains(&limit) {
-            return Err(ApiError::validation(format!("limit must be 1–100, got {limit}")).into());
-        }
         let offset = page
             .cursor
             .as_deref()

@@ -54,10 +54,8 @@ impl api::Videos for Videos {
         user_id: &str,
         page: PageQuery,
     ) -> ApiResult<Page<Video>> {
+        page.check()?;
         let limit = page.limit.unwrap_or(20);
-        if !(1..=100).contains(&limit) {
-            return Err(ApiError::validation("limit must be 1–100"));
-        }
         let after = page
             .cursor
             .as_deref()

@@ -819,6 +819,12 @@ fn channels_are_refused_with_reasons() {
     let all = admin.get(&channels).json();
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "{all}");
     assert_eq!(all["items"][0]["id"], id.as_str(), "{all}");
+    assert!(all["nextCursor"].is_null(), "one page holds it: {all}");
+    for (query, field) in [("limit=0", "limit"), ("cursor=zz", "cursor")] {
+        let r = admin.get(&format!("{channels}?{query}"));
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        assert_eq!(r.json()["error"]["details"]["field"], field, "{}", r.text());
+    }
     assert_eq!(
         admin.get(&one).status,
         200,

@@ -76,17 +76,27 @@ pub fn channel(c: &Connection, id: &str) -> Result<Option<ChannelRow>> {
     .map_err(Error::catalog("reading a live channel"))
 }
 
-/// Channels of one owner (all channels with `None`), newest first, at most
-/// `limit`.
-pub fn channels(c: &Connection, owner: Option<&str>, limit: u32) -> Result<Vec<ChannelRow>> {
+/// Channels of one owner (all channels with `None`), newest first, after
+/// the `(created_at, id)` of the previous page's last, at most `limit`.
+pub fn channels(
+    c: &Connection,
+    owner: Option<&str>,
+    after: Option<(i64, String)>,
+    limit: u32,
+) -> Result<Vec<ChannelRow>> {
+    let (at, id) = match after {
+        Some((at, id)) => (Some(at), id),
+        None => (None, String::new()),
+    };
     let mut stmt = c
         .prepare_cached(&format!(
             "SELECT {COLS} FROM live_channels WHERE (?1 IS NULL OR owner_id = ?1)
-             ORDER BY created_at DESC, id DESC LIMIT ?2"
+             AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3))
+             ORDER BY created_at DESC, id DESC LIMIT ?4"
         ))
         .map_err(Error::catalog("listing live channels"))?;
     let rows = stmt
-        .query_map(params![owner, limit], channel_row)
+        .query_map(params![owner, at, id, limit], channel_row)
         .map_err(Error::catalog("listing live channels"))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(Error::catalog("listing live channels"))?;
