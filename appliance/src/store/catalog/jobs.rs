@@ -225,14 +225,16 @@ pub fn job_for_video(c: &Connection, video_id: &str) -> Result<Option<JobRow>> {
     .map_err(Error::catalog("reading a job"))
 }
 
-pub fn recent_jobs(c: &Connection, limit: u32) -> Result<Vec<JobRow>> {
+/// Jobs newest first, those with an id below `before` when given (the
+/// next page of `GET /ops/jobs`), at most `limit`.
+pub fn recent_jobs(c: &Connection, before: Option<i64>, limit: u32) -> Result<Vec<JobRow>> {
     let mut st = c
         .prepare_cached(&format!(
-            "SELECT {JOB_COLS} FROM jobs ORDER BY id DESC LIMIT ?1"
+            "SELECT {JOB_COLS} FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
         ))
         .map_err(Error::catalog("listing jobs"))?;
     let rows = st
-        .query_map([limit], job_row)
+        .query_map(params![before.unwrap_or(i64::MAX), limit], job_row)
         .map_err(Error::catalog("listing jobs"))?;
     rows.collect::<rusqlite::Result<Vec<_>>>()
         .map_err(Error::catalog("listing jobs"))
@@ -272,4 +274,55 @@ pub fn requeue_video(c: &mut Connection, video_id: &str, max_attempts: u32) -> R
     enqueue(&tx, video_id, max_attempts)?;
     tx.commit().map_err(Error::catalog("requeueing"))?;
     Ok(true)
+}
+
+/// A job with what an operator needs to recognise it (`appliance jobs`).
+#[derive(Debug, Clone)]
+pub struct JobListRow {
+    pub job: JobRow,
+    /// The video's title and owner, while the video exists.
+    pub title: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// Jobs in `states` (every state when empty): running first, then queued,
+/// then the rest; newest first within each.
+pub fn jobs_in_states(c: &Connection, states: &[&str], limit: u32) -> Result<Vec<JobListRow>> {
+    let cols = JOB_COLS
+        .split(',')
+        .map(|col| format!("j.{}", col.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = if states.is_empty() {
+        String::new()
+    } else {
+        let marks = (0..states.len())
+            .map(|i| format!("?{}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("WHERE j.state IN ({marks})")
+    };
+    let mut st = c
+        .prepare(&format!(
+            "SELECT {cols}, v.title, u.username FROM jobs j
+             LEFT JOIN videos v ON v.id = j.video_id
+             LEFT JOIN users u ON u.id = v.owner_id
+             {filter}
+             ORDER BY CASE j.state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END, j.id DESC
+             LIMIT ?1"
+        ))
+        .map_err(Error::catalog("listing jobs"))?;
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&limit];
+    args.extend(states.iter().map(|s| s as &dyn rusqlite::ToSql));
+    let rows = st
+        .query_map(args.as_slice(), |r| {
+            Ok(JobListRow {
+                job: job_row(r)?,
+                title: r.get(11)?,
+                owner: r.get(12)?,
+            })
+        })
+        .map_err(Error::catalog("listing jobs"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("listing jobs"))
 }

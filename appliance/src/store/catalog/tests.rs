@@ -248,3 +248,53 @@ fn a_version_4_catalog_gains_the_videos_updated_index() {
         .unwrap();
     assert_eq!((version, index), (5, 1));
 }
+
+#[test]
+fn channels_and_jobs_page_newest_first_after_their_cursor() {
+    let (_dir, c) = catalog_conn();
+    seed(&c);
+    // Three channels, two created in the same millisecond (ordered by id).
+    for (id, at) in [("c1", 10), ("c2", 20), ("c3", 20)] {
+        insert_channel(
+            &c,
+            &ChannelRow {
+                id: id.into(),
+                owner_id: "u1".into(),
+                name: id.into(),
+                url: "rtsp://cam/x".into(),
+                rungs: vec![360],
+                record: false,
+                transport: "tcp".into(),
+                desired: "stopped".into(),
+                recordings: Vec::new(),
+                created_at: at,
+                stopped_at: None,
+            },
+        )
+        .unwrap();
+    }
+    let ids = |rows: Vec<ChannelRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(channels(&c, Some("u1"), None, 10).unwrap()),
+        ["c3", "c2", "c1"]
+    );
+    assert_eq!(
+        ids(channels(&c, None, Some((20, "c3".into())), 10).unwrap()),
+        ["c2", "c1"]
+    );
+    assert_eq!(
+        ids(channels(&c, None, Some((20, "c2".into())), 1).unwrap()),
+        ["c1"]
+    );
+    assert!(channels(&c, Some("nobody"), None, 10).unwrap().is_empty());
+
+    let made: Vec<i64> = (0..3).map(|_| enqueue(&c, "v1", 3).unwrap()).collect();
+    let job_ids = |rows: Vec<JobRow>| rows.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let newest: Vec<i64> = made.iter().rev().copied().collect();
+    assert_eq!(job_ids(recent_jobs(&c, None, 10).unwrap()), newest);
+    assert_eq!(
+        job_ids(recent_jobs(&c, Some(made[2]), 1).unwrap()),
+        [made[1]]
+    );
+    assert!(recent_jobs(&c, Some(made[0]), 10).unwrap().is_empty());
+}

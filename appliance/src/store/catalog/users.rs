@@ -104,3 +104,61 @@ pub fn all_interests(c: &Connection) -> Result<Vec<(String, Vec<String>)>> {
     rows.collect::<rusqlite::Result<Vec<_>>>()
         .map_err(Error::catalog("loading interests"))
 }
+
+/// A user and how many videos they have (deleted ones not counted), for
+/// `appliance user list`.
+#[derive(Debug, Clone)]
+pub struct UserListRow {
+    pub user: UserRow,
+    pub videos: u64,
+}
+
+/// Every user, oldest first, with their video counts.
+pub fn users_with_video_counts(c: &Connection) -> Result<Vec<UserListRow>> {
+    let mut st = c
+        .prepare(
+            "SELECT u.id, u.username, u.password_hash, u.role, u.created_at,
+                    (SELECT COUNT(*) FROM videos v WHERE v.owner_id = u.id AND v.state <> 'deleting')
+             FROM users u ORDER BY u.created_at, u.username",
+        )
+        .map_err(Error::catalog("listing users"))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(UserListRow {
+                user: user_row(r)?,
+                videos: r.get(5)?,
+            })
+        })
+        .map_err(Error::catalog("listing users"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("listing users"))
+}
+
+/// Replaces a user's password hash and revokes every token issued to them,
+/// in one transaction (a leaked token must not outlive a password change).
+/// `None` if there is no such user; else the number of tokens revoked.
+pub fn set_password_revoking_tokens(
+    c: &mut Connection,
+    username: &str,
+    password_hash: &str,
+) -> Result<Option<usize>> {
+    let tx = c
+        .transaction()
+        .map_err(Error::catalog("changing a password"))?;
+    let id: Option<String> = tx
+        .query_row(
+            "UPDATE users SET password_hash = ?2 WHERE username = ?1 RETURNING id",
+            params![username, password_hash],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(Error::catalog("changing a password"))?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let revoked = tx
+        .execute("DELETE FROM tokens WHERE user_id = ?1", [&id])
+        .map_err(Error::catalog("revoking tokens"))?;
+    tx.commit().map_err(Error::catalog("changing a password"))?;
+    Ok(Some(revoked))
+}
