@@ -51,6 +51,9 @@ pub struct ConnPolicy {
     /// Longest wait for the next piece of a request body; a slow upload
     /// that keeps moving is never cut.
     pub body_timeout: Duration,
+    /// One `info` line per request under the `access` log target (method,
+    /// route, path, status, bytes, latency, request id, peer).
+    pub access_log: bool,
 }
 
 impl Default for ConnPolicy {
@@ -60,6 +63,7 @@ impl Default for ConnPolicy {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             body_timeout: Duration::from_secs(30),
+            access_log: true,
         }
     }
 }
@@ -394,6 +398,8 @@ impl AsyncWrite for GuardedStream {
 pub struct ConnTag {
     state: Arc<ConnState>,
     registry: Arc<Registry>,
+    /// The client's address, for the access log.
+    pub peer: std::net::SocketAddr,
 }
 
 impl Connected<IncomingStream<'_, Guarded>> for ConnTag {
@@ -401,6 +407,7 @@ impl Connected<IncomingStream<'_, Guarded>> for ConnTag {
         Self {
             state: stream.io().state.clone(),
             registry: stream.io().registry.clone(),
+            peer: *stream.remote_addr(),
         }
     }
 }
@@ -413,7 +420,10 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<ConnTag>>()
         .map(|c| c.0.clone());
-    let Some(ConnTag { state, registry }) = tag else {
+    let Some(ConnTag {
+        state, registry, ..
+    }) = tag
+    else {
         return next.run(request).await;
     };
     state.busy.fetch_add(1, Ordering::AcqRel);

@@ -75,6 +75,21 @@ impl HttpStats {
             .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
     }
 
+    /// Requests answered so far, and how many of them were 5xx.
+    pub fn totals(&self) -> (u64, u64) {
+        let (mut all, mut failed) = (0, 0);
+        for by_status in self.routes.read().values() {
+            for (code, s) in by_status.read().iter() {
+                let n = s.requests.load(Ordering::Relaxed);
+                all += n;
+                if *code >= 500 {
+                    failed += n;
+                }
+            }
+        }
+        (all, failed)
+    }
+
     /// Prometheus text (`# HELP`, `# TYPE` and the samples).
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
@@ -142,18 +157,46 @@ impl HttpStats {
     }
 }
 
+/// The request-id header: kept from the client (a CDN's or load
+/// balancer's id) when it is a sane token, else made here; echoed on the
+/// response and written in the access log.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// What [`observe`] needs: the counters and whether to log each request.
+#[derive(Clone)]
+pub(crate) struct Observer {
+    pub stats: Arc<super::ConnStats>,
+    pub access_log: bool,
+}
+
 /// Middleware (added with `Router::layer`, so the route is known): counts
-/// the answer under its route template; requests no route matched count
-/// as `unmatched`.
-pub(crate) async fn observe(
-    State(stats): State<Arc<super::ConnStats>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// the answer under its route template (requests no route matched count
+/// as `unmatched`), stamps the request id, and writes the access log.
+pub(crate) async fn observe(State(o): State<Observer>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     // A shared string: cloning it allocates nothing.
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| sane_id(v))
+        .map_or_else(new_request_id, str::to_owned);
+    let logged = o.access_log.then(|| {
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<crate::conn::ConnTag>>()
+            .map(|c| c.0.peer.to_string());
+        (
+            request.method().clone(),
+            request.uri().path().to_owned(),
+            peer,
+        )
+    });
+    let mut response = next.run(request).await;
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
     // The declared length: what a `Content-Length` says, else what the
     // body knows exactly; a stream of unknown length (SSE) counts 0.
     let bytes = response
@@ -163,13 +206,46 @@ pub(crate) async fn observe(
         .and_then(|v| v.parse().ok())
         .or_else(|| response.body().size_hint().exact())
         .unwrap_or(0);
-    stats.requests.record(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        response.status().as_u16(),
-        bytes,
-        started,
-    );
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status().as_u16();
+    o.stats.requests.record(route, status, bytes, started);
+    if let Some((method, path, peer)) = logged {
+        tracing::info!(
+            target: "access",
+            %method,
+            route,
+            path,
+            status,
+            bytes,
+            latency_us = started.elapsed().as_micros() as u64,
+            request_id = %id,
+            peer = peer.as_deref().unwrap_or("-"),
+        );
+    }
     response
+}
+
+/// At most 128 visible ASCII characters: anything else a client sends as
+/// an id is replaced, so the log and the header stay clean.
+fn sane_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A process-unique id: a random prefix per process and a counter.
+fn new_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish() as u32
+    });
+    format!("{prefix:08x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]
@@ -202,5 +278,17 @@ mod tests {
             "appliance_http_request_duration_seconds_bucket{route=\"/hls/{id}/{*path}\",code=\"200\",le=\"+Inf\"} 2\n"
         ));
         assert_eq!(out.matches("# TYPE").count(), 3);
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_made_unique_otherwise() {
+        assert!(sane_id("cf-ray-8a1b2c3d"));
+        assert!(!sane_id(""));
+        assert!(!sane_id("two words"));
+        assert!(!sane_id("bad\u{7f}"));
+        assert!(!sane_id(&"x".repeat(129)));
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert!(sane_id(&a), "{a}");
     }
 }

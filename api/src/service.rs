@@ -66,6 +66,12 @@ pub trait Accounts: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<AuthResponse>> + Send;
     fn login(&self, req: LoginRequest) -> impl Future<Output = ApiResult<AuthResponse>> + Send;
     fn authenticate(&self, token: &str) -> impl Future<Output = ApiResult<Principal>> + Send;
+    /// Checks a username and password without issuing a token (HTTP Basic
+    /// on the status page, which a browser resends on every load).
+    fn verify_password(
+        &self,
+        req: LoginRequest,
+    ) -> impl Future<Output = ApiResult<Principal>> + Send;
     fn get_user(&self, id: &str) -> impl Future<Output = ApiResult<User>> + Send;
 }
 
@@ -278,10 +284,11 @@ pub trait Live: Send + Sync + 'static {
         caller: &Principal,
         req: LiveChannelCreate,
     ) -> impl Future<Output = ApiResult<LiveChannel>> + Send;
-    /// The caller's channels (every channel for an admin).
+    /// The caller's channels (every channel for an admin), newest first.
     fn channels(
         &self,
         caller: &Principal,
+        page: PageQuery,
     ) -> impl Future<Output = ApiResult<Page<LiveChannel>>> + Send;
     fn channel(
         &self,
@@ -316,13 +323,17 @@ pub trait Live: Send + Sync + 'static {
 /// Operations: hardware, jobs, experiments, readiness, metrics.
 pub trait Ops: Send + Sync + 'static {
     fn inventory(&self) -> impl Future<Output = ApiResult<serde_json::Value>> + Send;
-    fn jobs(&self, limit: u32) -> impl Future<Output = ApiResult<Vec<Job>>> + Send;
+    /// Jobs newest first, a page at a time.
+    fn jobs(&self, query: JobsQuery) -> impl Future<Output = ApiResult<Page<Job>>> + Send;
     fn reprocess(&self, video_id: &str) -> impl Future<Output = ApiResult<Accepted>> + Send;
     /// The running A/B experiment of rankers, per variant, recounted from
     /// the analytics store.
     fn experiments(&self) -> impl Future<Output = ApiResult<ExperimentReport>> + Send;
     fn readiness(&self) -> impl Future<Output = Health> + Send;
     fn metrics(&self) -> impl Future<Output = String> + Send;
+    /// The status page's content; `admin` adds failed jobs and recent
+    /// errors.
+    fn status(&self, admin: bool) -> impl Future<Output = StatusReport> + Send;
 }
 
 /// Idempotency-key bookkeeping (scope = caller + route).

@@ -18,6 +18,9 @@ mod ops;
 mod store;
 mod videos;
 
+/// The commit this binary was built from (`build.rs`), or `unknown`.
+pub const BUILD_COMMIT: &str = env!("APPLIANCE_COMMIT");
+
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Regional GPU video appliance")]
 struct Cli {
@@ -82,6 +85,25 @@ enum Command {
     User {
         #[command(subcommand)]
         which: UserCommand,
+    },
+    /// Transcode jobs in the catalog (queued, running and failed, with
+    /// reasons, attempts and age), newest first after the running ones.
+    Jobs {
+        /// The config `serve` runs with (its data directory is read).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Failed jobs only.
+        #[arg(long, conflicts_with = "all")]
+        failed: bool,
+        /// Jobs in every state (succeeded and cancelled too).
+        #[arg(long)]
+        all: bool,
+        /// Jobs shown at most.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON (`{"items": [...], "counts": {...}}`) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Generate a synthetic world (users with latent interests, topical
     /// videos, a watch-behaviour model) and its interaction log.
@@ -174,6 +196,21 @@ enum UserCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Every account: name, role, when it was made, how many videos it has.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON (`{"items": [...]}`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a password (the first line of stdin, same rule as `add`);
+    /// every token issued before is revoked.
+    Passwd {
+        username: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -229,7 +266,7 @@ enum BenchCommand {
     },
     /// Feed latency p50/p99 with concurrent clients at several catalog
     /// sizes: in the engine (closed loop), or with --http through the real
-    /// server under open-loop load at fixed rates (also writes the plot).
+    /// server under open-loop load at fixed rates.
     Feed {
         /// Default: benches/results/feed-cpu.json, or feed-http-cpu.json
         /// with --http.
@@ -269,7 +306,7 @@ enum BenchCommand {
     /// Watch events/s accepted over HTTP and the lag until they are
     /// queryable in the rollups, sampled every 500 ms, with the stores
     /// `--config` names (embedded by default): a closed-loop burst, then
-    /// open-loop runs at fixed rates. JSON and its plot (`.svg`).
+    /// open-loop runs at fixed rates. JSON and its plot (`.svg`, `.png`).
     Ingest {
         #[arg(long, default_value = "benches/results/ingest-embedded.json")]
         out: PathBuf,
@@ -335,8 +372,7 @@ enum BenchCommand {
         segment_mb: usize,
     },
     /// Sentences embedded per second by batch size: candle (CPU) vs
-    /// PyTorch through sentence-transformers, alternating; also writes the
-    /// plot beside the JSON (.svg).
+    /// PyTorch through sentence-transformers, alternating.
     Embed {
         #[arg(long, default_value = "benches/results/embed-cpu.json")]
         out: PathBuf,
@@ -354,6 +390,14 @@ enum BenchCommand {
         #[arg(long, default_value = "scripts/bench/embed_torch.py")]
         torch_script: PathBuf,
     },
+    /// Redraw the plot of results already written (.svg and .png beside
+    /// each JSON, same name) from the JSON alone; the kind of bench is told
+    /// from its fields. E.g. `appliance bench plot benches/results/*.json`.
+    Plot {
+        /// The results' JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -363,26 +407,14 @@ enum Source {
 }
 
 fn main() -> ExitCode {
-    use std::io::IsTerminal;
     let cli = Cli::parse();
     // The server says what its jobs do by default; the tools only warn.
     let default = if matches!(cli.command, Command::Serve { .. }) {
-        "warn,appliance=info,media=info"
+        "warn,appliance=info,media=info,access=info"
     } else {
         "warn"
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => logs.json().with_current_span(false).init(),
-        // Colour for a person at a terminal; plain text in files and pipes.
-        LogFormat::Text => logs
-            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .init(),
-    }
+    cli::logging::init(matches!(cli.log_format, LogFormat::Json), default);
     match cli.command {
         Command::Serve {
             config,
@@ -404,6 +436,25 @@ fn main() -> ExitCode {
             };
             cli::user::add(config, &username, role)
         }
+        Command::User {
+            which: UserCommand::List { config, json },
+        } => cli::user::list(config, json),
+        Command::User {
+            which: UserCommand::Passwd { username, config },
+        } => cli::user::passwd(config, &username),
+        Command::Jobs {
+            config,
+            failed,
+            all,
+            limit,
+            json,
+        } => cli::jobs::run(cli::jobs::Args {
+            config,
+            failed,
+            all,
+            limit,
+            json,
+        }),
         Command::Doctor { config, json } => cli::doctor::run(config, json),
         Command::IngestRtsp(args) => cli::ingest_rtsp::run(args),
         Command::Transcode {
@@ -586,5 +637,6 @@ fn bench(which: BenchCommand) -> ExitCode {
             source: Source::Synthetic,
             backend,
         } => cli::bench::encode(out, seconds, runs, preset, backend),
+        BenchCommand::Plot { files } => cli::bench::plot(&files),
     }
 }

@@ -64,6 +64,10 @@ pub struct Server {
     /// File descriptors kept free of connections for the spool, the
     /// catalog, the object store and transcodes.
     pub fd_reserve: u64,
+    /// One log line per request (method, route, path, status, bytes,
+    /// latency, request id, peer) under the `access` target at `info`;
+    /// `RUST_LOG` can also silence it (`access=off`).
+    pub access_log: bool,
 }
 
 impl Default for Server {
@@ -76,6 +80,7 @@ impl Default for Server {
             idle_timeout_secs: 75,
             body_timeout_secs: 30,
             fd_reserve: 256,
+            access_log: true,
         }
     }
 }

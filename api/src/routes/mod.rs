@@ -18,6 +18,7 @@ mod ops;
 pub mod origin;
 mod player;
 mod state;
+mod status;
 mod uploads;
 mod videos;
 
@@ -66,6 +67,7 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
         .merge(extras::router::<S>())
         .merge(player::router::<S>())
         .merge(ops::probes::<S>())
+        .merge(status::router::<S>())
         .merge(openapi::router::<S>())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -89,7 +91,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = router
         .layer(axum::middleware::from_fn_with_state(
-            stats.clone(),
+            crate::http_stats::Observer {
+                stats: stats.clone(),
+                access_log: conns.access_log,
+            },
             crate::http_stats::observe,
         ))
         .layer(axum::middleware::from_fn(conn::track))
@@ -139,14 +144,17 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Responses made below the handlers (layers, extract failures we did not
-/// map) leave as the spec's error shape too.
+/// map) leave as the spec's error shape too. JSON errors are already in it,
+/// and HTML ones are pages for people (the player's "not available").
 async fn errors_in_spec_shape(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let code = ErrorCode::for_status(status);

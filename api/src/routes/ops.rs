@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::extract::{json_response, once, require_admin, Auth, St};
+use super::extract::{json_response, once, require_admin, Auth, Path, Query, St};
 use super::state::Ctx;
 use crate::error::{ApiResult, ErrorBody};
 use crate::service::{Ops, Service};
@@ -43,20 +43,16 @@ async fn inventory<S: Service>(
     Ok(Json(ctx.svc.ops().inventory().await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/ops/jobs", responses((status = 200, body = Vec<Job>)), security(("bearer" = [])))]
+/// Transcode jobs, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/ops/jobs", params(JobsQuery),
+    responses((status = 200, body = Page<Job>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 async fn jobs<S: Service>(
     State(ctx): St<S>,
     Auth(p): Auth,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Vec<Job>>> {
+    Query(page): Query<JobsQuery>,
+) -> ApiResult<Json<Page<Job>>> {
     require_admin(&p)?;
-    let Query(page) = query?;
-    Ok(Json(
-        ctx.svc
-            .ops()
-            .jobs(page.limit.unwrap_or(100).clamp(1, 1000))
-            .await?,
-    ))
+    Ok(Json(ctx.svc.ops().jobs(page).await?))
 }
 
 /// The running A/B experiment of rankers: per variant, viewers,
@@ -92,19 +88,18 @@ async fn reprocess<S: Service>(
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        problems: Vec::new(),
-    })
+    Json(Health::of(Vec::new()))
 }
 
+/// Each dependency `ok`, `degraded` or `down` with the reason; 503 only
+/// when one that the box's core job needs is down.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz<S: Service>(State(ctx): St<S>) -> Response {
     let health = ctx.svc.ops().readiness().await;
-    let status = if health.problems.is_empty() {
-        StatusCode::OK
-    } else {
+    let status = if health.status == CheckState::Down {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
     json_response(status, &health)
 }

@@ -10,12 +10,16 @@ use utoipa::ToSchema;
 mod engagement;
 mod experiments;
 mod feed;
+mod lists;
 mod live;
+mod status;
 
 pub use engagement::*;
 pub use experiments::*;
 pub use feed::*;
+pub use lists::*;
 pub use live::*;
+pub use status::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -380,28 +384,6 @@ impl StatusEvent {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1–100, default 20.
-    #[serde(default)]
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// Opaque; from the previous page's `nextCursor`.
-    #[serde(default)]
-    #[param(min_length = 1, max_length = 512)]
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: i64,
     pub video_id: String,
@@ -420,10 +402,51 @@ pub struct Job {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// How well one part of the box works: `down` parts stop its core job
+/// (serving the origin, accepting uploads), `degraded` ones cost a feature
+/// or freshness but the box still does that job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    Ok,
+    Degraded,
+    Down,
+}
+
+/// `/healthz` (the process answers) and `/readyz` (every dependency).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
-    pub status: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub problems: Vec<String>,
+    /// The worst state of the checks; `/readyz` answers 503 only when it
+    /// is `down`.
+    pub status: CheckState,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<HealthCheck>,
+}
+
+/// One dependency as `/readyz` found it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// `catalog`, `objects`, `data dir`, `spool`, `analytics store`,
+    /// `hot store`, `embedding model`, `ranker`, `video index`,
+    /// `disk space`, `file descriptors`.
+    pub name: String,
+    pub state: CheckState,
+    /// What was found, and for a fault what it costs.
+    pub detail: String,
+}
+
+impl Health {
+    /// The worst of `checks`.
+    pub fn of(checks: Vec<HealthCheck>) -> Self {
+        Self {
+            status: checks
+                .iter()
+                .map(|c| c.state)
+                .max()
+                .unwrap_or(CheckState::Ok),
+            checks,
+        }
+    }
 }

@@ -29,6 +29,41 @@ impl Accounts {
         Self { config, catalog }
     }
 
+    /// The user whose password this is, or `None` (unknown user and wrong
+    /// password cost the same).
+    async fn check_password(&self, req: LoginRequest) -> ApiResult<Option<cat::UserRow>> {
+        let name = req.username.clone();
+        let user = self
+            .catalog
+            .call(move |c| cat::user_by_name(c, &name))
+            .await?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = req.password;
+        let ok = tokio::task::spawn_blocking(move || {
+            // An unknown user costs the same as a wrong password.
+            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let dummy = DUMMY.get_or_init(|| {
+                let salt = SaltString::encode_b64(b"appliance-dummy!").expect("16-byte salt");
+                Argon2::default()
+                    .hash_password(b"not a password", &salt)
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            });
+            let stored = hash.as_deref().unwrap_or(dummy);
+            let parsed =
+                PasswordHash::new(stored).map_err(|e| Error::Task(format!("stored hash: {e}")))?;
+            Ok::<_, Error>(
+                hash.is_some()
+                    && Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok(),
+            )
+        })
+        .await
+        .map_err(Error::from)??;
+        Ok(user.filter(|_| ok))
+    }
+
     pub async fn issue_token(&self, user: &cat::UserRow) -> Result<AuthResponse> {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| Error::Task(format!("no randomness: {e}")))?;
@@ -86,6 +121,34 @@ impl Accounts {
         }
         Ok(user)
     }
+
+    /// Changes a user's password (`appliance user passwd`), under the rule
+    /// `create_user` applies, and revokes every token issued before: the
+    /// usual reason to change a password is that someone else knows it.
+    /// Returns how many tokens were revoked.
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<usize> {
+        if !(10..=1024).contains(&password.chars().count()) {
+            return Err(ApiError::validation("passwords are 10–1024 characters")
+                .with_details(serde_json::json!({"field": "password"}))
+                .into());
+        }
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || {
+            let salt = SaltString::from_b64(&salt_b64()?)
+                .map_err(|e| Error::Task(format!("salt: {e}")))?;
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| Error::Task(format!("hashing a password: {e}")))
+        })
+        .await??;
+        let name = username.to_owned();
+        let revoked = self
+            .catalog
+            .call(move |c| cat::set_password_revoking_tokens(c, &name, &hash))
+            .await?;
+        revoked.ok_or_else(|| ApiError::not_found(format!("user `{username}`")).into())
+    }
 }
 
 impl api::Accounts for Accounts {
@@ -104,38 +167,19 @@ impl api::Accounts for Accounts {
     }
 
     async fn login(&self, req: LoginRequest) -> ApiResult<AuthResponse> {
-        let name = req.username.clone();
-        let user = self
-            .catalog
-            .call(move |c| cat::user_by_name(c, &name))
-            .await?;
-        let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let password = req.password;
-        let ok = tokio::task::spawn_blocking(move || {
-            // An unknown user costs the same as a wrong password.
-            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            let dummy = DUMMY.get_or_init(|| {
-                let salt = SaltString::encode_b64(b"appliance-dummy!").expect("16-byte salt");
-                Argon2::default()
-                    .hash_password(b"not a password", &salt)
-                    .map(|h| h.to_string())
-                    .unwrap_or_default()
-            });
-            let stored = hash.as_deref().unwrap_or(dummy);
-            let parsed =
-                PasswordHash::new(stored).map_err(|e| Error::Task(format!("stored hash: {e}")))?;
-            Ok::<_, Error>(
-                hash.is_some()
-                    && Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok(),
-            )
-        })
-        .await
-        .map_err(Error::from)??;
-        match user {
-            Some(u) if ok => Ok(self.issue_token(&u).await?),
-            Some(_) | None => Err(ApiError::unauthorized("wrong username or password")),
+        match self.check_password(req).await? {
+            Some(u) => Ok(self.issue_token(&u).await?),
+            None => Err(ApiError::unauthorized("wrong username or password")),
+        }
+    }
+
+    async fn verify_password(&self, req: LoginRequest) -> ApiResult<Principal> {
+        match self.check_password(req).await? {
+            Some(u) => Ok(Principal {
+                role: Role::parse(&u.role).unwrap_or(Role::Viewer),
+                user_id: u.id,
+            }),
+            None => Err(ApiError::unauthorized("wrong username or password")),
         }
     }
 

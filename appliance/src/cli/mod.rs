@@ -12,6 +12,8 @@ pub mod bench_publish;
 pub mod doctor;
 pub mod feed;
 pub mod ingest_rtsp;
+pub mod jobs;
+pub mod logging;
 pub mod serve;
 pub mod transcode;
 pub mod user;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::app::{App, Handle};
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, Catalog};
-use crate::store::Objects;
+use crate::store::{sha256_hex, Objects};
 use settings::Config;
 
 /// `appliance serve`.
@@ -118,15 +118,28 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
         .await?;
     drop(undelivered);
 
-    let hls_js = read_optional(&app.config.player.hls_js);
+    // The configured file wins (a newer hls.js without a rebuild); the
+    // copy built into the binary otherwise.
+    let hls_js = read_optional(&app.config.player.hls_js).or_else(embedded_hls_js);
     if hls_js.is_none() {
         tracing::warn!(
-            "{} not found: /play pages fall back to native HLS (run `npm ci --prefix player`)",
+            "{} not found and no hls.js built in: /play pages fall back to native HLS (run `npm ci --prefix player`)",
             app.config.player.hls_js.display()
         );
     }
     let router = router_for(&app, hls_js);
+    // What the configured profile needs, checked once before serving: each
+    // missing piece is said now, with its cost, not found later by a user.
+    let health = api::Ops::readiness(&app.ops).await;
+    for c in health
+        .checks
+        .iter()
+        .filter(|c| c.state != api::wire::CheckState::Ok)
+    {
+        tracing::warn!(check = %c.name, state = ?c.state, "{}", c.detail);
+    }
 
+    let stop_signal = shutdown_signal();
     let listen = app.config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -149,7 +162,7 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
     }
 
     let server = spawn_http(&app, listener, router, stop_rx.clone());
-    shutdown_signal().await;
+    stop_signal.await;
     tracing::info!("shutting down");
     eprintln!(
         "shutting down (up to {} s)",
@@ -170,6 +183,17 @@ pub async fn serve(config: Config, demo: Option<PathBuf>) -> Result<()> {
 /// turns true.
 /// The HTTP API as `serve` runs it, from the config (benchmarks serve
 /// through the same).
+/// hls.js as built into the binary (`build.rs`), when it was installed.
+fn embedded_hls_js() -> Option<Bytes> {
+    #[cfg(embedded_hls_js)]
+    return Some(Bytes::from_static(include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/hls.min.js"
+    ))));
+    #[cfg(not(embedded_hls_js))]
+    None
+}
+
 pub fn router_for(app: &Arc<App>, hls_js: Option<Bytes>) -> api::Router {
     let u = &app.config.uploads;
     api::router(
@@ -238,6 +262,7 @@ pub fn conn_policy(config: &Config) -> api::ConnPolicy {
         header_timeout: Duration::from_secs(s.header_timeout_secs),
         idle_timeout: Duration::from_secs(s.idle_timeout_secs),
         body_timeout: Duration::from_secs(s.body_timeout_secs),
+        access_log: s.access_log,
     }
 }
 
@@ -270,33 +295,41 @@ fn read_optional(path: &Path) -> Option<Bytes> {
     std::fs::read(path).ok().map(Bytes::from)
 }
 
-/// SIGINT or SIGTERM, whichever comes first.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+/// SIGINT or SIGTERM, whichever comes first. The handlers are installed
+/// when this is called, not when the future is first polled: `serve` calls
+/// it before it says it listens, so a SIGTERM right after start-up (a
+/// supervisor stopping a fresh box) still shuts down gracefully instead
+/// of killing the process.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            }
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                one.recv().await;
+            }
+            (Err(_), Err(_)) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 const DEMO_USER: &str = "demo";
 const DEMO_PASSWORD: &str = "demo-password";
 
 /// Makes sure a `demo` creator owns a ready video made from `file`, then
-/// prints where to watch it.
+/// prints where to watch it. The video is found again on a restart by the
+/// file's SHA-256, recorded in its description (see [`demo_marker`]), so
+/// whatever else the demo user uploads never takes its place; a new one is
+/// made when the file changed, or when the last one failed or was deleted.
 async fn seed_demo(app: &Arc<App>, file: &Path, addr: SocketAddr) -> Result<()> {
     let user = match app
         .catalog
@@ -310,17 +343,16 @@ async fn seed_demo(app: &Arc<App>, file: &Path, addr: SocketAddr) -> Result<()> 
                 .await?
         }
     };
-    let owner = user.id.clone();
-    let existing = app
-        .catalog
-        .call(move |c| cat::videos_of(c, &owner, false, None, 1))
-        .await?;
-    let video_id = match existing.into_iter().find(|v| v.state != "failed") {
-        Some(v) => v.id,
+    let bytes = Bytes::from(
+        tokio::fs::read(file)
+            .await
+            .map_err(Error::io("reading", file.display()))?,
+    );
+    let hashed = bytes.clone();
+    let marker = demo_marker(&tokio::task::spawn_blocking(move || sha256_hex(&hashed)).await?);
+    let video_id = match find_demo_video(app, &user.id, &marker).await? {
+        Some(id) => id,
         None => {
-            let bytes = tokio::fs::read(file)
-                .await
-                .map_err(Error::io("reading", file.display()))?;
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -331,14 +363,14 @@ async fn seed_demo(app: &Arc<App>, file: &Path, addr: SocketAddr) -> Result<()> 
             };
             let meta = VideoMeta {
                 title: "Demo".into(),
-                description: format!("{name}, transcoded by this box"),
+                description: format!("{name}, transcoded by this box {marker}"),
                 hashtags: vec!["demo".into()],
                 sound_id: None,
                 visibility: Visibility::Public,
             };
             eprintln!("demo: transcoding {} …", file.display());
             app.videos
-                .create_video(&caller, name, meta, Bytes::from(bytes))
+                .create_video(&caller, name, meta, bytes)
                 .await?
                 .video_id
         }
@@ -364,6 +396,38 @@ async fn seed_demo(app: &Arc<App>, file: &Path, addr: SocketAddr) -> Result<()> 
     println!("  video (JSON):    http://{addr}/api/v1/videos/{video_id}");
     println!("  API description: http://{addr}/openapi.json");
     Ok(())
+}
+
+/// What ties a demo video to the file it was made from: the end of its
+/// description.
+fn demo_marker(sha256: &str) -> String {
+    format!("[demo source sha256:{sha256}]")
+}
+
+/// The demo user's video carrying `marker` that is ready or still being
+/// made (a failed one is made again), newest first.
+async fn find_demo_video(app: &Arc<App>, owner: &str, marker: &str) -> Result<Option<String>> {
+    const PAGE: u32 = 100;
+    let mut after = None;
+    loop {
+        let (o, a) = (owner.to_owned(), after.take());
+        let page = app
+            .catalog
+            .read(move |c| cat::videos_of(c, &o, false, a, PAGE))
+            .await?;
+        let full = page.len() == PAGE as usize;
+        let last = page.last().map(|v| (v.created_at, v.id.clone()));
+        if let Some(v) = page
+            .into_iter()
+            .find(|v| v.state != "failed" && v.description.ends_with(marker))
+        {
+            return Ok(Some(v.id));
+        }
+        match last {
+            Some(l) if full => after = Some(l),
+            Some(_) | None => return Ok(None),
+        }
+    }
 }
 
 /// `appliance user add`: creates an account directly in the catalog

@@ -577,14 +577,14 @@ impl Engagement {
         );
         g(
             out,
-            "appliance_counter_flushes_total",
+            "appliance_hot_flushes_total",
             "Hot counter flushes applied to the catalog.",
             "counter",
             s.flushes.load(Ordering::Relaxed).to_string(),
         );
         g(
             out,
-            "appliance_counter_flush_failures_total",
+            "appliance_hot_flush_failures_total",
             "Hot counter flushes that failed (retried).",
             "counter",
             s.flush_failures.load(Ordering::Relaxed).to_string(),

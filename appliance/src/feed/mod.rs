@@ -29,9 +29,10 @@ mod meta;
 mod plot;
 mod recommend;
 mod service;
+mod stats;
 pub mod tools;
 
-pub use recommend::{doc_of, watch_of, Recommender};
+pub use recommend::{doc_of, watch_of, FeedHealth, Recommender, LATENCY_BUCKETS_MS};
 pub use service::FeedService;
 
 use crate::engagement::{Event, Listener};

@@ -4,7 +4,7 @@
 //! circuit breaker so a viewer always gets a page.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 
 use super::experiment::{ExperimentSlot, ExperimentStatus};
+pub use super::stats::{Breaker, FeedStats, LATENCY_BUCKETS_MS};
 use crate::engagement::{AnalyticsStore, Event, Kind, PastWatch};
 use crate::error::{Error, Result};
 use crate::store::catalog::{self as cat, Catalog, VideoRow};
@@ -21,62 +22,17 @@ use settings as config;
 
 const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 
-/// Opens after `failures` consecutive failures; while open, personalised
-/// feeds are not attempted for `open_for`.
-pub struct Breaker {
-    failures: AtomicU32,
-    threshold: u32,
-    open_until: Mutex<Option<Instant>>,
-    open_for: Duration,
+/// See [`Recommender::health`].
+pub struct FeedHealth {
+    /// `None` until first loaded; the model's folder, or why it failed.
+    pub embedder: Option<std::result::Result<String, String>>,
+    pub model_dir: PathBuf,
+    /// The ranker in use (`formula`, `model`), or why the file is unusable.
+    pub ranker: std::result::Result<&'static str, String>,
+    pub index_loaded: bool,
+    pub index_videos: usize,
+    pub breaker_open: bool,
 }
-
-impl Breaker {
-    pub fn new(threshold: u32, open_for: Duration) -> Self {
-        Self {
-            failures: AtomicU32::new(0),
-            threshold: threshold.max(1),
-            open_until: Mutex::new(None),
-            open_for,
-        }
-    }
-
-    pub fn is_open(&self) -> bool {
-        let mut until = self.open_until.lock();
-        match *until {
-            Some(t) if Instant::now() < t => true,
-            Some(_) => {
-                // Half-open: let the next request try.
-                *until = None;
-                false
-            }
-            None => false,
-        }
-    }
-
-    pub fn success(&self) {
-        self.failures.store(0, Ordering::Relaxed);
-    }
-
-    pub fn failure(&self) {
-        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.threshold {
-            *self.open_until.lock() = Some(Instant::now() + self.open_for);
-            self.failures.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-#[derive(Default)]
-pub struct FeedStats {
-    pub requests: AtomicU64,
-    pub fallbacks: AtomicU64,
-    pub embedded: AtomicU64,
-    pub watches: AtomicU64,
-    /// Feed latency histogram: counts per bucket of [`LATENCY_BUCKETS_MS`].
-    pub latency: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
-    pub latency_sum_us: AtomicU64,
-}
-
-pub const LATENCY_BUCKETS_MS: [f64; 8] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0];
 
 pub struct Served {
     pub page: FeedPage,
@@ -189,6 +145,26 @@ impl Recommender {
                 }
             })
             .clone()
+    }
+
+    /// What `/readyz` and the status page say about the feed's parts,
+    /// without loading anything.
+    pub fn health(&self) -> FeedHealth {
+        FeedHealth {
+            embedder: match self.embedder.get() {
+                None => None,
+                Some(Ok(_)) => Some(Ok(self.cfg.model_dir.display().to_string())),
+                Some(Err(e)) => Some(Err(e.clone())),
+            },
+            model_dir: self.cfg.model_dir.clone(),
+            ranker: match self.ranker_broken.lock().clone() {
+                Some(why) => Err(why),
+                None => Ok(self.engine.ranker_name()),
+            },
+            index_loaded: self.engine.videos_index.is_loaded(),
+            index_videos: self.engine.videos_index.len(),
+            breaker_open: self.breaker.is_open(),
+        }
     }
 
     /// Rebuilds the engine's state from the catalog: videos and their
@@ -662,7 +638,7 @@ impl Recommender {
                 }
             }
         };
-        self.observe(started.elapsed(), served.degraded.is_some());
+        self.stats.observe(started.elapsed(), served.source);
         Ok(served)
     }
 
@@ -701,83 +677,6 @@ impl Recommender {
             source: "trending_fallback",
             degraded: Some(why),
         }
-    }
-
-    fn observe(&self, took: Duration, fallback: bool) {
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        if fallback {
-            self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-        }
-        let ms = took.as_secs_f64() * 1000.0;
-        let bucket = LATENCY_BUCKETS_MS
-            .iter()
-            .position(|&b| ms <= b)
-            .unwrap_or(LATENCY_BUCKETS_MS.len());
-        self.stats.latency[bucket].fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .latency_sum_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let s = &self.stats;
-        let series = [
-            (
-                "appliance_feed_requests_total",
-                "counter",
-                s.requests.load(Ordering::Relaxed),
-            ),
-            (
-                "appliance_feed_fallbacks_total",
-                "counter",
-                s.fallbacks.load(Ordering::Relaxed),
-            ),
-            (
-                "appliance_videos_embedded_total",
-                "counter",
-                s.embedded.load(Ordering::Relaxed),
-            ),
-            (
-                "appliance_watch_events_total",
-                "counter",
-                s.watches.load(Ordering::Relaxed),
-            ),
-            (
-                "appliance_feed_index_videos",
-                "gauge",
-                self.engine.videos_index.len() as u64,
-            ),
-            (
-                "appliance_feed_cached_videos",
-                "gauge",
-                self.meta.len() as u64,
-            ),
-        ];
-        for (name, kind, value) in series {
-            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
-        }
-        let _ = writeln!(out, "# TYPE appliance_feed_latency_seconds histogram");
-        let mut cum = 0;
-        for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-            cum += s.latency[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "appliance_feed_latency_seconds_bucket{{le=\"{}\"}} {cum}",
-                b / 1000.0
-            );
-        }
-        cum += s.latency[LATENCY_BUCKETS_MS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "appliance_feed_latency_seconds_bucket{{le=\"+Inf\"}} {cum}"
-        );
-        let _ = writeln!(
-            out,
-            "appliance_feed_latency_seconds_sum {}",
-            s.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "appliance_feed_latency_seconds_count {cum}");
     }
 }
 

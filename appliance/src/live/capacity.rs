@@ -71,7 +71,11 @@ impl Capacity {
 
     /// (held, total), for metrics.
     pub fn usage(&self) -> (f64, f64) {
-        (self.held.lock().values().sum(), self.total)
+        // A fold from +0: `sum` of nothing is -0, which /metrics printed.
+        (
+            self.held.lock().values().fold(0.0, |a, b| a + b),
+            self.total,
+        )
     }
 }
 

@@ -63,8 +63,6 @@ pub struct Live {
     running: Mutex<HashMap<String, Arc<Running>>>,
 }
 
-const MAX_CHANNELS_LISTED: u32 = 500;
-
 /// A per-channel metric family: name, type, help, and its value.
 type Family = (
     &'static str,
@@ -204,6 +202,29 @@ impl Live {
     }
 
     /// Channels running and the capacity they hold, for `/metrics`.
+    /// The channels running in this process: id, state and the last error.
+    pub fn running(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .running
+            .lock()
+            .iter()
+            .map(|(id, r)| {
+                let snap = r.stats.snapshot();
+                let state = serde_json::to_value(snap.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let state = match snap.last_error {
+                    Some(e) => format!("{state} (last error: {e})"),
+                    None => state,
+                };
+                (id.clone(), state)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn metrics(&self) -> String {
         let mut out = String::new();
         let (held, total) = self.capacity.usage();
@@ -427,17 +448,33 @@ impl api::Live for Live {
         Ok(self.wire(&row))
     }
 
-    async fn channels(&self, caller: &Principal) -> ApiResult<Page<LiveChannel>> {
+    async fn channels(&self, caller: &Principal, page: PageQuery) -> ApiResult<Page<LiveChannel>> {
         require_creator(caller)?;
+        page.check()?;
+        let limit = page.limit.unwrap_or(20);
+        let after = page
+            .cursor
+            .as_deref()
+            .map(api::cursor::parse_created)
+            .transpose()?;
         let owner = (!caller.is_admin()).then(|| caller.user_id.clone());
-        let rows = self
+        // One more than the page, to know whether another follows.
+        let mut rows = self
             .catalog
-            .read(move |c| cat::channels(c, owner.as_deref(), MAX_CHANNELS_LISTED))
+            .read(move |c| cat::channels(c, owner.as_deref(), after, limit + 1))
             .await
             .map_err(ApiError::from)?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| {
+                rows.last()
+                    .map(|r| api::cursor::created(r.created_at, &r.id))
+            })
+            .flatten();
         Ok(Page {
             items: rows.iter().map(|r| self.wire(r)).collect(),
-            next_cursor: None,
+            next_cursor,
         })
     }
 

@@ -256,7 +256,7 @@ fn data_dir_check(dir: &Path) -> Check {
         );
     }
     let _ = std::fs::remove_file(&probe);
-    match free_bytes(dir) {
+    match super::host::disk_space(dir).ok().map(|d| d.available) {
         Some(free) if free < 5 << 30 => check(
             "disk space",
             Level::Degraded,
@@ -279,27 +279,8 @@ fn data_dir_check(dir: &Path) -> Check {
     }
 }
 
-fn free_bytes(dir: &Path) -> Option<u64> {
-    // `df` keeps this free of unsafe statvfs plumbing.
-    let out = std::process::Command::new("df")
-        .arg("-Pk")
-        .arg(dir)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let kib: u64 = text
-        .lines()
-        .nth(1)?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 fn model_check(dir: &Path) -> Check {
-    let needed = ["config.json", "tokenizer.json", "model.safetensors"];
-    let missing: Vec<_> = needed.iter().filter(|f| !dir.join(f).is_file()).collect();
+    let missing = super::readiness::model_files_missing(dir);
     if missing.is_empty() {
         check("embedding model", Level::Ok, format!("{}", dir.display()))
     } else {
@@ -307,8 +288,10 @@ fn model_check(dir: &Path) -> Check {
             "embedding model",
             Level::Fault,
             format!(
-                "{} lacks {missing:?}; run scripts/setup (the feed cannot embed videos)",
-                dir.display()
+                "{} lacks {}; the feed cannot embed videos. Point `[feed] model_dir` at a folder \
+                 holding all-MiniLM-L6-v2 (in the source checkout, scripts/setup puts one in models/)",
+                dir.display(),
+                missing.join(", ")
             ),
         )
     }

@@ -115,5 +115,45 @@ pub(super) async fn render(app: &Ops) -> String {
         );
     }
     out.push_str(&app.live.metrics());
+    host_metrics(app, &mut out);
     out
+}
+
+/// Disk, descriptors and the build: what a fleet alerts on before the box
+/// refuses uploads, and which release each box runs.
+fn host_metrics(app: &Ops, out: &mut String) {
+    use std::fmt::Write;
+    let data = &app.config.storage.data_dir;
+    if let Ok(d) = super::host::disk_space(data) {
+        let _ = writeln!(
+            out,
+            "# HELP appliance_disk_free_bytes Bytes free for the box under its data dir.\n\
+             # TYPE appliance_disk_free_bytes gauge\n\
+             appliance_disk_free_bytes {}\n\
+             # HELP appliance_disk_size_bytes Size of the file system holding the data dir.\n\
+             # TYPE appliance_disk_size_bytes gauge\n\
+             appliance_disk_size_bytes {}",
+            d.available, d.total
+        );
+    }
+    if let Ok(f) = super::host::fd_usage() {
+        let _ = writeln!(
+            out,
+            "# HELP appliance_open_fds File descriptors this process holds.\n\
+             # TYPE appliance_open_fds gauge\n\
+             appliance_open_fds {}\n\
+             # HELP appliance_max_fds This process's file-descriptor limit (soft).\n\
+             # TYPE appliance_max_fds gauge\n\
+             appliance_max_fds {}",
+            f.open, f.limit
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP appliance_build_info The running build: version and commit.\n\
+         # TYPE appliance_build_info gauge\n\
+         appliance_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        crate::BUILD_COMMIT
+    );
 }

@@ -11,7 +11,11 @@
 
 pub mod doctor;
 mod experiments;
+mod host;
 mod metrics;
+mod readiness;
+pub mod recent;
+mod status;
 
 use std::sync::Arc;
 
@@ -19,7 +23,6 @@ use api::wire::*;
 use api::{ApiError, ApiResult};
 
 use crate::engagement::Engagement;
-use crate::error::Error;
 use crate::feed::Recommender;
 use crate::live::Live;
 use crate::store::catalog::{self as cat, rfc3339, Catalog};
@@ -97,12 +100,25 @@ impl api::Ops for Ops {
         }))
     }
 
-    async fn jobs(&self, limit: u32) -> ApiResult<Vec<Job>> {
-        let rows = self
+    async fn jobs(&self, query: JobsQuery) -> ApiResult<Page<Job>> {
+        query.check()?;
+        let limit = query.limit.unwrap_or(100);
+        let before = query
+            .cursor
+            .as_deref()
+            .map(api::cursor::parse_seq)
+            .transpose()?;
+        // One more than the page, to know whether another follows.
+        let mut rows = self
             .catalog
-            .call(move |c| cat::recent_jobs(c, limit))
+            .call(move |c| cat::recent_jobs(c, before, limit + 1))
             .await?;
-        Ok(rows
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| rows.last().map(|j| api::cursor::seq(j.id)))
+            .flatten();
+        let items = rows
             .into_iter()
             .map(|j| Job {
                 id: j.id,
@@ -117,7 +133,8 @@ impl api::Ops for Ops {
                 created_at: rfc3339(j.created_at),
                 updated_at: rfc3339(j.updated_at),
             })
-            .collect())
+            .collect();
+        Ok(Page { items, next_cursor })
     }
 
     async fn reprocess(&self, video_id: &str) -> ApiResult<Accepted> {
@@ -147,40 +164,11 @@ impl api::Ops for Ops {
     }
 
     async fn readiness(&self) -> Health {
-        let mut problems = Vec::new();
-        if let Err(e) = self
-            .catalog
-            .call(|c| {
-                c.query_row("SELECT 1", [], |_| Ok(()))
-                    .map_err(Error::catalog("probing"))
-            })
-            .await
-        {
-            problems.push(format!("catalog: {e}"));
-        }
-        if let Err(e) = self.objects.head("readiness-probe").await {
-            problems.push(format!("object store: {e}"));
-        }
-        // Degraded, not down: events wait in the spool, counters and limits
-        // carry on in process.
-        if let Err(e) = self.engagement.analytics.ping().await {
-            problems.push(format!(
-                "analytics store: {e} ({} events waiting in the spool)",
-                self.engagement.spool_depth()
-            ));
-        }
-        if let Err(e) = self.engagement.hot.ping().await {
-            problems.push(format!("hot store: {e} (running on in-process state)"));
-        }
-        Health {
-            status: if problems.is_empty() {
-                "ready"
-            } else {
-                "degraded"
-            }
-            .into(),
-            problems,
-        }
+        readiness::readiness(self).await
+    }
+
+    async fn status(&self, admin: bool) -> StatusReport {
+        status::report(self, admin).await
     }
 
     async fn metrics(&self) -> String {

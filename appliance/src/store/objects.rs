@@ -93,6 +93,11 @@ impl Objects {
         }
     }
 
+    /// Whether objects are files under the data dir (not S3).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
     pub fn describe(&self) -> String {
         self.store.to_string()
     }
