@@ -24,6 +24,26 @@ pub struct Accounts {
     catalog: Catalog,
 }
 
+/// The password's Argon2 hash, under the one rule for passwords (10–1024
+/// characters), for `create_user` and `set_password`.
+async fn hash_password(password: &str) -> Result<String> {
+    if !(10..=1024).contains(&password.chars().count()) {
+        return Err(ApiError::validation("passwords are 10–1024 characters")
+            .with_details(serde_json::json!({"field": "password"}))
+            .into());
+    }
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let salt =
+            SaltString::from_b64(&salt_b64()?).map_err(|e| Error::Task(format!("salt: {e}")))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Task(format!("hashing a password: {e}")))
+    })
+    .await?
+}
+
 impl Accounts {
     pub fn new(config: Arc<Config>, catalog: Catalog) -> Self {
         Self { config, catalog }
@@ -89,21 +109,7 @@ impl Accounts {
         role: Role,
     ) -> Result<cat::UserRow> {
         validate_username(username)?;
-        if !(10..=1024).contains(&password.chars().count()) {
-            return Err(ApiError::validation("passwords are 10–1024 characters")
-                .with_details(serde_json::json!({"field": "password"}))
-                .into());
-        }
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || {
-            let salt = SaltString::from_b64(&salt_b64()?)
-                .map_err(|e| Error::Task(format!("salt: {e}")))?;
-            Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| Error::Task(format!("hashing a password: {e}")))
-        })
-        .await??;
+        let hash = hash_password(password).await?;
         let user = cat::UserRow {
             id: new_id(),
             username: username.to_owned(),
@@ -127,21 +133,7 @@ impl Accounts {
     /// usual reason to change a password is that someone else knows it.
     /// Returns how many tokens were revoked.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<usize> {
-        if !(10..=1024).contains(&password.chars().count()) {
-            return Err(ApiError::validation("passwords are 10–1024 characters")
-                .with_details(serde_json::json!({"field": "password"}))
-                .into());
-        }
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || {
-            let salt = SaltString::from_b64(&salt_b64()?)
-                .map_err(|e| Error::Task(format!("salt: {e}")))?;
-            Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| Error::Task(format!("hashing a password: {e}")))
-        })
-        .await??;
+        let hash = hash_password(password).await?;
         let name = username.to_owned();
         let revoked = self
             .catalog

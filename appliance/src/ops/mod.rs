@@ -25,7 +25,7 @@ use api::{ApiError, ApiResult};
 use crate::engagement::Engagement;
 use crate::feed::Recommender;
 use crate::live::Live;
-use crate::store::catalog::{self as cat, rfc3339, Catalog};
+use crate::store::catalog::{self as cat, Catalog};
 use crate::store::Objects;
 use crate::videos::Videos;
 use settings::Config;
@@ -120,19 +120,7 @@ impl api::Ops for Ops {
             .flatten();
         let items = rows
             .into_iter()
-            .map(|j| Job {
-                id: j.id,
-                video_id: j.video_id,
-                state: j.state,
-                attempts: j.attempts,
-                max_attempts: j.max_attempts,
-                last_error: j.last_error,
-                lease_owner: j.lease_owner,
-                lease_expires: j.lease_expires.map(rfc3339),
-                run_after: rfc3339(j.run_after),
-                created_at: rfc3339(j.created_at),
-                updated_at: rfc3339(j.updated_at),
-            })
+            .map(status::job_of)
             .collect();
         Ok(Page { items, next_cursor })
     }
