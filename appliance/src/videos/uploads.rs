@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use api::tus::TusUpload;
 use api::wire::*;
 use api::{ApiError, ApiResult, ErrorCode};
 use bytes::Bytes;
@@ -30,7 +31,7 @@ const VIDEO_MIME_TYPES: &[&str] = &[
 ];
 
 impl Videos {
-    async fn upload_of(
+    pub(super) async fn upload_of(
         &self,
         caller: &Principal,
         upload_id: &str,
@@ -55,7 +56,7 @@ impl Videos {
     }
 
     /// Refuses writes to a session that is no longer open.
-    async fn ensure_open(&self, u: &UploadRow) -> Result<()> {
+    pub(super) async fn ensure_open(&self, u: &UploadRow) -> Result<()> {
         match u.status.as_str() {
             "open" if u.expires_at <= now_ms() => {
                 let id = u.id.clone();
@@ -75,7 +76,16 @@ impl Videos {
     }
 
     fn session_wire(u: &UploadRow, chunks: &[cat::ChunkRow]) -> UploadSession {
-        let received: Vec<u32> = chunks.iter().map(|c| c.n).collect();
+        // A chunk a tus upload is still filling has a row of its own size;
+        // it is not received until it is whole.
+        let received: Vec<u32> = chunks
+            .iter()
+            .filter(|c| {
+                api::chunks::expected_size(u.file_size, u.chunk_size, u.total_chunks, c.n)
+                    .is_ok_and(|want| want == c.size)
+            })
+            .map(|c| c.n)
+            .collect();
         let have: HashSet<u32> = received.iter().copied().collect();
         UploadSession {
             upload_id: u.id.clone(),
@@ -93,6 +103,22 @@ impl Videos {
     }
 
     async fn new_upload(
+        &self,
+        caller: &Principal,
+        req: UploadInit,
+        chunk_size: u64,
+    ) -> Result<UploadRow> {
+        let row = self.upload_row(caller, req, chunk_size).await?;
+        let r = row.clone();
+        self.catalog
+            .call(move |c| cat::insert_upload(c, &r))
+            .await?;
+        Ok(row)
+    }
+
+    /// A new session's row, once the request passes the upload rules and
+    /// the caller's hourly quota (not stored yet).
+    pub(super) async fn upload_row(
         &self,
         caller: &Principal,
         req: UploadInit,
@@ -144,7 +170,7 @@ impl Videos {
         let now = now_ms();
         let total = api::chunks::total(req.file_size, chunk_size)
             .ok_or_else(|| ApiError::validation("too many chunks"))?;
-        let row = UploadRow {
+        Ok(UploadRow {
             id: new_id(),
             owner_id: caller.user_id.clone(),
             video_id: new_id(),
@@ -156,12 +182,7 @@ impl Videos {
             status: "open".into(),
             created_at: now,
             expires_at: now + (self.config.uploads.session_ttl_secs as i64) * 1000,
-        };
-        let r = row.clone();
-        self.catalog
-            .call(move |c| cat::insert_upload(c, &r))
-            .await?;
-        Ok(row)
+        })
     }
 
     async fn store_chunk(
@@ -221,7 +242,7 @@ impl Videos {
         })
     }
 
-    async fn complete(
+    pub(super) async fn complete(
         &self,
         caller: &Principal,
         upload_id: &str,
@@ -448,16 +469,52 @@ impl api::Uploads for Videos {
         self.store_chunk(&u, 0, body, None).await?;
         Ok(self.complete(caller, &u.id, meta).await?)
     }
+
+    // tus 1.0: `super::tus`.
+    fn tus_max_size(&self) -> u64 {
+        self.config.uploads.max_file_size
+    }
+
+    async fn tus_create(
+        &self,
+        caller: &Principal,
+        req: api::tus::Creation,
+    ) -> ApiResult<TusUpload> {
+        Ok(self.tus_new(caller, req).await?)
+    }
+
+    async fn tus_state(&self, caller: &Principal, upload_id: &str) -> ApiResult<TusUpload> {
+        Ok(self.tus_status(caller, upload_id).await?)
+    }
+
+    async fn tus_write(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+        offset: u64,
+        declared: Option<u64>,
+        checksum: Option<[u8; 32]>,
+        body: api::tus::Body,
+    ) -> ApiResult<TusUpload> {
+        Ok(self
+            .tus_append(caller, upload_id, offset, declared, checksum, body)
+            .await?)
+    }
+
+    async fn tus_terminate(&self, caller: &Principal, upload_id: &str) -> ApiResult<()> {
+        self.tus_status(caller, upload_id).await?;
+        self.cancel_upload(caller, upload_id).await
+    }
 }
 
-fn upload_expired(u: &UploadRow) -> ApiError {
+pub(super) fn upload_expired(u: &UploadRow) -> ApiError {
     ApiError::new(
         ErrorCode::UploadExpired,
         format!("upload {} expired at {}", u.id, rfc3339(u.expires_at)),
     )
 }
 
-fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
+pub(super) fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
     let field = |f: &str, m: &str| -> Error {
         ApiError::validation(m.to_owned())
             .with_details(serde_json::json!({ "field": f }))
@@ -505,7 +562,7 @@ fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
     Ok(meta)
 }
 
-fn mime_for(filename: &str) -> &'static str {
+pub(super) fn mime_for(filename: &str) -> &'static str {
     let ext = filename
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase());
