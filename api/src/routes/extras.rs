@@ -15,7 +15,8 @@ use axum::routing::get;
 use axum::Router;
 
 use super::extract::parse_query;
-use super::origin::{answer, not_found, preflight, serve, valid_id, with_cors, FileKind, Source};
+use super::origin::{answer, not_found, preflight, valid_id, with_cors, FileKind, Source};
+use super::playback::{serve_vod, Signed};
 use super::state::Ctx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::service::{Service, Stills};
@@ -107,13 +108,14 @@ pub(crate) async fn download<S: Service>(
     RawQuery(query): RawQuery,
     method: Method,
     headers: HeaderMap,
+    signed: Signed,
 ) -> Response {
     let response = if !valid_id(&video_id) {
         not_found(&ctx.origin)
     } else {
-        let r = serve(
+        let r = serve_vod(
             &ctx,
-            Source::Vod,
+            signed,
             &video_id,
             "download.mp4",
             FileKind::Download,

@@ -1,7 +1,10 @@
 //! The HLS origin a CDN pulls from: validated paths, exact content types, a
 //! cache policy per kind of file, validators (ETag, Last-Modified) with 304s,
 //! byte ranges (206/416), HEAD, CORS. Responses never vary by caller and
-//! never set cookies, so any shared cache may keep them.
+//! never set cookies, so any shared cache may keep them; the one exception,
+//! a private video's files served to a playback token, is
+//! `routes::playback`'s (`serve_vod`), and no shared cache keeps those
+//! unless its key holds the token.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use headers::{
 };
 use http_range_header::StartPosition;
 
+use super::playback::{serve_vod, Signed};
 use super::state::Ctx;
 pub use super::state::OriginPolicy;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -152,10 +156,11 @@ pub(crate) async fn hls<S: Service>(
     Path((video_id, path)): Path<(String, String)>,
     method: Method,
     headers: HeaderMap,
+    signed: Signed,
 ) -> Response {
     let response = match classify(&path) {
         Some(kind) if valid_id(&video_id) => {
-            serve(&ctx, Source::Vod, &video_id, &path, kind, &method, &headers).await
+            serve_vod(&ctx, signed, &video_id, &path, kind, &method, &headers).await
         }
         Some(_) | None => not_found(&ctx.origin),
     };
@@ -191,13 +196,14 @@ pub(crate) async fn poster<S: Service>(
     Path((video_id, file)): Path<(String, String)>,
     method: Method,
     headers: HeaderMap,
+    signed: Signed,
 ) -> Response {
     let response = if file != "poster.jpg" || !valid_id(&video_id) {
         not_found(&ctx.origin)
     } else {
-        serve(
+        serve_vod(
             &ctx,
-            Source::Vod,
+            signed,
             &video_id,
             "poster.jpg",
             FileKind::Poster,
@@ -219,7 +225,7 @@ pub(crate) async fn preflight() -> Response {
             (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"),
             (
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
-                "Range, If-None-Match, If-Modified-Since, If-Range, If-Match, If-Unmodified-Since",
+                "Range, If-None-Match, If-Modified-Since, If-Range, If-Match, If-Unmodified-Since, X-Playback-Token",
             ),
             (header::ACCESS_CONTROL_MAX_AGE, "86400"),
             (header::CACHE_CONTROL, "public, max-age=86400"),

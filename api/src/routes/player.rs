@@ -9,7 +9,9 @@
 //! strangers that an unpublished video exists, which the API does not
 //! either. The page is never cached (`no-store`), so it plays as soon as
 //! the video is published. A fault reading the catalog is a 503 page with
-//! `Retry-After`.
+//! `Retry-After`. With `?token=` (a playback token, `routes::playback`) a
+//! private video plays too, every URL of the page carrying the token; a
+//! token that does not check out is a 403 page.
 
 use std::sync::Arc;
 
@@ -21,10 +23,12 @@ use axum::Router;
 
 use super::extract::{Path, St};
 use super::origin;
+use super::playback::{self, Signed};
 use super::state::Ctx;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::playback::with_token;
 use crate::service::{Service, Videos};
-use crate::wire::VideoState;
+use crate::wire::{Video, VideoState};
 
 pub(crate) fn router<S: Service>() -> Router<Arc<Ctx<S>>> {
     Router::new()
@@ -38,12 +42,32 @@ const UNAVAILABLE_HTML: &str = include_str!("../../assets/unavailable.html");
 /// Seconds a client should wait before asking again after a fault.
 const RETRY_AFTER_SECS: u64 = 5;
 
-async fn player_page<S: Service>(State(ctx): St<S>, Path(video_id): Path<String>) -> Response {
+async fn player_page<S: Service>(
+    State(ctx): St<S>,
+    Path(video_id): Path<String>,
+    signed: Signed,
+) -> Response {
     if !origin::valid_id(&video_id) {
         return not_available();
     }
-    match ctx.svc.videos().get_video(None, &video_id).await {
-        Ok(v) if v.status == VideoState::Ready => Html(player(&video_id, &v.title)).into_response(),
+    let found = ctx.svc.videos().get_video(None, &video_id).await;
+    match (found, signed.0) {
+        // Not shown to anyone: maybe to the token's holder.
+        (Err(e), Some(presented)) if e.code == ErrorCode::NotFound => {
+            playback::player_page(&ctx, &video_id, &presented).await
+        }
+        // Anything the page shows without a token ignores one.
+        (found, _) => page(&video_id, found, None),
+    }
+}
+
+/// The page for what a lookup of the video found: the player (its URLs
+/// carrying `token` when given) for a published video, else why not.
+pub(super) fn page(video_id: &str, found: ApiResult<Video>, token: Option<&str>) -> Response {
+    match found {
+        Ok(v) if v.status == VideoState::Ready => {
+            Html(player(video_id, &v.title, token)).into_response()
+        }
         Ok(_) => not_available(),
         Err(e) if e.code == ErrorCode::NotFound => not_available(),
         Err(e) => {
@@ -60,16 +84,29 @@ async fn player_page<S: Service>(State(ctx): St<S>, Path(video_id): Path<String>
     }
 }
 
-/// The player for a playable video: its URLs and its title (escaped).
-fn player(video_id: &str, title: &str) -> String {
+/// The player for a playable video: its URLs (with the playback token,
+/// when there is one) and its title (escaped).
+fn player(video_id: &str, title: &str, token: Option<&str>) -> String {
+    let url = |path: String| {
+        escape_html(&match token {
+            Some(t) => with_token(&path, t),
+            None => path,
+        })
+    };
     // Replaced in this order, the title last, so nothing in a title is
     // ever taken for a placeholder.
     PLAYER_HTML
-        .replace("__MASTER_URL__", &format!("/hls/{video_id}/master.m3u8"))
-        .replace("__POSTER_URL__", &format!("/thumbs/{video_id}/poster.jpg"))
+        .replace(
+            "__MASTER_URL__",
+            &url(format!("/hls/{video_id}/master.m3u8")),
+        )
+        .replace(
+            "__POSTER_URL__",
+            &url(format!("/thumbs/{video_id}/poster.jpg")),
+        )
         .replace(
             "__THUMBNAILS_URL__",
-            &format!("/hls/{video_id}/storyboard.vtt"),
+            &url(format!("/hls/{video_id}/storyboard.vtt")),
         )
         .replace("__TITLE__", &escape_html(title))
 }
@@ -83,7 +120,7 @@ fn not_available() -> Response {
     )
 }
 
-fn unavailable_page(status: StatusCode, heading: &str, message: &str) -> Response {
+pub(super) fn unavailable_page(status: StatusCode, heading: &str, message: &str) -> Response {
     let page = UNAVAILABLE_HTML
         .replace("__HEADING__", &escape_html(heading))
         .replace("__MESSAGE__", &escape_html(message));
@@ -133,13 +170,25 @@ mod tests {
 
     #[test]
     fn the_title_is_escaped_and_never_a_placeholder() {
-        let page = player("abc", "<b>Tom & Jerry's \"__MASTER_URL__\"</b>");
+        let page = player("abc", "<b>Tom & Jerry's \"__MASTER_URL__\"</b>", None);
         assert!(
             page.contains("&lt;b&gt;Tom &amp; Jerry&#39;s &quot;__MASTER_URL__&quot;&lt;/b&gt;")
         );
         assert!(!page.contains("<b>Tom"));
         assert!(page.contains("data-src=\"/hls/abc/master.m3u8\""));
         assert!(!page.contains("__TITLE__"));
+    }
+
+    #[test]
+    fn a_signed_page_names_every_file_with_its_token() {
+        let page = player("abc", "mine", Some("h.p.s"));
+        for url in [
+            "/hls/abc/master.m3u8?token=h.p.s",
+            "/thumbs/abc/poster.jpg?token=h.p.s",
+            "/hls/abc/storyboard.vtt?token=h.p.s",
+        ] {
+            assert!(page.contains(&format!("\"{url}\"")), "{url}");
+        }
     }
 
     #[test]

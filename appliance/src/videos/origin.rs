@@ -1,5 +1,6 @@
 //! What the HLS origin serves: a published, non-private video's ladder
-//! files. The first pull of a video asks the catalog (through its read
+//! files (a private one's only to a checked playback token, `playback`).
+//! The first pull of a video asks the catalog (through its read
 //! pool, so a long write never holds up a CDN fill) and the object store;
 //! later pulls are answered from `origin_cache`, small files with their
 //! bytes. The HTTP semantics (cache policy, validators, ranges) are
@@ -19,6 +20,25 @@ use crate::store::objects;
 
 impl api::Origin for Videos {
     async fn origin_lookup(&self, video_id: &str, path: &str) -> ApiResult<OriginLookup> {
+        self.ladder_lookup(video_id, path, false).await
+    }
+
+    async fn origin_read(&self, video_id: &str, path: &str, range: Range<u64>) -> ApiResult<Bytes> {
+        let key = format!("{}/{path}", objects::ladder_prefix(video_id));
+        Ok(self.objects.get_range(&key, range).await?)
+    }
+}
+
+impl Videos {
+    /// A file of a published ladder, through the gate and the cache;
+    /// `signed`: asked with a playback token that checked out
+    /// (`playback`), so a private video's files are found too.
+    pub(super) async fn ladder_lookup(
+        &self,
+        video_id: &str,
+        path: &str,
+        signed: bool,
+    ) -> ApiResult<OriginLookup> {
         let gate = match self.origin_cache.video(video_id) {
             Some(gate) => gate,
             None => match self.origin_gate(video_id).await? {
@@ -26,7 +46,7 @@ impl api::Origin for Videos {
                 None => return Ok(OriginLookup::Missing),
             },
         };
-        if gate.private {
+        if gate.private && !signed {
             return Ok(OriginLookup::Private);
         }
         if let Some(meta) = gate.file(path) {
@@ -61,11 +81,6 @@ impl api::Origin for Videos {
         self.origin_cache
             .put_file(video_id, &gate, path, meta.clone(), held);
         Ok(OriginLookup::Found(meta))
-    }
-
-    async fn origin_read(&self, video_id: &str, path: &str, range: Range<u64>) -> ApiResult<Bytes> {
-        let key = format!("{}/{path}", objects::ladder_prefix(video_id));
-        Ok(self.objects.get_range(&key, range).await?)
     }
 }
 
