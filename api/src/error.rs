@@ -23,6 +23,8 @@ pub enum ErrorCode {
     UploadIncomplete,
     RangeNotSatisfiable,
     PreconditionFailed,
+    /// tus: a body that does not match its `Upload-Checksum` (460).
+    ChecksumMismatch,
     RateLimited,
     Unavailable,
     InternalError,
@@ -42,6 +44,10 @@ impl ErrorCode {
             Self::UploadExpired => StatusCode::GONE,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            // tus's checksum extension names this status; it is valid by
+            // construction (three digits, 100–999).
+            Self::ChecksumMismatch => StatusCode::from_u16(crate::tus::CHECKSUM_MISMATCH)
+                .unwrap_or(StatusCode::BAD_REQUEST),
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,6 +68,7 @@ impl ErrorCode {
             413 => Self::PayloadTooLarge,
             415 => Self::UnsupportedFormat,
             412 => Self::PreconditionFailed,
+            460 => Self::ChecksumMismatch,
             416 => Self::RangeNotSatisfiable,
             429 => Self::RateLimited,
             503 | 504 | 408 => Self::Unavailable,

@@ -22,8 +22,10 @@ pub mod conn;
 pub mod cursor;
 pub mod error;
 pub mod http_stats;
+pub mod playback;
 mod routes;
 pub mod service;
+pub mod tus;
 pub mod wire;
 
 /// The router `router()` builds, for callers that hold it until `serve`.
@@ -38,5 +40,5 @@ pub use routes::{
 };
 pub use service::{
     Accounts, Analytics, Engagement, Feed, Idempotency, IdempotencyBegin, Live, Ops, Origin,
-    OriginLookup, OriginMeta, Service, Uploads, Videos,
+    OriginLookup, OriginMeta, Playback, Service, Uploads, Videos, Webhooks,
 };

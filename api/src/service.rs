@@ -113,6 +113,41 @@ pub trait Uploads: Send + Sync + 'static {
         meta: VideoMeta,
         body: Bytes,
     ) -> impl Future<Output = ApiResult<Accepted>> + Send;
+
+    // tus 1.0 (`routes::tus`) on the same upload sessions: the protocol's
+    // parsing is `crate::tus`, the storage and completion the implementor's.
+    /// The largest `Upload-Length` taken (`Tus-Max-Size`).
+    fn tus_max_size(&self) -> u64;
+    fn tus_create(
+        &self,
+        caller: &Principal,
+        req: crate::tus::Creation,
+    ) -> impl Future<Output = ApiResult<crate::tus::TusUpload>> + Send;
+    fn tus_state(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+    ) -> impl Future<Output = ApiResult<crate::tus::TusUpload>> + Send;
+    /// Appends `body` at `offset` (which must be the stored offset). What
+    /// arrives is kept, durably, before this returns, even when the body
+    /// breaks off; with `checksum` (SHA-256 of the whole body) nothing is
+    /// kept unless it matches. A `declared` size (Content-Length) past the
+    /// upload's length is refused before anything is read. The last byte
+    /// completes the upload as `complete_upload` does, once.
+    fn tus_write(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+        offset: u64,
+        declared: Option<u64>,
+        checksum: Option<[u8; 32]>,
+        body: crate::tus::Body,
+    ) -> impl Future<Output = ApiResult<crate::tus::TusUpload>> + Send;
+    fn tus_terminate(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
 }
 
 /// Published and in-flight videos: metadata, status, deletion, a creator's list.
@@ -146,7 +181,7 @@ pub trait Videos: Send + Sync + 'static {
 }
 
 /// What the HLS origin serves (and, through [`Stills`], a frame at any time).
-pub trait Origin: Stills + Send + Sync + 'static {
+pub trait Origin: Stills + Playback + Send + Sync + 'static {
     fn origin_lookup(
         &self,
         video_id: &str,
@@ -379,4 +414,100 @@ pub trait Service: Send + Sync + 'static {
     fn ops(&self) -> &Self::Ops;
     fn idempotency(&self) -> &Self::Idempotency;
     fn live(&self) -> &Self::Live;
+    type Webhooks: Webhooks;
+    fn webhooks(&self) -> &Self::Webhooks;
+    type Notifications: Notifications;
+    fn notifications(&self) -> &Self::Notifications;
+}
+
+/// Webhook endpoints (admins only; the handlers check the role): each
+/// endpoint gets the events it subscribed to, signed, retried for a day,
+/// with a log of every attempt.
+pub trait Webhooks: Send + Sync + 'static {
+    /// Registers an endpoint; the answer carries its secret, the only time
+    /// it is shown.
+    fn create_webhook(&self, req: WebhookCreate)
+        -> impl Future<Output = ApiResult<Webhook>> + Send;
+    /// Endpoints, newest first.
+    fn list_webhooks(
+        &self,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Webhook>>> + Send;
+    fn webhook(&self, id: &str) -> impl Future<Output = ApiResult<Webhook>> + Send;
+    /// Deletes an endpoint (and its secret); its pending deliveries are
+    /// cancelled.
+    fn delete_webhook(&self, id: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// An endpoint's deliveries, newest first, each with its attempts.
+    fn webhook_deliveries(
+        &self,
+        id: &str,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<WebhookDelivery>>> + Send;
+    /// Sends a delivery again now (same event id), with a fresh retry window.
+    fn redeliver(
+        &self,
+        id: &str,
+        delivery_id: i64,
+    ) -> impl Future<Output = ApiResult<WebhookDelivery>> + Send;
+}
+
+/// Signed playback of private videos: playback tokens for a video's owner
+/// (or an admin), checked by the origin on every request that carries one
+/// (`routes::playback`). A supertrait of [`Origin`], so it is implemented
+/// beside the origin's lookups, on the same gate and cache.
+pub trait Playback: Send + Sync + 'static {
+    /// A token for `video_id`: its owner or an admin only (anyone else gets
+    /// the 404 the video's page gives them); 503 when signed playback is
+    /// not configured; a bad `ttlSecs`, `referrer` or `ipPrefix` is a 400
+    /// naming it.
+    fn playback_token(
+        &self,
+        caller: &Principal,
+        video_id: &str,
+        req: PlaybackTokenRequest,
+    ) -> impl Future<Output = ApiResult<IssuedToken>> + Send;
+    /// Checks a token presented for `video_id` by `client` (signature, key
+    /// id, expiry, video, IP prefix, referrer); a refusal is a 403 whose
+    /// details name the reason.
+    fn check_playback(
+        &self,
+        token: &str,
+        video_id: &str,
+        client: &PlaybackClient,
+    ) -> ApiResult<PlaybackGrant>;
+    /// `Origin::origin_lookup` for a request whose token checked out: a
+    /// private video's files are found too.
+    fn signed_lookup(
+        &self,
+        video_id: &str,
+        path: &str,
+    ) -> impl Future<Output = ApiResult<OriginLookup>> + Send;
+    /// The video a checked token names, whatever its visibility (for the
+    /// player page's title); 404 when it is gone.
+    fn signed_video(&self, video_id: &str) -> impl Future<Output = ApiResult<Video>> + Send;
+}
+
+/// A user's notifications (new followers, replies to their comments, like
+/// milestones, their uploads ready or failed): always the caller's own.
+pub trait Notifications: Send + Sync + 'static {
+    /// Newest first, a page at a time, with the unread count.
+    fn notifications(
+        &self,
+        caller: &Principal,
+        query: NotificationsQuery,
+    ) -> impl Future<Output = ApiResult<NotificationPage>> + Send;
+    /// Marks notifications read; answers the unread count left.
+    fn mark_read(
+        &self,
+        caller: &Principal,
+        req: MarkRead,
+    ) -> impl Future<Output = ApiResult<UnreadCount>> + Send;
+    /// The caller's live stream: the unread count, then what was made
+    /// after `last_event_id` (when the client reconnects with one), then
+    /// every new notification and unread count as it happens.
+    fn notification_events(
+        &self,
+        caller: &Principal,
+        last_event_id: Option<i64>,
+    ) -> impl Future<Output = ApiResult<BoxStream<'static, NotificationEvent>>> + Send;
 }

@@ -13,9 +13,11 @@ use crate::engagement::{Engagement, Listener, Social};
 use crate::error::Result;
 use crate::feed::{FeedService, Recommender};
 use crate::live::Live;
+use crate::notifications::Notifications;
 use crate::ops::Ops;
 use crate::store::{Catalog, Objects};
 use crate::videos::Videos;
+use crate::webhooks::Webhooks;
 use settings::Config;
 
 pub struct App {
@@ -29,6 +31,8 @@ pub struct App {
     pub social: Social,
     pub ops: Ops,
     pub live: Arc<Live>,
+    pub notifications: Arc<Notifications>,
+    pub webhooks: Arc<Webhooks>,
     /// What the HTTP listener did with connections (for `/metrics`).
     pub conn_stats: Arc<api::ConnStats>,
 }
@@ -45,6 +49,7 @@ impl App {
         let recommender = Arc::new(Recommender::new(&config));
         let engagement = Arc::new(Engagement::new(&config, catalog.clone())?);
         let accounts = Arc::new(Accounts::new(config.clone(), catalog.clone()));
+        let notifications = Arc::new(Notifications::new(catalog.clone(), engagement.clone()));
         let videos = Arc::new(Videos::new(
             config.clone(),
             catalog.clone(),
@@ -53,7 +58,11 @@ impl App {
             accounts.clone(),
             recommender.clone(),
             engagement.clone(),
+            notifications.clone(),
         ));
+        // Playback keys that cannot be used stop the box here, not at the
+        // first token.
+        videos.playback.usable()?;
         let feed = FeedService::new(
             config.clone(),
             catalog.clone(),
@@ -61,9 +70,11 @@ impl App {
             engagement.clone(),
         );
         let listener: Arc<dyn Listener> = recommender.clone();
-        let social = Social::new(catalog.clone(), engagement.clone(), listener);
+        let notifier: Arc<dyn crate::engagement::Notifier> = notifications.clone();
+        let social = Social::new(catalog.clone(), engagement.clone(), listener, notifier);
         let conn_stats = Arc::new(api::ConnStats::default());
         let live = Arc::new(Live::new(config.clone(), catalog.clone(), videos.clone()));
+        let webhooks = Arc::new(Webhooks::new(config.clone(), catalog.clone())?);
         let ops = Ops::new(
             videos.clone(),
             recommender.clone(),
@@ -82,13 +93,16 @@ impl App {
             social,
             ops,
             live,
+            webhooks,
+            notifications,
             conn_stats,
         })
     }
 
     /// Every domain's background work (transcode workers and janitor, the
     /// embed loop and ranker reload, the shipper/flusher/trending, status
-    /// fan-out, live channels); the tasks end when `shutdown` turns true.
+    /// and notification fan-out, live channels, webhook deliveries); the
+    /// tasks end when `shutdown` turns true.
     pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let mut tasks = crate::videos::spawn(self.videos.clone(), shutdown.clone());
         tasks.extend(
@@ -98,6 +112,8 @@ impl App {
         let listener: Arc<dyn Listener> = self.recommender.clone();
         tasks.extend(self.engagement.spawn(listener, shutdown.clone()));
         tasks.extend(self.live.spawn(shutdown.clone()));
+        tasks.extend(self.webhooks.spawn(shutdown.clone()));
+        tasks.extend(self.notifications.spawn(shutdown.clone()));
         tasks.extend(crate::videos::spawn_fanout(self.videos.clone(), shutdown));
         tasks
     }
@@ -127,6 +143,8 @@ impl api::Service for Handle {
     type Ops = Ops;
     type Idempotency = Engagement;
     type Live = Live;
+    type Webhooks = Webhooks;
+    type Notifications = Notifications;
 
     fn accounts(&self) -> &Accounts {
         &self.0.accounts
@@ -166,6 +184,14 @@ impl api::Service for Handle {
 
     fn live(&self) -> &Live {
         &self.0.live
+    }
+
+    fn webhooks(&self) -> &Webhooks {
+        &self.0.webhooks
+    }
+
+    fn notifications(&self) -> &Notifications {
+        &self.0.notifications
     }
 }
 

@@ -14,9 +14,11 @@ mod engagement;
 mod error;
 mod feed;
 mod live;
+mod notifications;
 mod ops;
 mod store;
 mod videos;
+mod webhooks;
 
 /// The commit this binary was built from (`build.rs`), or `unknown`.
 pub const BUILD_COMMIT: &str = env!("APPLIANCE_COMMIT");

@@ -15,6 +15,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod playback;
+pub use playback::Playback;
+mod webhooks;
+pub use webhooks::Webhooks;
+
 /// A config that cannot be used: what is wrong, naming the key or file.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -39,6 +44,8 @@ pub struct Config {
     pub hot: Hot,
     pub limits: Limits,
     pub live: Live,
+    pub playback: Playback,
+    pub webhooks: Webhooks,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -540,6 +547,7 @@ impl Config {
         }
         anchor("APPLIANCE_PLAYER__HLS_JS", &mut self.player.hls_js);
         anchor("APPLIANCE_FEED__MODEL_DIR", &mut self.feed.model_dir);
+        self.playback.anchor_paths(&anchor);
     }
 
     /// A config from TOML text alone (defaults, then `text`; no file and no
@@ -646,6 +654,12 @@ impl Config {
         }
         if let Err(e) = self.transcode.backend.parse::<hardware::BackendRequest>() {
             return bad(format!("transcode.backend: {e}"));
+        }
+        if let Err(m) = self.playback.validate() {
+            return bad(m);
+        }
+        if let Err(m) = self.webhooks.validate() {
+            return bad(m);
         }
         for r in &self.transcode.rungs {
             if !media::plan::STANDARD_RUNGS.contains(r) {

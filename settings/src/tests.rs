@@ -110,3 +110,66 @@ fn a_config_file_elsewhere_anchors_its_paths_there() {
     assert_eq!(c.storage.data_dir, dir.join("state"));
     assert_eq!(c.feed.model_dir, dir.join("models/all-MiniLM-L6-v2"));
 }
+
+#[test]
+fn playback_keys_are_checked_and_anchored_like_every_path() {
+    assert!(!Config::default().playback.enabled(), "off by default");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("box.toml");
+    std::fs::write(
+        &file,
+        "[playback]\nkid = \"k2\"\nprivate_key = \"keys/k2.pem\"\npublic_key = \"/etc/k2.pub.pem\"\n\
+         max_ttl_secs = 600\ndefault_ttl_secs = 60\n[playback.accepted]\nk1 = \"keys/k1.pub.pem\"\n",
+    )
+    .unwrap();
+    let c = Config::load(Some(&file)).unwrap();
+    let folder = std::path::absolute(dir.path()).unwrap();
+    assert_eq!(c.playback.private_key, Some(folder.join("keys/k2.pem")));
+    assert_eq!(
+        c.playback.public_key,
+        Some(PathBuf::from("/etc/k2.pub.pem"))
+    );
+    assert_eq!(c.playback.accepted["k1"], folder.join("keys/k1.pub.pem"));
+    for bad in [
+        // Keys without a kid, a kid without keys, a bad kid, a rotated
+        // kid equal to the signing one, lifetimes out of order.
+        "private_key = \"a.pem\"",
+        "kid = \"k\"\npublic_key = \"a.pub\"",
+        "kid = \"k 1\"\nprivate_key = \"a\"\npublic_key = \"b\"",
+        "kid = \"k\"\nprivate_key = \"a\"\npublic_key = \"b\"\naccepted = { k = \"c\" }",
+        "default_ttl_secs = 0",
+        "default_ttl_secs = 700\nmax_ttl_secs = 600",
+        "max_ttl_secs = 99999999",
+    ] {
+        let text = format!("[playback]\n{bad}\n");
+        assert!(Config::from_toml_str(&text).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn webhooks_are_read_and_checked() {
+    let c = Config::from_toml_str(
+        "[webhooks]\nallow_private = true\nfirst_retry_secs = 1\nmax_retry_secs = 2\ntimeout_secs = 2\n",
+    )
+    .unwrap();
+    assert!(c.webhooks.allow_private);
+    assert_eq!(
+        (c.webhooks.first_retry_secs, c.webhooks.max_retry_secs),
+        (1, 2)
+    );
+    let d = Config::default().webhooks;
+    assert!(!d.allow_private, "private targets are opt-in");
+    assert_eq!(d.retry_for_secs, 86_400, "a day of retries");
+    for bad in [
+        "timeout_secs = 0",
+        "first_retry_secs = 0",
+        "first_retry_secs = 10\nmax_retry_secs = 5",
+        "retry_for_secs = 0",
+        "concurrency = 0",
+        "keep_days = 0",
+        "alow_private = true",
+    ] {
+        let text = format!("[webhooks]\n{bad}\n");
+        assert!(Config::from_toml_str(&text).is_err(), "{bad}");
+    }
+}

@@ -13,14 +13,18 @@ mod extract;
 mod extras;
 mod feed;
 mod live;
+mod notifications;
 mod openapi;
 mod ops;
 pub mod origin;
+mod playback;
 mod player;
 mod state;
 mod status;
+mod tus;
 mod uploads;
 mod videos;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,12 +58,16 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
     let api = Router::new()
         .merge(accounts::router::<S>())
         .merge(uploads::router::<S>(&limits))
+        .merge(tus::router::<S>())
         .merge(videos::router::<S>())
+        .merge(playback::router::<S>())
         .merge(feed::router::<S>())
         .merge(engagement::router::<S>())
+        .merge(notifications::router::<S>())
         .merge(analytics::router::<S>())
         .merge(ops::router::<S>())
-        .merge(live::router::<S>());
+        .merge(live::router::<S>())
+        .merge(webhooks::router::<S>());
 
     Router::new()
         .nest(PREFIX, api)

@@ -11,12 +11,22 @@ use bytes::Bytes;
 use utoipa::OpenApi;
 
 use super::extras::__path_still;
+use super::notifications::{
+    __path_list_notifications, __path_mark_notifications_read, __path_notification_events,
+};
+use super::playback::__path_playback_token;
 use super::state::Ctx;
+use super::tus::{
+    __path_tus_create, __path_tus_head, __path_tus_options, __path_tus_options_upload,
+    __path_tus_patch, __path_tus_terminate, OptionalCreationBody,
+};
 use super::{
     accounts::*, analytics::*, engagement::*, feed::*, live::*, ops::*, uploads::*, videos::*,
+    webhooks::*,
 };
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::service::Service;
+use crate::wire::WebhookPayload;
 
 pub(crate) fn router<S: Service>() -> Router<Arc<Ctx<S>>> {
     Router::new().route("/openapi.json", get(openapi_json))
@@ -59,6 +69,7 @@ const OPTIONAL_AUTH: &[&str] = &[
 /// For creators (and admins) only: a viewer gets 403.
 const CREATORS_ONLY: &[&str] = &[
     "init_upload",
+    "tus_create",
     "create_video",
     "register",
     "create_channel",
@@ -77,6 +88,9 @@ const CONFLICTS: &[&str] = &[
     "complete_upload",
     "cancel_upload",
     "create_video",
+    "tus_create",
+    "tus_patch",
+    "tus_terminate",
     "like",
     "unlike",
     "save",
@@ -86,14 +100,23 @@ const CONFLICTS: &[&str] = &[
     "reprocess",
     "create_channel",
     "clip_channel",
+    "create_webhook",
+    "redeliver_webhook",
 ];
 /// 410: the upload session expired.
-const GONE: &[&str] = &["put_chunk", "get_upload", "complete_upload"];
+const GONE: &[&str] = &["put_chunk", "get_upload", "complete_upload", "tus_patch"];
 /// 415: a container or codec the box does not take.
-const UNSUPPORTED: &[&str] = &["init_upload", "create_video", "complete_upload"];
+const UNSUPPORTED: &[&str] = &[
+    "init_upload",
+    "create_video",
+    "complete_upload",
+    "tus_create",
+    "tus_patch",
+];
 /// 429 with `Retry-After`: per-user rate limits.
 const RATE_LIMITED: &[&str] = &[
     "init_upload",
+    "tus_create",
     "create_video",
     "feed_for_you",
     "feed_following",
@@ -233,10 +256,14 @@ fn error_response(status: &str, why: &str) -> utoipa::openapi::Response {
         watch_batch, search_videos, hashtag_videos, followers, following, like, unlike,
         save, unsave, share, add_comment, comments, replies, trending_hashtags,
         video_analytics, creator_overview, create_channel, list_channels, get_channel,
-        stop_channel, clip_channel, still
+        stop_channel, clip_channel, still, playback_token,
+        tus_create, tus_head, tus_patch, tus_terminate, tus_options, tus_options_upload,
+        create_webhook, list_webhooks, get_webhook, delete_webhook, webhook_deliveries,
+        redeliver_webhook,
+        list_notifications, mark_notifications_read, notification_events
     ),
-    components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
-    modifiers(&BearerAuth, &ErrorResponses)
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode, WebhookPayload)),
+    modifiers(&BearerAuth, &ErrorResponses, &OptionalCreationBody)
 )]
 struct ApiDoc;
 

@@ -12,14 +12,20 @@ mod experiments;
 mod feed;
 mod lists;
 mod live;
+mod notifications;
+mod playback;
 mod status;
+mod webhooks;
 
 pub use engagement::*;
 pub use experiments::*;
 pub use feed::*;
 pub use lists::*;
 pub use live::*;
+pub use notifications::*;
+pub use playback::*;
 pub use status::*;
+pub use webhooks::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

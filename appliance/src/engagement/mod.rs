@@ -13,7 +13,9 @@
 //! May call: `store` (catalog rows are the truth for social actions; the
 //! hot store flushes into it). It never calls the feed: what the feed
 //! learns (watches, follows, trending) goes out through `Listener`, which
-//! the composition root wires to the feed.
+//! the composition root wires to the feed; what users are told (a new
+//! follower, a reply, a like milestone) through `Notifier`, wired to
+//! `notifications` the same way.
 //!
 //! Invariants: an event is acknowledged only after it is in the spool and
 //! fsync'd; a like/save/follow row changes at most once per repeat (a
@@ -37,9 +39,11 @@ mod watches;
 
 pub use analytics::{AnalyticsStore, PastImpression, PastWatch, Scope, VariantCounts};
 pub use events::{Event, Kind, Shown};
-pub use hot::redis::STATUS_CHANNEL;
+pub use hot::redis::{NOTIFICATIONS_CHANNEL, STATUS_CHANNEL};
 pub use pipeline::Engagement;
 pub use social::Social;
+
+use crate::store::catalog::{CommentRow, VideoRow};
 
 /// What the rest of the box learns from engagement. The feed implements
 /// it; the composition root hands it to `Engagement::spawn` and `Social`,
@@ -51,4 +55,19 @@ pub trait Listener: Send + Sync {
     fn followed(&self, follower: &str, followee: &str, on: bool);
     /// The trending videos, best first, as last recomputed.
     fn trending(&self, videos: &[String]);
+}
+
+/// What users are told about each other's actions. The notifications
+/// domain implements it and the composition root hands it to `Social`, so
+/// engagement never imports notifications. Each call returns once the
+/// notification is stored (or found unwarranted: one's own action, a
+/// repeat); a failure is logged there and never fails the action itself.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync {
+    /// `follower` started following `followee` (a new follow row).
+    async fn followed(&self, follower: &str, followee: &str);
+    /// `reply` (stored) answers a comment `to` wrote on `video`.
+    async fn replied(&self, video: &VideoRow, to: &str, reply: &CommentRow);
+    /// `liker` liked `video` (a new like row), which now has about `likes`.
+    async fn liked(&self, video: &VideoRow, liker: &str, likes: u64);
 }

@@ -10,7 +10,7 @@ use api::wire::*;
 use api::{ApiError, ApiResult};
 
 use super::events::{Event, Kind};
-use super::{Engagement, Listener};
+use super::{Engagement, Listener, Notifier};
 use crate::error::Result;
 use crate::store::catalog::{self as cat, now_ms, rfc3339, Catalog, Flag, VideoRow};
 
@@ -54,14 +54,21 @@ pub struct Social {
     pub(super) catalog: Catalog,
     pub(super) engagement: Arc<Engagement>,
     pub(super) listener: Arc<dyn Listener>,
+    notifier: Arc<dyn Notifier>,
 }
 
 impl Social {
-    pub fn new(catalog: Catalog, engagement: Arc<Engagement>, listener: Arc<dyn Listener>) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        engagement: Arc<Engagement>,
+        listener: Arc<dyn Listener>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Self {
         Self {
             catalog,
             engagement,
             listener,
+            notifier,
         }
     }
 
@@ -94,10 +101,15 @@ impl Social {
             )
             .await?;
         }
+        // After the hot counter moved: the count includes this like.
+        let likes = self.engagement.video_counts(&v.id).await?.likes;
+        if changed && on {
+            self.notifier.liked(&v, &caller.user_id, likes).await;
+        }
         Ok(LikeState {
             video_id: v.id.clone(),
             liked: on,
-            likes: self.engagement.video_counts(&v.id).await?.likes,
+            likes,
         })
     }
 
@@ -181,13 +193,16 @@ impl Social {
             return Err(ApiError::invalid("body", "a comment is 1–2000 characters").into());
         }
         let v = self.engageable(caller, id).await?;
+        // The thread the reply joins, and who wrote the comment it answers.
         let parent = match req.parent_id {
             None => None,
             Some(p) => {
                 let pid = p.clone();
                 let found = self.catalog.call(move |c| cat::comment(c, &pid)).await?;
                 match found {
-                    Some(pc) if pc.video_id == v.id => Some(pc.parent_id.unwrap_or(pc.id)),
+                    Some(pc) if pc.video_id == v.id => {
+                        Some((pc.parent_id.unwrap_or(pc.id), pc.user_id))
+                    }
                     Some(_) | None => {
                         return Err(ApiError::invalid(
                             "parentId",
@@ -203,7 +218,7 @@ impl Social {
             video_id: v.id.clone(),
             user_id: caller.user_id.clone(),
             username: String::new(),
-            parent_id: parent,
+            parent_id: parent.as_ref().map(|(thread, _)| thread.clone()),
             body,
             reply_count: 0,
             created_at: now_ms(),
@@ -214,6 +229,9 @@ impl Social {
             .call(move |c| cat::insert_comment(c, &r))
             .await?;
         self.action(Kind::Comment, &v, &caller.user_id).await?;
+        if let Some((_, to)) = &parent {
+            self.notifier.replied(&v, to, &row).await;
+        }
         let cid = row.id.clone();
         let stored = self
             .catalog
@@ -338,10 +356,14 @@ impl Social {
             return Err(ApiError::not_found("user").into());
         }
         let (a, b) = (caller.user_id.clone(), user_id.to_string());
-        self.catalog
+        let changed = self
+            .catalog
             .call(move |c| cat::set_follow(c, &a, &b, on))
             .await?;
         self.listener.followed(&caller.user_id, user_id, on);
+        if changed && on {
+            self.notifier.followed(&caller.user_id, user_id).await;
+        }
         Ok(FollowState {
             user_id: user_id.to_string(),
             following: on,

@@ -118,10 +118,7 @@ impl api::Ops for Ops {
         let next_cursor = more
             .then(|| rows.last().map(|j| api::cursor::seq(j.id)))
             .flatten();
-        let items = rows
-            .into_iter()
-            .map(status::job_of)
-            .collect();
+        let items = rows.into_iter().map(status::job_of).collect();
         Ok(Page { items, next_cursor })
     }
 

@@ -16,7 +16,7 @@ mod view;
 
 pub use catalog::Catalog;
 pub use objects::Objects;
-pub use view::{video_state, video_wire, visible_video, LadderInfo, RenditionInfo};
+pub use view::{may_see, video_state, video_wire, visible_video, LadderInfo, RenditionInfo};
 
 /// A fresh id for anything the catalog stores (users, uploads, videos).
 pub fn new_id() -> String {

@@ -120,15 +120,19 @@ pub async fn visible_video(
     let Some(v) = row else {
         return Err(ApiError::not_found("video").into());
     };
-    let manager = caller.is_some_and(|p| p.may_manage(&v.owner_id));
-    let visible = match v.state.as_str() {
-        "deleting" => false,
-        "ready" => v.visibility != "private" || manager,
-        _ => manager,
-    };
-    if visible {
+    if may_see(&v.state, &v.visibility, &v.owner_id, caller) {
         Ok(v)
     } else {
         Err(ApiError::not_found("video").into())
+    }
+}
+
+/// The rule `visible_video` applies, for a video already read (by a join).
+pub fn may_see(state: &str, visibility: &str, owner_id: &str, caller: Option<&Principal>) -> bool {
+    let manager = caller.is_some_and(|p| p.may_manage(owner_id));
+    match state {
+        "deleting" => false,
+        "ready" => visibility != "private" || manager,
+        _ => manager,
     }
 }

@@ -287,6 +287,8 @@ pub(super) async fn announce(app: &Videos, video_id: &str) {
 
 async fn announce_final(app: &Videos, video_id: &str) {
     announce(app, video_id).await;
+    // The outcome is committed: its owner hears it plays, or why not.
+    app.notifications.video_settled(video_id).await;
     // Deleted meanwhile (no row any more): subscribers still get an end.
     if app.hub.live(video_id).is_some() {
         app.hub.publish(deleted_event(video_id));

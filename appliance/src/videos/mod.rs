@@ -6,7 +6,8 @@
 //! May call: `store` (rows and objects), `accounts` (a creator's page
 //! checks the user), `engagement` (rate limits, counts, forgetting a
 //! deleted video's counters, the hot store's pub/sub for fan-out), `feed`
-//! (waking the embed loop on publish, forgetting a deleted video).
+//! (waking the embed loop on publish, forgetting a deleted video),
+//! `notifications` (an upload's outcome, told to its owner).
 //!
 //! Invariants: "a chunk is stored" in `uploads` (`store_chunk`: size and
 //! digest checked, object first, then its row; a repeat is harmless); "a
@@ -22,9 +23,11 @@ mod jobs;
 mod library;
 mod origin;
 pub mod origin_cache;
+mod playback;
 pub mod progress;
 mod publishing;
 mod stills;
+mod tus;
 mod uploads;
 
 use std::collections::HashSet;
@@ -42,6 +45,7 @@ use crate::accounts::Accounts;
 use crate::engagement::Engagement;
 use crate::error::Result;
 use crate::feed::Recommender;
+use crate::notifications::Notifications;
 use crate::store::catalog::{self as cat, now_ms, rfc3339, Catalog, VideoRow};
 use crate::store::{objects, video_state, LadderInfo, Objects};
 use settings::Config;
@@ -59,14 +63,21 @@ pub struct Videos {
     /// Uploads being completed right now (a second complete waits its turn
     /// with a 409 instead of assembling the same file twice).
     completing: Mutex<HashSet<String>>,
+    /// tus uploads a `PATCH` is writing right now (one writer per upload;
+    /// a second `PATCH` is a 409, which tus clients retry after a `HEAD`).
+    tus_writing: Mutex<HashSet<String>>,
     pub work_dir: PathBuf,
     pub counters: Counters,
     /// What the origin answers without asking; every way out of `ready`
     /// invalidates it.
     pub origin_cache: origin_cache::OriginCache,
+    /// The `[playback]` keys: tokens issued and checked (`playback`).
+    pub playback: playback::Tokens,
     accounts: Arc<Accounts>,
     feed: Arc<Recommender>,
     engagement: Arc<Engagement>,
+    /// Tells an upload's owner it is ready or failed (`jobs`).
+    notifications: Arc<Notifications>,
 }
 
 impl Videos {
@@ -79,9 +90,11 @@ impl Videos {
         accounts: Arc<Accounts>,
         feed: Arc<Recommender>,
         engagement: Arc<Engagement>,
+        notifications: Arc<Notifications>,
     ) -> Self {
         Self {
             work_dir: config.storage.data_dir.join("work"),
+            playback: playback::Tokens::from_config(&config.playback),
             config,
             catalog,
             objects,
@@ -89,11 +102,13 @@ impl Videos {
             inventory,
             work_ready: Notify::new(),
             completing: Mutex::new(HashSet::new()),
+            tus_writing: Mutex::new(HashSet::new()),
             counters: Counters::default(),
             origin_cache: Default::default(),
             accounts,
             feed,
             engagement,
+            notifications,
         }
     }
 

@@ -229,6 +229,16 @@ impl Hot {
         }
     }
 
+    /// `publish` on another channel (users' notifications), just as best
+    /// effort.
+    pub async fn publish_to(&self, channel: &str, payload: &str) {
+        if let Some(r) = &self.redis {
+            if let Err(e) = r.publish_to(channel, payload).await {
+                self.failed(&e);
+            }
+        }
+    }
+
     pub async fn ping(&self) -> Result<()> {
         match &self.redis {
             Some(r) => r.ping().await,

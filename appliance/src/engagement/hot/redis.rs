@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 const COUNTS: &str = "{hot}:counts";
 const FLUSHING: &str = "{hot}:counts:flushing";
 pub const STATUS_CHANNEL: &str = "appliance:status";
+/// Users' notifications, for the SSE streams of every process
+/// (`notifications::fanout`).
+pub const NOTIFICATIONS_CHANNEL: &str = "appliance:notifications";
 
 /// Moves the live counters aside for a flush, unless an unfinished flush is
 /// still there (then that one is handed out again).
@@ -129,6 +132,14 @@ impl Redis {
 
     fn key(scope: &str, key: &str) -> String {
         format!("idem:{scope}:{key}")
+    }
+
+    /// Sends `payload` to every process subscribed to `channel`.
+    pub async fn publish_to(&self, channel: &str, payload: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.publish::<_, _, ()>(channel, payload)
+            .await
+            .map_err(err("publishing"))
     }
 }
 
@@ -337,10 +348,7 @@ impl HotStore for Redis {
     }
 
     async fn publish(&self, payload: &str) -> Result<()> {
-        let mut c = self.conn().await?;
-        c.publish::<_, _, ()>(STATUS_CHANNEL, payload)
-            .await
-            .map_err(err("publishing"))
+        self.publish_to(STATUS_CHANNEL, payload).await
     }
 
     async fn ping(&self) -> Result<()> {

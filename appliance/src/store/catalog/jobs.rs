@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{fail_video, now_ms};
 use crate::error::{Error, Result};
+use crate::webhooks::Event;
 
 #[derive(Debug, Clone)]
 pub struct JobRow {
@@ -112,6 +113,14 @@ pub fn settle(c: &mut Connection, id: i64, owner: &str, outcome: Settle) -> Resu
             )
             .map_err(Error::catalog("settling a job"))?;
             fail_video(&tx, &video_id, &reason)?;
+            // Only if the video did fail (a playable one stays ready).
+            crate::webhooks::record(
+                &tx,
+                Event::VideoFailed {
+                    video_id: &video_id,
+                    job_id: id,
+                },
+            )?;
         }
         Settle::Retry { at, error } => {
             tx.execute(
@@ -172,6 +181,8 @@ pub fn publish(
         )
         .map_err(Error::catalog("publishing"))?;
     if held == 1 && wanted == 1 {
+        // The outbox: the event commits with the change or not at all.
+        crate::webhooks::record(&tx, Event::VideoReady { video_id, job_id })?;
         tx.commit().map_err(Error::catalog("publishing"))?;
         Ok(true)
     } else {
@@ -208,6 +219,8 @@ pub fn publish_playable(
         )
         .map_err(Error::catalog("publishing"))?;
     if held && wanted == 1 {
+        // Playable is `ready`: the event's id makes later rungs add nothing.
+        crate::webhooks::record(&tx, Event::VideoReady { video_id, job_id })?;
         tx.commit().map_err(Error::catalog("publishing"))?;
         Ok(true)
     } else {

@@ -46,6 +46,19 @@ fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRow> {
 }
 
 pub fn insert_channel(c: &Connection, ch: &ChannelRow) -> Result<()> {
+    // A channel created running is `live.started`: its webhook deliveries
+    // commit with the row.
+    super::atomically(c, || {
+        insert_channel_row(c, ch)?;
+        if ch.desired == "running" {
+            let started = crate::webhooks::Event::LiveStarted { channel_id: &ch.id };
+            crate::webhooks::record(c, started)?;
+        }
+        Ok(())
+    })
+}
+
+fn insert_channel_row(c: &Connection, ch: &ChannelRow) -> Result<()> {
     c.execute(
         &format!("INSERT INTO live_channels ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
         params![
@@ -119,15 +132,21 @@ pub fn running_channels(c: &Connection) -> Result<Vec<ChannelRow>> {
 }
 
 /// Marks a channel stopped; false if it already was (or does not exist).
+/// A stop is `live.stopped`: its webhook deliveries commit with it.
 pub fn stop_channel(c: &Connection, id: &str, at: i64) -> Result<bool> {
-    let n = c
-        .execute(
-            "UPDATE live_channels SET desired = 'stopped', stopped_at = ?2
-             WHERE id = ?1 AND desired = 'running'",
-            params![id, at],
-        )
-        .map_err(Error::catalog("stopping a live channel"))?;
-    Ok(n == 1)
+    super::atomically(c, || {
+        let n = c
+            .execute(
+                "UPDATE live_channels SET desired = 'stopped', stopped_at = ?2
+                 WHERE id = ?1 AND desired = 'running'",
+                params![id, at],
+            )
+            .map_err(Error::catalog("stopping a live channel"))?;
+        if n == 1 {
+            crate::webhooks::record(c, crate::webhooks::Event::LiveStopped { channel_id: id })?;
+        }
+        Ok(n == 1)
+    })
 }
 
 /// Lists a video made from the channel's recording.

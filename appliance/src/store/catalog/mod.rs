@@ -24,20 +24,26 @@ mod embeddings;
 mod jobs;
 mod keys;
 mod live;
+mod notifications;
 mod schema;
 mod social;
+mod tus;
 mod uploads;
 mod users;
 mod videos;
+mod webhooks;
 
 pub use embeddings::*;
 pub use jobs::*;
 pub use keys::*;
 pub use live::*;
+pub use notifications::*;
 pub use social::*;
+pub use tus::*;
 pub use uploads::*;
 pub use users::*;
 pub use videos::*;
+pub use webhooks::*;
 
 /// Read-only connections kept open beside the writer.
 const READERS: usize = 4;

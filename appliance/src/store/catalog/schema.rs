@@ -8,8 +8,6 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 
-const SCHEMA_VERSION: i64 = 5;
-
 const SCHEMA: &str = r#"
 CREATE TABLE users (
     id            TEXT PRIMARY KEY,
@@ -207,38 +205,120 @@ const SCHEMA_V5: &str = r#"
 CREATE INDEX videos_updated ON videos(updated_at);
 "#;
 
-/// Brings the file at `path` to this binary's schema version.
+/// Version 6: webhooks and notifications. A delivery row is written in
+/// the transaction that makes its event happen (or before the event is
+/// acknowledged), so a crash loses none; `(webhook_id, event_id)` is
+/// unique, so an event is queued once per endpoint however often it is
+/// announced. Notifications page by id (insertion order).
+const SCHEMA_V6: &str = r#"
+CREATE TABLE webhooks (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    events     TEXT NOT NULL,          -- JSON array of event names
+    secret     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+CREATE TABLE webhook_deliveries (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id    TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event_id      TEXT NOT NULL,
+    event         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    state         TEXT NOT NULL,       -- pending | delivered | failed
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_attempt  INTEGER NOT NULL,
+    last_status   INTEGER,
+    last_error    TEXT,
+    created_at    INTEGER NOT NULL,
+    delivered_at  INTEGER,
+    UNIQUE (webhook_id, event_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt);
+CREATE INDEX webhook_deliveries_log ON webhook_deliveries(webhook_id, id);
+CREATE TABLE notifications (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL,          -- follower | reply | likes | video_ready | video_failed
+    actor_id   TEXT,
+    video_id   TEXT,
+    comment_id TEXT,
+    body       TEXT NOT NULL,          -- JSON: what the kind needs to be shown
+    dedupe     TEXT,                   -- one notification per key (a like milestone)
+    created_at INTEGER NOT NULL,
+    read_at    INTEGER,
+    UNIQUE (user_id, dedupe)
+);
+CREATE INDEX notifications_user ON notifications(user_id, id);
+CREATE INDEX notifications_unread ON notifications(user_id, read_at);
+"#;
+
+/// Version 7: webhook delivery leases and the attempt log. A delivery is
+/// claimed by one process at a time (`lease_owner`; `next_attempt` is the
+/// lease's end while it is held, so a crashed sender's delivery comes due
+/// again); `retry_until` ends its automatic retries (0: the configured
+/// window from `created_at`, which the outbox cannot know) and `round_start` is
+/// the attempt count when the current round (the first, or a manual
+/// redelivery) began, which the backoff counts from. Each POST is one
+/// `webhook_attempts` row, written when it starts (an attempt whose
+/// process died stays without an outcome).
+const SCHEMA_V7: &str = r#"
+ALTER TABLE webhook_deliveries ADD COLUMN lease_owner TEXT;
+ALTER TABLE webhook_deliveries ADD COLUMN retry_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE webhook_deliveries ADD COLUMN round_start INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE webhook_attempts (
+    delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    n           INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    duration_ms INTEGER,               -- NULL: in flight, or its process died
+    status      INTEGER,               -- the receiver's HTTP status, if it answered
+    error       TEXT,
+    manual      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (delivery_id, n)
+);
+CREATE INDEX webhooks_created ON webhooks(created_at, id);
+"#;
+
+/// Version 8: tus uploads. A tus upload is an `uploads` row like any
+/// other, plus what its creation said that `complete` will need when the
+/// last byte arrives (the video's metadata, as JSON) and the
+/// `Upload-Metadata` header as sent (`HEAD` returns it). Its bytes are
+/// `upload_chunks` rows: full chunks, then at most one partial chunk whose
+/// row grows with each `PATCH` (see `videos::tus`).
+const SCHEMA_V8: &str = r#"
+CREATE TABLE tus_uploads (
+    upload_id TEXT PRIMARY KEY REFERENCES uploads(id) ON DELETE CASCADE,
+    meta      TEXT NOT NULL,           -- JSON: title, description, hashtags, soundId, visibility
+    metadata  TEXT                     -- Upload-Metadata as sent
+);
+"#;
+
+/// Every step from an empty file, in order: a file at version `n` has had
+/// the first `n` applied. A new version appends its step here.
+pub(super) const STEPS: [&str; 8] = [
+    SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+];
+const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+
+/// Brings the file at `path` to this binary's schema version, every
+/// missing step in one transaction.
 pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(Error::catalog("reading the schema version"))?;
     match version {
-        0 => conn
-            .execute_batch(&format!(
-                "BEGIN; {SCHEMA} {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(Error::catalog("creating the schema"))?,
-        1 => conn
-            .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(Error::catalog("migrating the schema to version 5"))?,
-        2 => conn
-            .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V3} {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(Error::catalog("migrating the schema to version 5"))?,
-        3 => conn
-            .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(Error::catalog("migrating the schema to version 5"))?,
-        4 => conn
-            .execute_batch(&format!(
-                "BEGIN; {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(Error::catalog("migrating the schema to version 5"))?,
         SCHEMA_VERSION => {}
+        v @ 0..SCHEMA_VERSION => {
+            let steps = STEPS[v as usize..].concat();
+            conn.execute_batch(&format!(
+                "BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(Error::catalog(if v == 0 {
+                "creating the schema"
+            } else {
+                "migrating the schema"
+            }))?
+        }
         newer => {
             return Err(Error::Config(format!(
                 "{} has schema version {newer}, newer than this binary's {SCHEMA_VERSION}",

@@ -112,12 +112,18 @@ pub fn record_chunk(c: &Connection, upload_id: &str, chunk: &ChunkRow) -> Result
 }
 
 pub fn set_upload_status(c: &Connection, id: &str, status: &str) -> Result<()> {
-    c.execute(
-        "UPDATE uploads SET status = ?2 WHERE id = ?1",
-        params![id, status],
-    )
-    .map_err(Error::catalog("updating an upload"))?;
-    Ok(())
+    // An expiry is a webhook event: its deliveries commit with it.
+    super::atomically(c, || {
+        c.execute(
+            "UPDATE uploads SET status = ?2 WHERE id = ?1",
+            params![id, status],
+        )
+        .map_err(Error::catalog("updating an upload"))?;
+        if status == "expired" {
+            crate::webhooks::record(c, crate::webhooks::Event::UploadExpired { upload_id: id })?;
+        }
+        Ok(())
+    })
 }
 
 /// Open sessions past their expiry (bounded batch, for the janitor).

@@ -76,6 +76,22 @@ pub(super) fn video_row(r: &Row<'_>) -> rusqlite::Result<VideoRow> {
 }
 
 pub fn insert_video(c: &Connection, v: &VideoRow) -> Result<()> {
+    // A video inserted already published (a live recording) is
+    // `video.ready` at once: its webhook deliveries commit with the row.
+    super::atomically(c, || {
+        insert_video_row(c, v)?;
+        if v.state == "ready" {
+            let ready = crate::webhooks::Event::VideoReady {
+                video_id: &v.id,
+                job_id: 0,
+            };
+            crate::webhooks::record(c, ready)?;
+        }
+        Ok(())
+    })
+}
+
+fn insert_video_row(c: &Connection, v: &VideoRow) -> Result<()> {
     c.execute(
         &format!(
             "INSERT INTO videos ({VIDEO_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
@@ -187,6 +203,9 @@ pub fn begin_delete(c: &mut Connection, id: &str) -> Result<bool> {
         params![id, now_ms()],
     )
     .map_err(Error::catalog("cancelling jobs"))?;
+    if n == 1 {
+        crate::webhooks::record(&tx, crate::webhooks::Event::VideoDeleted { video_id: id })?;
+    }
     tx.commit().map_err(Error::catalog("deleting a video"))?;
     Ok(n == 1)
 }
