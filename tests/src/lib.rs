@@ -9,6 +9,7 @@ use std::time::Duration;
 use wait_timeout::ChildExt;
 
 pub mod ladder;
+pub mod nginx;
 pub mod player;
 pub mod rtsp;
 pub mod server;

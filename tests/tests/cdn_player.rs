@@ -3,13 +3,11 @@
 //! from Debian/npm and are installed by `scripts/setup`; outside CI a
 //! missing one skips its test with a message.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e::nginx::Nginx;
 use e2e::server::{have, register, upload_small, wait_final, Client, Server};
-use e2e::{manifest_dir, shared_media};
+use e2e::shared_media;
 use serde_json::json;
 
 fn available(program: &str, what: &str) -> bool {
@@ -22,85 +20,6 @@ fn available(program: &str, what: &str) -> bool {
     );
     eprintln!("SKIPPED: {program} is not installed ({what}); run scripts/setup");
     false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Nginx {
-    child: Child,
-    prefix: PathBuf,
-    base: String,
-}
-
-impl Nginx {
-    fn start(prefix: &Path, upstream: &str) -> Self {
-        let listen = format!("127.0.0.1:{}", free_port());
-        let template = std::fs::read_to_string(manifest_dir().join("nginx/cdn.conf")).unwrap();
-        let conf = template
-            .replace("__LISTEN__", &listen)
-            .replace("__UPSTREAM__", upstream)
-            .replace("__PREFIX__", &prefix.display().to_string());
-        std::fs::write(prefix.join("cdn.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(prefix)
-            .arg("-c")
-            .arg(prefix.join("cdn.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            prefix: prefix.to_path_buf(),
-            base: format!("http://{listen}"),
-        }
-    }
-
-    fn access_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.prefix.join("access.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Nginx {
-    /// nginx logs a request after the client has its response: poll briefly.
-    fn wait_log(&self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let log = self.access_log();
-            if done(&log) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

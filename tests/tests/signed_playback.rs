@@ -8,15 +8,15 @@
 //! JWT by hand, so the box is shown to accept a standard EdDSA JWT from an
 //! implementation that is not its own, and to refuse the forged ones.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use e2e::nginx::Nginx;
 use e2e::server::{admin, have, register, upload_small, wait_final, Client, Resp, Server};
-use e2e::{manifest_dir, now_secs, shared_media};
+use e2e::{now_secs, shared_media};
 use serde_json::{json, Value};
 
 fn available(program: &str, what: &str) -> bool {
@@ -101,74 +101,6 @@ fn tamper(token: &str, part: usize) -> String {
     b[at] = if b[at] == b'A' { b'B' } else { b'A' };
     parts[part] = String::from_utf8(b).unwrap();
     parts.join(".")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// nginx with the tests' CDN config in front of `upstream`.
-struct Nginx {
-    child: Child,
-    prefix: PathBuf,
-    base: String,
-}
-
-impl Nginx {
-    fn start(prefix: &Path, upstream: &str) -> Self {
-        std::fs::create_dir_all(prefix).unwrap();
-        let listen = format!("127.0.0.1:{}", free_port());
-        let conf = std::fs::read_to_string(manifest_dir().join("nginx/cdn.conf"))
-            .unwrap()
-            .replace("__LISTEN__", &listen)
-            .replace("__UPSTREAM__", upstream)
-            .replace("__PREFIX__", &prefix.display().to_string());
-        std::fs::write(prefix.join("cdn.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(prefix)
-            .arg("-c")
-            .arg(prefix.join("cdn.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            prefix: prefix.to_path_buf(),
-            base: format!("http://{listen}"),
-        }
-    }
-
-    /// The cache key of every entry nginx stored (its `KEY:` line).
-    fn cached_keys(&self) -> Vec<String> {
-        e2e::files_under(&self.prefix.join("cache"))
-            .into_iter()
-            .filter_map(|f| {
-                let bytes = std::fs::read(f).ok()?;
-                let at = bytes.windows(6).position(|w| w == b"\nKEY: ")? + 6;
-                let end = bytes[at..].iter().position(|b| *b == b'\n')? + at;
-                Some(String::from_utf8_lossy(&bytes[at..end]).into_owned())
-            })
-            .collect()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn ask_token(server: &Server, who: &Client, video: &str, body: &Value) -> Resp {

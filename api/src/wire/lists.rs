@@ -22,12 +22,45 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// A page from `rows` read with one more than `limit` (how a list
+    /// knows whether another page follows): the first `limit` become the
+    /// items, and when more follow, the cursor is `cursor` of the last kept.
+    pub fn from_overfetch<R>(
+        mut rows: Vec<R>,
+        limit: u32,
+        cursor: impl FnOnce(&R) -> String,
+        item: impl FnMut(R) -> T,
+    ) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(cursor) } else { None };
+        Self {
+            items: rows.into_iter().map(item).collect(),
+            next_cursor,
+        }
+    }
+
     /// A list that is whole in one page.
     pub fn all(items: Vec<T>) -> Self {
         Self {
             items,
             next_cursor: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod overfetch_tests {
+    use super::Page;
+
+    #[test]
+    fn one_row_past_the_limit_makes_a_cursor_from_the_last_kept() {
+        let p = Page::from_overfetch(vec![1, 2, 3], 2, |r| format!("c{r}"), |r| r * 10);
+        assert_eq!((p.items, p.next_cursor), (vec![10, 20], Some("c2".into())));
+        let p = Page::from_overfetch(vec![1, 2], 2, |r| format!("c{r}"), |r| r * 10);
+        assert_eq!((p.items, p.next_cursor), (vec![10, 20], None));
+        let p = Page::<i32>::from_overfetch(Vec::<i32>::new(), 2, |_| unreachable!(), |r| r);
+        assert!(p.items.is_empty() && p.next_cursor.is_none());
     }
 }
 

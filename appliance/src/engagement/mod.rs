@@ -39,6 +39,7 @@ mod watches;
 
 pub use analytics::{AnalyticsStore, PastImpression, PastWatch, Scope, VariantCounts};
 pub use events::{Event, Kind, Shown};
+pub use hot::follow::follow as follow_channel;
 pub use hot::redis::{NOTIFICATIONS_CHANNEL, STATUS_CHANNEL};
 pub use pipeline::Engagement;
 pub use social::Social;

@@ -272,19 +272,12 @@ impl Social {
             .catalog
             .call(move |c| cat::comments_page(c, &video_id, p.as_deref(), after, limit + 1))
             .await?;
-        let more = rows.len() > limit as usize;
-        let next_cursor = more
-            .then(|| {
-                rows.get(limit as usize - 1)
-                    .map(|c| api::cursor::seq(c.seq))
-            })
-            .flatten();
-        let items = rows
-            .into_iter()
-            .take(limit as usize)
-            .map(comment_wire)
-            .collect();
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_overfetch(
+            rows,
+            limit,
+            |c| api::cursor::seq(c.seq),
+            comment_wire,
+        ))
     }
 
     pub async fn follow_list(
@@ -310,25 +303,16 @@ impl Social {
             })
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
-        let more = rows.len() > limit as usize;
-        let next_cursor = more
-            .then(|| {
-                rows.get(limit as usize - 1)
-                    .map(|(id, _, at)| api::cursor::since(*at, id))
-            })
-            .flatten();
-        Ok(Page {
-            items: rows
-                .into_iter()
-                .take(limit as usize)
-                .map(|(user_id, username, at)| FollowEntry {
-                    user_id,
-                    username,
-                    since: rfc3339(at),
-                })
-                .collect(),
-            next_cursor,
-        })
+        Ok(Page::from_overfetch(
+            rows,
+            limit,
+            |(id, _, at)| api::cursor::since(*at, id),
+            |(user_id, username, at)| FollowEntry {
+                user_id,
+                username,
+                since: rfc3339(at),
+            },
+        ))
     }
 
     pub fn trending_tags(&self, limit: u32) -> Result<Vec<TrendingHashtag>> {

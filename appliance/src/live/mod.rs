@@ -459,23 +459,17 @@ impl api::Live for Live {
             .transpose()?;
         let owner = (!caller.is_admin()).then(|| caller.user_id.clone());
         // One more than the page, to know whether another follows.
-        let mut rows = self
+        let rows = self
             .catalog
             .read(move |c| cat::channels(c, owner.as_deref(), after, limit + 1))
             .await
             .map_err(ApiError::from)?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| {
-                rows.last()
-                    .map(|r| api::cursor::created(r.created_at, &r.id))
-            })
-            .flatten();
-        Ok(Page {
-            items: rows.iter().map(|r| self.wire(r)).collect(),
-            next_cursor,
-        })
+        Ok(Page::from_overfetch(
+            rows,
+            limit,
+            |r| api::cursor::created(r.created_at, &r.id),
+            |r| self.wire(&r),
+        ))
     }
 
     async fn channel(&self, caller: &Principal, id: &str) -> ApiResult<LiveChannel> {

@@ -7,10 +7,8 @@
 //! it. Without Redis each process's streams hear only that process.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::wire::Notification;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -97,46 +95,21 @@ pub fn spawn(
         })
     };
 
-    let inbound = {
-        let mut stop = shutdown;
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                let session = async {
-                    let mut ps = client.get_async_pubsub().await?;
-                    ps.subscribe(NOTIFICATIONS_CHANNEL).await?;
-                    backoff = Duration::from_millis(200);
-                    let mut msgs = ps.on_message();
-                    while let Some(m) = msgs.next().await {
-                        let Ok(payload) = m.get_payload::<String>() else {
-                            continue;
-                        };
-                        let Ok(env) = serde_json::from_str::<Envelope>(&payload) else {
-                            tracing::debug!("ignoring a malformed notification message");
-                            continue;
-                        };
-                        if env.origin != notes.engagement.instance {
-                            notes.hub.deliver_remote(&env.user, env.push.into());
-                        }
-                    }
-                    Ok::<_, redis::RedisError>(())
-                };
-                tokio::select! {
-                    r = session => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "notification subscription lost; reconnecting");
-                        }
-                    }
-                    _ = stop.changed() => break,
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => break,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+    let inbound = crate::engagement::follow_channel(
+        client,
+        NOTIFICATIONS_CHANNEL,
+        "notification",
+        shutdown,
+        move |payload| {
+            let Ok(env) = serde_json::from_str::<Envelope>(&payload) else {
+                tracing::debug!("ignoring a malformed notification message");
+                return;
+            };
+            if env.origin != notes.engagement.instance {
+                notes.hub.deliver_remote(&env.user, env.push.into());
             }
-        })
-    };
+        },
+    );
     vec![out, inbound]
 }
 

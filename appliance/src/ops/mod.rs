@@ -109,17 +109,16 @@ impl api::Ops for Ops {
             .map(api::cursor::parse_seq)
             .transpose()?;
         // One more than the page, to know whether another follows.
-        let mut rows = self
+        let rows = self
             .catalog
             .call(move |c| cat::recent_jobs(c, before, limit + 1))
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| rows.last().map(|j| api::cursor::seq(j.id)))
-            .flatten();
-        let items = rows.into_iter().map(status::job_of).collect();
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_overfetch(
+            rows,
+            limit,
+            |j| api::cursor::seq(j.id),
+            status::job_of,
+        ))
     }
 
     async fn reprocess(&self, video_id: &str) -> ApiResult<Accepted> {

@@ -5,10 +5,8 @@
 //! while it is away) each process's subscribers hear only that process.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::wire::{StatusEvent, VideoStatus};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -56,51 +54,26 @@ pub fn spawn(
         })
     };
 
-    let inbound = {
-        let mut stop = shutdown;
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                let session = async {
-                    let mut ps = client.get_async_pubsub().await?;
-                    ps.subscribe(STATUS_CHANNEL).await?;
-                    backoff = Duration::from_millis(200);
-                    let mut msgs = ps.on_message();
-                    while let Some(m) = msgs.next().await {
-                        let Ok(payload) = m.get_payload::<String>() else {
-                            continue;
-                        };
-                        let Ok(env) = serde_json::from_str::<Envelope>(&payload) else {
-                            tracing::debug!("ignoring a malformed status message");
-                            continue;
-                        };
-                        if env.origin == app.engagement.instance {
-                            continue;
-                        }
-                        if let Some(name) = StatusEvent::name_of(&env.name) {
-                            app.hub.deliver_remote(StatusEvent {
-                                name,
-                                status: env.status,
-                            });
-                        }
-                    }
-                    Ok::<_, redis::RedisError>(())
-                };
-                tokio::select! {
-                    r = session => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "status subscription lost; reconnecting");
-                        }
-                    }
-                    _ = stop.changed() => break,
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => break,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+    let inbound = crate::engagement::follow_channel(
+        client,
+        STATUS_CHANNEL,
+        "status",
+        shutdown,
+        move |payload| {
+            let Ok(env) = serde_json::from_str::<Envelope>(&payload) else {
+                tracing::debug!("ignoring a malformed status message");
+                return;
+            };
+            if env.origin == app.engagement.instance {
+                return;
             }
-        })
-    };
+            if let Some(name) = StatusEvent::name_of(&env.name) {
+                app.hub.deliver_remote(StatusEvent {
+                    name,
+                    status: env.status,
+                });
+            }
+        },
+    );
     vec![out, inbound]
 }

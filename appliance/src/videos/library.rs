@@ -68,12 +68,11 @@ impl api::Videos for Videos {
             .catalog
             .call(move |c| cat::videos_of(c, &owner, public_only, after, limit + 1))
             .await?;
-        let more = rows.len() > limit as usize;
-        let items: Vec<Video> = rows.iter().take(limit as usize).map(video_wire).collect();
-        let next_cursor = more
-            .then(|| rows.get(limit as usize - 1))
-            .flatten()
-            .map(|v| api::cursor::created(v.created_at, &v.id));
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_overfetch(
+            rows,
+            limit,
+            |v| api::cursor::created(v.created_at, &v.id),
+            |v| video_wire(&v),
+        ))
     }
 }

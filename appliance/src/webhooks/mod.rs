@@ -176,22 +176,16 @@ impl api::Webhooks for Webhooks {
             .map(api::cursor::parse_created)
             .transpose()?;
         // One more than the page, to know whether another follows.
-        let mut rows = self
+        let rows = self
             .catalog
             .read(move |c| cat::webhooks_page(c, after, limit + 1))
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| {
-                rows.last()
-                    .map(|r| api::cursor::created(r.created_at, &r.id))
-            })
-            .flatten();
-        Ok(Page {
-            items: rows.into_iter().map(|r| Self::wire(r, None)).collect(),
-            next_cursor,
-        })
+        Ok(Page::from_overfetch(
+            rows,
+            limit,
+            |r| api::cursor::created(r.created_at, &r.id),
+            |r| Self::wire(r, None),
+        ))
     }
 
     async fn webhook(&self, id: &str) -> ApiResult<Webhook> {
@@ -225,7 +219,7 @@ impl api::Webhooks for Webhooks {
             .transpose()?;
         self.existing(id).await?;
         let key = id.to_owned();
-        let mut rows = self
+        let rows = self
             .catalog
             .read(move |c| {
                 let rows = cat::webhook_deliveries(c, &key, before, limit + 1)?;
@@ -234,19 +228,13 @@ impl api::Webhooks for Webhooks {
                     .collect::<Result<Vec<_>>>()
             })
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| rows.last().map(|(_, d)| api::cursor::seq(d.id)))
-            .flatten();
         let now = now_ms();
-        Ok(Page {
-            items: rows
-                .into_iter()
-                .map(|(attempts, d)| self.delivery_wire(d, attempts, now))
-                .collect(),
-            next_cursor,
-        })
+        Ok(Page::from_overfetch(
+            rows,
+            limit,
+            |(_, d)| api::cursor::seq(d.id),
+            |(attempts, d)| self.delivery_wire(d, attempts, now),
+        ))
     }
 
     async fn redeliver(&self, id: &str, delivery_id: i64) -> ApiResult<WebhookDelivery> {

@@ -10,6 +10,7 @@
 //! counts that Redis held when it went away are repaired by reconciliation
 //! once it is back (`Hot::take_recovered`).
 
+pub mod follow;
 mod memory;
 pub mod redis;
 
