@@ -140,7 +140,7 @@ pub trait Uploads: Send + Sync + 'static {
         upload_id: &str,
         offset: u64,
         declared: Option<u64>,
-        checksum: Option<[u8; 32]>,
+        checksum: Option<crate::tus::Checksum>,
         body: crate::tus::Body,
     ) -> impl Future<Output = ApiResult<crate::tus::TusUpload>> + Send;
     fn tus_terminate(

@@ -23,7 +23,7 @@ pub const VERSION: &str = "1.0.0";
 /// and the transcode needs the whole file anyway.
 pub const EXTENSIONS: &str = "creation,creation-with-upload,expiration,termination,checksum";
 /// `Tus-Checksum-Algorithm`.
-pub const CHECKSUM_ALGORITHMS: &str = "sha256";
+pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
 /// The media type of every body that carries upload bytes.
 pub const CONTENT_TYPE: &str = "application/offset+octet-stream";
 /// Response headers a browser client must be able to read (CORS).
@@ -230,24 +230,76 @@ fn title_from(filename: &str) -> String {
     stem.chars().take(150).collect()
 }
 
-/// `Upload-Checksum: sha256 <base64 digest>`. Another algorithm, or a
-/// digest that is not 32 bytes of base64, is a 400 (the tus rule for an
-/// algorithm the server does not support).
-pub fn parse_checksum(raw: &str) -> ApiResult<[u8; 32]> {
+/// A PATCH body's expected digest (`Upload-Checksum`). tus's checksum
+/// extension requires every server to support sha1; sha256 is the one
+/// to prefer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    Sha1([u8; 20]),
+    Sha256([u8; 32]),
+}
+
+/// The digest of a body as it streams in.
+pub enum RunningDigest {
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+impl Checksum {
+    pub fn start(&self) -> RunningDigest {
+        use sha2::Digest as _;
+        match self {
+            Self::Sha1(_) => RunningDigest::Sha1(sha1::Sha1::new()),
+            Self::Sha256(_) => RunningDigest::Sha256(sha2::Sha256::new()),
+        }
+    }
+}
+
+impl RunningDigest {
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Self::Sha1(h) => h.update(bytes),
+            Self::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    /// Whether the body so far has the digest `want`.
+    pub fn matches(self, want: &Checksum) -> bool {
+        use sha2::Digest as _;
+        match (self, want) {
+            (Self::Sha1(h), Checksum::Sha1(w)) => h.finalize().as_slice() == w.as_slice(),
+            (Self::Sha256(h), Checksum::Sha256(w)) => h.finalize().as_slice() == w.as_slice(),
+            (Self::Sha1(_) | Self::Sha256(_), Checksum::Sha1(_) | Checksum::Sha256(_)) => false,
+        }
+    }
+}
+
+/// `Upload-Checksum: sha1|sha256 <base64 digest>`. Another algorithm, or
+/// a digest of the wrong length or not base64, is a 400 (the tus rule for
+/// an algorithm the server does not support).
+pub fn parse_checksum(raw: &str) -> ApiResult<Checksum> {
     let bad = |what: &str| ApiError::invalid("Upload-Checksum", what);
     let (algorithm, digest) = raw
         .trim()
         .split_once(' ')
-        .ok_or_else(|| bad("must be `sha256 <base64 digest>`"))?;
-    if !algorithm.eq_ignore_ascii_case("sha256") {
-        return Err(bad("the only algorithm supported is sha256"));
-    }
+        .ok_or_else(|| bad("must be `sha1|sha256 <base64 digest>`"))?;
     let bytes = B64
         .decode(digest.trim())
         .map_err(|_| bad("the digest is not base64"))?;
-    bytes
-        .try_into()
-        .map_err(|_| bad("a sha256 digest is 32 bytes"))
+    if algorithm.eq_ignore_ascii_case("sha256") {
+        bytes
+            .try_into()
+            .map(Checksum::Sha256)
+            .map_err(|_| bad("a sha256 digest is 32 bytes"))
+    } else if algorithm.eq_ignore_ascii_case("sha1") {
+        bytes
+            .try_into()
+            .map(Checksum::Sha1)
+            .map_err(|_| bad("a sha1 digest is 20 bytes"))
+    } else {
+        Err(bad("the algorithms supported are sha1 and sha256"))
+    }
 }
 
 #[cfg(test)]
@@ -321,21 +373,52 @@ mod tests {
     }
 
     #[test]
-    fn checksums_are_sha256_in_base64() {
-        let digest = [7u8; 32];
-        let header = format!(
-            "sha256 {}",
-            base64::engine::general_purpose::STANDARD.encode(digest)
-        );
-        assert_eq!(parse_checksum(&header).unwrap(), digest);
+    fn checksums_are_sha1_or_sha256_in_base64() {
+        let enc = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let header = format!("sha256 {}", enc(&[7u8; 32]));
+        assert_eq!(parse_checksum(&header).unwrap(), Checksum::Sha256([7; 32]));
         assert_eq!(
             parse_checksum(&header.replacen("sha256", "SHA256", 1)).unwrap(),
-            digest
+            Checksum::Sha256([7; 32])
         );
+        let sha1 = format!("sha1 {}", enc(&[9u8; 20]));
+        assert_eq!(parse_checksum(&sha1).unwrap(), Checksum::Sha1([9; 20]));
         for bad in ["sha1 AAAA", "sha256", "sha256 !!", "sha256 AAAA", "md5 x"] {
             let e = parse_checksum(bad).unwrap_err();
             assert_eq!(e.field(), Some("Upload-Checksum"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_running_digest_matches_the_published_vectors() {
+        // FIPS 180 "abc" vectors.
+        let sha1 = Checksum::Sha1(
+            hex_bytes("a9993e364706816aba3e25717850c26c9cd0d89d")
+                .try_into()
+                .unwrap(),
+        );
+        let sha256 = Checksum::Sha256(
+            hex_bytes("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+                .try_into()
+                .unwrap(),
+        );
+        for want in [sha1, sha256] {
+            let mut d = want.start();
+            d.update(b"ab");
+            d.update(b"c");
+            assert!(d.matches(&want), "{want:?}");
+            let mut other = want.start();
+            other.update(b"abd");
+            assert!(!other.matches(&want));
+        }
+        assert!(!sha1.start().matches(&sha256));
+    }
+
+    fn hex_bytes(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]

@@ -1,8 +1,8 @@
 """tus-py-client (tuspy) against the box, for tests/tests/tus.rs.
 
 Uploads FILE to the tus ENDPOINT with a bearer TOKEN, CHUNK bytes per
-PATCH, each with an Upload-Checksum (sha256: tuspy's default is sha1,
-which the box does not take, so the uploader's algorithm is swapped).
+PATCH, each with an Upload-Checksum (tuspy's default, sha1, which tus
+requires every server to take).
 The upload URL is kept in STORE (tuspy's file URL storage, keyed by the
 file's fingerprint), so a second run with the same STORE resumes the
 upload from the offset a HEAD reports instead of starting over: that is
@@ -16,7 +16,6 @@ Prints, flushed, one line per step:
 usage: tus_upload.py ENDPOINT TOKEN FILE STORE METADATA_JSON CHUNK PAUSE_SECS
 """
 
-import hashlib
 import json
 import sys
 import time
@@ -26,16 +25,12 @@ from tusclient.storage import filestorage
 from tusclient.uploader import Uploader
 
 
-class Sha256Uploader(Uploader):
-    CHECKSUM_ALGORITHM_PAIR = ("sha256", hashlib.sha256)
-
-
 def main():
     endpoint, token, path, store, metadata, chunk, pause = sys.argv[1:8]
     tus = client.TusClient(endpoint, headers={"Authorization": f"Bearer {token}"})
     # The constructor looks the URL up in STORE and, when found, asks the
     # server for the offset (HEAD).
-    up = Sha256Uploader(
+    up = Uploader(
         path,
         client=tus,
         chunk_size=int(chunk),

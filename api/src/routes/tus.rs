@@ -110,7 +110,7 @@ fn bytes_content_type(headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-fn checksum(headers: &HeaderMap) -> ApiResult<Option<[u8; 32]>> {
+fn checksum(headers: &HeaderMap) -> ApiResult<Option<tus::Checksum>> {
     text(headers, "upload-checksum")?
         .map(tus::parse_checksum)
         .transpose()
@@ -160,7 +160,7 @@ async fn write<S: Service>(
     id: String,
     offset: u64,
     declared: Option<u64>,
-    checksum: Option<[u8; 32]>,
+    checksum: Option<tus::Checksum>,
     stream: tus::Body,
 ) -> ApiResult<TusUpload> {
     tokio::spawn(async move {
@@ -185,7 +185,7 @@ async fn write<S: Service>(
         ("Tus-Resumable" = String, Header, pattern = r"^1\.0\.0$", description = "the tus version: 1.0.0"),
         ("Upload-Length" = String, Header, pattern = r"^[0-9]*[1-9][0-9]*$", description = "the file's size in bytes, at least 1 and at most Tus-Max-Size"),
         ("Upload-Metadata" = Option<String>, Header, description = "comma-separated `key base64(value)` pairs"),
-        ("Upload-Checksum" = Option<String>, Header, description = "`sha256 <base64 digest>` of the body")
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1|sha256 <base64 digest>` of the body")
     ),
     responses(
         (status = 201, body = TusUpload, description = "created; `Location` is the upload",
@@ -343,7 +343,7 @@ async fn tus_head<S: Service>(
         ("id" = String, Path, description = "the upload"),
         ("Tus-Resumable" = String, Header, pattern = r"^1\.0\.0$", description = "the tus version: 1.0.0"),
         ("Upload-Offset" = String, Header, pattern = r"^[0-9]+$", description = "where the body starts: the upload's offset, in bytes"),
-        ("Upload-Checksum" = Option<String>, Header, description = "`sha256 <base64 digest>` of the body")
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1|sha256 <base64 digest>` of the body")
     ),
     responses(
         (status = 204, description = "stored", headers(("Upload-Offset" = u64), ("Upload-Expires" = String))),

@@ -18,12 +18,11 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use api::tus::{Body, Creation, TusUpload};
+use api::tus::{Body, Checksum, Creation, TusUpload};
 use api::wire::{Principal, UploadInit, VideoMeta};
 use api::{ApiError, ErrorCode};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 
 use super::uploads::{mime_for, validate_meta};
 use super::Videos;
@@ -89,7 +88,7 @@ impl Videos {
         id: &str,
         offset: u64,
         declared: Option<u64>,
-        checksum: Option<[u8; 32]>,
+        checksum: Option<Checksum>,
         body: Body,
     ) -> Result<TusUpload> {
         // Who may write is settled before the claim, so a stranger learns
@@ -141,14 +140,14 @@ impl Videos {
         u: &UploadRow,
         chunks: &[ChunkRow],
         at: u64,
-        checksum: Option<[u8; 32]>,
+        checksum: Option<Checksum>,
         mut body: Body,
     ) -> Result<u64> {
         let left = u.file_size - at;
         let (mut n, mut buf) = self.tus_prefix(u, chunks, at).await?;
         // Bytes of `buf` its object already holds (the stored prefix).
         let mut stored = buf.len();
-        let mut hasher = Sha256::new();
+        let mut digest = checksum.as_ref().map(Checksum::start);
         let mut pending: Vec<ChunkRow> = Vec::new();
         let mut taken = 0u64;
         let mut overflow = false;
@@ -166,7 +165,9 @@ impl Videos {
                 bytes.truncate(room as usize);
                 overflow = true;
             }
-            hasher.update(&bytes);
+            if let Some(d) = digest.as_mut() {
+                d.update(&bytes);
+            }
             taken += bytes.len() as u64;
             buf.extend_from_slice(&bytes);
             // A chunk is stored as soon as it is whole, so memory holds one.
@@ -194,8 +195,7 @@ impl Videos {
                 ))
                 .into());
             }
-            let got: [u8; 32] = hasher.finalize().into();
-            if got != want {
+            if !digest.is_some_and(|d| d.matches(&want)) {
                 return Err(ApiError::new(
                     ErrorCode::ChecksumMismatch,
                     "the body does not match Upload-Checksum; none of it was kept",

@@ -493,7 +493,7 @@ impl api::Uploads for Videos {
         upload_id: &str,
         offset: u64,
         declared: Option<u64>,
-        checksum: Option<[u8; 32]>,
+        checksum: Option<api::tus::Checksum>,
         body: api::tus::Body,
     ) -> ApiResult<TusUpload> {
         Ok(self
