@@ -125,6 +125,20 @@ pub fn check_cursor(cursor: Option<&str>) -> ApiResult<()> {
     }
 }
 
+impl PageQuery {
+    /// Checked, with the default limit (20), for a list paged by creation
+    /// time (`crate::cursor::created`): the limit and where to start after.
+    pub fn by_created(&self) -> ApiResult<(u32, Option<(i64, String)>)> {
+        self.check()?;
+        let after = self
+            .cursor
+            .as_deref()
+            .map(crate::cursor::parse_created)
+            .transpose()?;
+        Ok((self.limit.unwrap_or(20), after))
+    }
+}
+
 impl Params for PageQuery {
     fn check(&self) -> ApiResult<()> {
         check_limit(self.limit, 100)?;

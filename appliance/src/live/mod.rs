@@ -450,13 +450,7 @@ impl api::Live for Live {
 
     async fn channels(&self, caller: &Principal, page: PageQuery) -> ApiResult<Page<LiveChannel>> {
         require_creator(caller)?;
-        page.check()?;
-        let limit = page.limit.unwrap_or(20);
-        let after = page
-            .cursor
-            .as_deref()
-            .map(api::cursor::parse_created)
-            .transpose()?;
+        let (limit, after) = page.by_created()?;
         let owner = (!caller.is_admin()).then(|| caller.user_id.clone());
         // One more than the page, to know whether another follows.
         let rows = self

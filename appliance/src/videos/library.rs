@@ -54,13 +54,7 @@ impl api::Videos for Videos {
         user_id: &str,
         page: PageQuery,
     ) -> ApiResult<Page<Video>> {
-        page.check()?;
-        let limit = page.limit.unwrap_or(20);
-        let after = page
-            .cursor
-            .as_deref()
-            .map(api::cursor::parse_created)
-            .transpose()?;
+        let (limit, after) = page.by_created()?;
         api::Accounts::get_user(self.accounts.as_ref(), user_id).await?;
         let public_only = !caller.is_some_and(|p| p.may_manage(user_id));
         let owner = user_id.to_owned();

@@ -168,13 +168,7 @@ impl api::Webhooks for Webhooks {
     }
 
     async fn list_webhooks(&self, page: PageQuery) -> ApiResult<Page<Webhook>> {
-        page.check()?;
-        let limit = page.limit.unwrap_or(20);
-        let after = page
-            .cursor
-            .as_deref()
-            .map(api::cursor::parse_created)
-            .transpose()?;
+        let (limit, after) = page.by_created()?;
         // One more than the page, to know whether another follows.
         let rows = self
             .catalog
