@@ -63,7 +63,25 @@ pub(crate) struct Norm {
     pub stddev: [f32; 3],
 }
 
+/// A luma rectangle of a composed frame (origin and size even).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Where the two sources of a side-by-side composition land.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SideBySide {
+    pub rect: [Rect; 2],
+}
+
 const _: () = assert!(size_of::<Frame>() == 32);
+const _: () = assert!(size_of::<SideBySide>() == 32);
 const _: () = assert!(size_of::<Ladder>() == 264);
 const _: () = assert!(size_of::<Colour>() == 28);
 const _: () = assert!(size_of::<RgbOut>() == 24);
@@ -83,6 +101,8 @@ unsafe impl DeviceRepr for RgbOut {}
 unsafe impl DeviceRepr for TensorOut {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for Norm {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for SideBySide {}
 
 /// A kernel's name and the byte size of each of its parameters, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +113,7 @@ pub struct KernelSignature {
 
 /// Every kernel in `kernels.cu`, with the parameter sizes the launch wrappers
 /// in [`crate::gpu`] pass.
-pub const KERNELS: [KernelSignature; 4] = [
+pub const KERNELS: [KernelSignature; 5] = [
     KernelSignature {
         name: "resize_nv12_1n",
         param_bytes: &[size_of::<Frame>(), size_of::<Ladder>()],
@@ -113,6 +133,15 @@ pub const KERNELS: [KernelSignature; 4] = [
             size_of::<TensorOut>(),
             size_of::<Colour>(),
             size_of::<Norm>(),
+        ],
+    },
+    KernelSignature {
+        name: "compose_nv12_sbs",
+        param_bytes: &[
+            size_of::<Frame>(),
+            size_of::<Frame>(),
+            size_of::<Frame>(),
+            size_of::<SideBySide>(),
         ],
     },
 ];

@@ -104,6 +104,25 @@ pub fn check(k: &GpuKernels, stream: &Arc<CudaStream>) -> Result<Vec<Case>> {
         let case = format!("1280x720 -> {w}x{h} Bt709 Limited ImageNet");
         cases.push(Case::new("nv12_to_tensor", case, d, 1e-4));
     }
+    // Duets: sources of different sizes and shapes (a 4:3 and a 16:9, a
+    // portrait phone, odd sizes), into wide and portrait frames.
+    for ((aw, ah), (bw, bh), (w, h)) in [
+        ((320, 240), (640, 360), (1280, 360)),
+        ((1080, 1920), (1920, 1080), (1216, 1080)),
+        ((127, 71), (33, 65), (256, 144)),
+        ((640, 360), (640, 360), (720, 1280)),
+    ] {
+        let (a, b) = (test_card(aw, ah), test_card(bw, bh));
+        let got = k.compose_nv12_sbs_host(stream, &a, &b, w, h)?;
+        let want = cpu::compose_nv12_sbs(&a, &b, w, h)?;
+        let case = format!("{aw}x{ah} + {bw}x{bh} -> {w}x{h}");
+        cases.push(Case::new(
+            "compose_nv12_sbs",
+            case,
+            nv12_diff(&got, &want),
+            1.0,
+        ));
+    }
     Ok(cases)
 }
 

@@ -5,7 +5,7 @@
 //! They are the oracle for the GPU tests and golden files, and a real CPU
 //! path for hosts without a GPU (single-threaded, so slow on large frames).
 
-use crate::abi;
+use crate::abi::{self, Rect};
 use crate::{KernelError, Result};
 
 /// Largest width or height any kernel accepts: keeps every coordinate exact
@@ -224,6 +224,106 @@ pub fn nv12_to_tensor(
         height,
         data,
     })
+}
+
+/// Limited-range black: Y' 16, Cb and Cr 128.
+pub const BLACK: (u8, u8, u8) = (16, 128, 128);
+
+/// Where each of two sources lands in a side-by-side `width` x `height`
+/// frame: fitted into its half with its aspect kept (as tall as the frame
+/// or as wide as the half, whichever comes first), centred, origin and
+/// size even so the chroma rectangle is exactly half. `width` must be a
+/// multiple of 4 and `height` even.
+pub fn side_by_side_layout(sources: [(u32, u32); 2], width: u32, height: u32) -> Result<[Rect; 2]> {
+    check_size("composed frame", width, height)?;
+    if !width.is_multiple_of(4) || !height.is_multiple_of(2) {
+        return Err(KernelError::Invalid(format!(
+            "a side-by-side frame is a multiple of 4 wide and even tall, not {width}x{height}"
+        )));
+    }
+    let half = width / 2;
+    let mut out = [Rect::default(); 2];
+    for (k, (slot, &(sw, sh))) in out.iter_mut().zip(&sources).enumerate() {
+        check_size("source", sw, sh)?;
+        let (sw, sh, bw, bh) = (
+            u64::from(sw),
+            u64::from(sh),
+            u64::from(half),
+            u64::from(height),
+        );
+        // Nearest even size: 2 * round(v / 2) in integers.
+        let (w, h) = if sw * bh <= bw * sh {
+            ((2 * ((sw * bh + sh) / (2 * sh))).clamp(2, bw), bh)
+        } else {
+            (bw, (2 * ((sh * bw + sw) / (2 * sw))).clamp(2, bh))
+        };
+        let (w, h) = (w as u32, h as u32);
+        *slot = Rect {
+            x: k as u32 * half + (((half - w) / 2) & !1),
+            y: ((height - h) / 2) & !1,
+            width: w,
+            height: h,
+        };
+    }
+    Ok(out)
+}
+
+/// Two NV12 frames side by side in one `width` x `height` frame, laid out
+/// by [`side_by_side_layout`]: each tent-filtered into its rectangle,
+/// [`BLACK`] around them (see `compose_nv12_sbs` in `kernels.cu`).
+pub fn compose_nv12_sbs(
+    a: &Nv12Frame,
+    b: &Nv12Frame,
+    width: u32,
+    height: u32,
+) -> Result<Nv12Frame> {
+    a.validate()?;
+    b.validate()?;
+    let rects = side_by_side_layout([(a.width, a.height), (b.width, b.height)], width, height)?;
+    let srcs = [a, b];
+    let half = width / 2;
+    let inside =
+        |r: &Rect, x: u32, y: u32| x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height;
+    let mut out_y = Vec::with_capacity(width as usize * height as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let k = usize::from(x >= half);
+            let (s, r) = (srcs[k], &rects[k]);
+            out_y.push(if inside(r, x, y) {
+                let ax = Axis::new(x - r.x, s.width, r.width);
+                let ay = Axis::new(y - r.y, s.height, r.height);
+                let [v] = filter_plane::<u8, 1>(&s.y, s.width, s.height, &ax, &ay);
+                to_u8(v)
+            } else {
+                BLACK.0
+            });
+        }
+    }
+    let (dcw, dch) = chroma_size(width, height);
+    let mut out_uv = Vec::with_capacity(2 * dcw as usize * dch as usize);
+    for y in 0..dch {
+        for x in 0..dcw {
+            let k = usize::from(2 * x >= half);
+            let s = srcs[k];
+            let full = rects[k];
+            let r = Rect {
+                x: full.x / 2,
+                y: full.y / 2,
+                width: full.width / 2,
+                height: full.height / 2,
+            };
+            if inside(&r, x, y) {
+                let (scw, sch) = chroma_size(s.width, s.height);
+                let ax = Axis::new(x - r.x, scw, r.width);
+                let ay = Axis::new(y - r.y, sch, r.height);
+                let [u, v] = filter_plane::<u8, 2>(&s.uv, scw, sch, &ax, &ay);
+                out_uv.extend([to_u8(u), to_u8(v)]);
+            } else {
+                out_uv.extend([BLACK.1, BLACK.2]);
+            }
+        }
+    }
+    Nv12Frame::new(width, height, out_y, out_uv)
 }
 
 /// The conversion coefficients for a matrix and range, as passed to the GPU.

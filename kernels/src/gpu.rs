@@ -79,6 +79,7 @@ pub struct GpuKernels {
     resize_p010: CudaFunction,
     to_rgb: CudaFunction,
     to_tensor: CudaFunction,
+    compose_sbs: CudaFunction,
 }
 
 const BLOCK: (u32, u32, u32) = (32, 8, 1);
@@ -107,6 +108,7 @@ impl GpuKernels {
             resize_p010: load("resize_p010_1n")?,
             to_rgb: load("nv12_to_rgb")?,
             to_tensor: load("nv12_to_tensor")?,
+            compose_sbs: load("compose_nv12_sbs")?,
             ctx,
             arch,
         })
@@ -380,6 +382,72 @@ impl GpuKernels {
             height,
             data: download(stream, &out)?,
         })
+    }
+
+    /// Composes `a` and `b` side by side into `dst` (see
+    /// [`cpu::compose_nv12_sbs`]: each fitted into its half, aspect kept,
+    /// black around), asynchronously on `stream`. `dst`'s width must be a
+    /// multiple of 4 and its height even.
+    ///
+    /// # Safety
+    /// As [`resize_nv12_1n`](Self::resize_nv12_1n): every pointer addresses
+    /// device memory of this context large enough for its frame, live until
+    /// the work on `stream` completes; `dst` overlaps neither source.
+    pub unsafe fn compose_nv12_sbs(
+        &self,
+        stream: &CudaStream,
+        a: DeviceNv12,
+        b: DeviceNv12,
+        dst: DeviceNv12,
+    ) -> Result<()> {
+        self.check_stream(stream)?;
+        let rect = cpu::side_by_side_layout(
+            [(a.width, a.height), (b.width, b.height)],
+            dst.width,
+            dst.height,
+        )?;
+        let fa = frame("NV12 source", a.y, a.uv, a.pitch, a.width, a.height, 1)?;
+        let fb = frame("NV12 source", b.y, b.uv, b.pitch, b.width, b.height, 1)?;
+        let fd = frame(
+            "NV12 destination",
+            dst.y,
+            dst.uv,
+            dst.pitch,
+            dst.width,
+            dst.height,
+            1,
+        )?;
+        let layout = abi::SideBySide { rect };
+        let mut launch = stream.launch_builder(&self.compose_sbs);
+        launch.arg(&fa).arg(&fb).arg(&fd).arg(&layout);
+        // SAFETY: the parameters match `compose_nv12_sbs` (abi.rs, checked by
+        // the PTX test); the memory they address is the caller's promise.
+        unsafe { launch.launch(grid(dst.width, dst.height)) }
+            .map_err(KernelError::driver("compose_nv12_sbs launch"))?;
+        Ok(())
+    }
+
+    /// Uploads `a` and `b`, composes them side by side at `width` x
+    /// `height`, and downloads the result (synchronous).
+    pub fn compose_nv12_sbs_host(
+        &self,
+        stream: &Arc<CudaStream>,
+        a: &Nv12Frame,
+        b: &Nv12Frame,
+        width: u32,
+        height: u32,
+    ) -> Result<Nv12Frame> {
+        a.validate()?;
+        b.validate()?;
+        let da = Planes::upload(stream, a.width, a.height, &a.y, &a.uv)?;
+        let db = Planes::upload(stream, b.width, b.height, &b.y, &b.uv)?;
+        let out = Planes::<u8>::zeroed(stream, width, height)?;
+        // SAFETY: every descriptor addresses a live allocation of this
+        // context made above for exactly that frame; all work is on `stream`.
+        unsafe {
+            self.compose_nv12_sbs(stream, da.nv12(stream), db.nv12(stream), out.nv12(stream))
+        }?;
+        out.download_nv12(stream)
     }
 
     fn check_stream(&self, stream: &CudaStream) -> Result<()> {

@@ -236,3 +236,76 @@ extern "C" __global__ void nv12_to_tensor(const Frame src, const TensorOut dst, 
     out[plane + at] = normalise(c.g, n.mean[1], n.stddev[1]);
     out[2 * plane + at] = normalise(c.b, n.mean[2], n.stddev[2]);
 }
+
+// Where a source lands in a composed frame: a luma rectangle whose origin
+// and size are even, so its chroma rectangle is exactly half of it.
+struct Rect {
+    unsigned int x;
+    unsigned int y;
+    unsigned int width;
+    unsigned int height;
+};
+
+// A side-by-side composition (duets): source 0 in the left half at
+// rect[0], source 1 in the right half at rect[1]; black elsewhere.
+struct SideBySide {
+    Rect rect[2];
+};
+
+static_assert(sizeof(SideBySide) == 32, "SideBySide layout must match abi::SideBySide");
+
+__device__ __forceinline__ bool inside(const Rect& r, unsigned int x, unsigned int y) {
+    return x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height;
+}
+
+// Two NV12 frames of any sizes into one: each tent-filtered into its
+// rectangle (aspect kept by the host's layout), limited-range black
+// (Y' 16, Cb/Cr 128) around them. One thread per output luma pixel; the
+// threads inside the chroma plane's size also write one chroma sample.
+extern "C" __global__ void compose_nv12_sbs(const Frame a, const Frame b, const Frame dst,
+                                            const SideBySide p) {
+    unsigned int x = blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned int y = blockIdx.y * blockDim.y + threadIdx.y;
+    unsigned int half = dst.width / 2;
+    if (x < dst.width && y < dst.height) {
+        unsigned int k = x < half ? 0 : 1;
+        const Frame& s = k == 0 ? a : b;
+        const Rect& r = p.rect[k];
+        unsigned char v = 16;
+        if (inside(r, x, y)) {
+            Axis ax = make_axis(x - r.x, s.width, r.width);
+            Axis ay = make_axis(y - r.y, s.height, r.height);
+            float l[1];
+            filter_plane<unsigned char, 1>(s.y, s.pitch, s.width, s.height, ax, ay, l);
+            v = to_u8(l[0]);
+        }
+        unsigned char* row = (unsigned char*)(dst.y + (unsigned long long)y * dst.pitch);
+        row[x] = v;
+    }
+    unsigned int dcw = (dst.width + 1) / 2;
+    unsigned int dch = (dst.height + 1) / 2;
+    if (x < dcw && y < dch) {
+        unsigned int k = 2 * x < half ? 0 : 1;
+        const Frame& s = k == 0 ? a : b;
+        Rect r = p.rect[k];
+        r.x /= 2;
+        r.y /= 2;
+        r.width /= 2;
+        r.height /= 2;
+        unsigned char cb = 128;
+        unsigned char cr = 128;
+        if (inside(r, x, y)) {
+            unsigned int scw = (s.width + 1) / 2;
+            unsigned int sch = (s.height + 1) / 2;
+            Axis ax = make_axis(x - r.x, scw, r.width);
+            Axis ay = make_axis(y - r.y, sch, r.height);
+            float uv[2];
+            filter_plane<unsigned char, 2>(s.uv, s.pitch, scw, sch, ax, ay, uv);
+            cb = to_u8(uv[0]);
+            cr = to_u8(uv[1]);
+        }
+        unsigned char* row = (unsigned char*)(dst.uv + (unsigned long long)y * dst.pitch);
+        row[2 * x] = cb;
+        row[2 * x + 1] = cr;
+    }
+}

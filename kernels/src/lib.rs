@@ -1,6 +1,7 @@
 //! The appliance's GPU pixel kernels and their CPU reference: a one-pass 1:N
 //! NV12/P010 ladder resize, NV12 → RGB24 colour conversion, and NV12 → a
-//! normalised float32 RGB tensor for visual features. With `hardware`, the
+//! normalised float32 RGB tensor for visual features, and a side-by-side
+//! composition of two NV12 frames (duets). With `hardware`, the
 //! only crate that touches CUDA.
 //!
 //! - [`ptx`] compiles the CUDA C source (`src/kernels.cu`) with NVRTC at run
@@ -55,5 +56,5 @@ pub mod gpu;
 pub mod probe;
 pub mod ptx;
 
-pub use abi::MAX_RUNGS;
+pub use abi::{Rect, MAX_RUNGS};
 pub use error::{KernelError, Result};

@@ -111,6 +111,75 @@ fn golden_tensor() {
 }
 
 #[test]
+fn golden_compose_side_by_side() {
+    // A 16:9 card and a portrait one, into a frame wider than both halves
+    // need: pillarbox bars on both, the portrait one narrower.
+    let a = test_card(128, 72);
+    let b = test_card(48, 80);
+    let out = cpu::compose_nv12_sbs(&a, &b, 256, 96).unwrap();
+    check_nv12("compose_sbs_256x96", &out);
+}
+
+#[test]
+fn side_by_side_keeps_aspect_and_fills_with_black() {
+    let a = Nv12Frame::filled(160, 90, 200, 60, 190).unwrap();
+    let b = Nv12Frame::filled(90, 160, 100, 200, 50).unwrap();
+    let out = cpu::compose_nv12_sbs(&a, &b, 320, 90).unwrap();
+    let rects = cpu::side_by_side_layout([(160, 90), (90, 160)], 320, 90).unwrap();
+    // The 16:9 source fills its half exactly; the portrait one is as tall
+    // as the frame, 9:16 wide (50.6 -> 50), centred in the right half.
+    assert_eq!(
+        rects[0],
+        kernels::Rect {
+            x: 0,
+            y: 0,
+            width: 160,
+            height: 90
+        }
+    );
+    assert_eq!(
+        rects[1],
+        kernels::Rect {
+            x: 214,
+            y: 0,
+            width: 50,
+            height: 90
+        }
+    );
+    let w = 320usize;
+    for y in 0..90usize {
+        for x in 0..w {
+            let v = out.y[y * w + x];
+            let want = if x < 160 {
+                200
+            } else if (214..264).contains(&x) {
+                100
+            } else {
+                cpu::BLACK.0
+            };
+            assert_eq!(v, want, "luma at {x},{y}");
+        }
+    }
+    let (cw, ch) = chroma_size(320, 90);
+    for y in 0..ch as usize {
+        for x in 0..cw as usize {
+            let p = &out.uv[2 * (y * cw as usize + x)..][..2];
+            let want = if x < 80 {
+                [60, 190]
+            } else if (107..132).contains(&x) {
+                [200, 50]
+            } else {
+                [cpu::BLACK.1, cpu::BLACK.2]
+            };
+            assert_eq!(p, want, "chroma at {x},{y}");
+        }
+    }
+    // A frame whose halves are not even wide is refused.
+    assert!(cpu::compose_nv12_sbs(&a, &b, 322, 90).is_err());
+    assert!(cpu::compose_nv12_sbs(&a, &b, 320, 91).is_err());
+}
+
+#[test]
 fn identity_resize_is_exact() {
     for (w, h) in [(128, 72), (33, 17), (1, 1), (2, 3)] {
         let src = test_card(w, h);

@@ -64,5 +64,28 @@ fn rejects_bad_descriptors() {
         assert!(k.resize_nv12_1n(&stream, narrow, &[frame]).is_err());
         let null = DeviceNv12 { y: 0, ..frame };
         assert!(k.resize_nv12_1n(&stream, frame, &[null]).is_err());
+        // A side-by-side frame is a multiple of 4 wide and even tall.
+        let odd = DeviceNv12 { width: 62, ..frame };
+        assert!(k.compose_nv12_sbs(&stream, frame, frame, odd).is_err());
+        let short = DeviceNv12 {
+            height: 63,
+            ..frame
+        };
+        assert!(k.compose_nv12_sbs(&stream, frame, frame, short).is_err());
+        assert!(k.compose_nv12_sbs(&stream, null, frame, frame).is_err());
     }
+}
+
+#[test]
+fn duet_composition_matches_the_cpu_reference() {
+    let Some((k, stream)) = gpu() else { return };
+    // The shared clips' shapes: a 4:3 and a 16:9 into a 1280x360 duet.
+    let a = kernels::conformance::test_card(320, 240);
+    let b = kernels::conformance::test_card(640, 360);
+    let got = k.compose_nv12_sbs_host(&stream, &a, &b, 1280, 360).unwrap();
+    let want = kernels::cpu::compose_nv12_sbs(&a, &b, 1280, 360).unwrap();
+    let d = kernels::conformance::max_diff_u8(&got.y, &want.y)
+        .max(kernels::conformance::max_diff_u8(&got.uv, &want.uv));
+    println!("compose_nv12_sbs 320x240 + 640x360 -> 1280x360: max diff {d}");
+    assert!(d <= 1, "differs from the CPU reference by {d}");
 }
