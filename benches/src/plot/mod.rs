@@ -15,6 +15,8 @@ mod axis;
 pub mod chart;
 mod engine;
 mod feed;
+mod fingerprints;
+mod search;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -47,10 +49,12 @@ pub enum Kind {
     Ingest,
     Gpukit,
     Models,
+    Search,
+    Fingerprints,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Encode,
         Kind::Live,
         Kind::Publish,
@@ -65,6 +69,8 @@ impl Kind {
         Kind::Ingest,
         Kind::Gpukit,
         Kind::Models,
+        Kind::Search,
+        Kind::Fingerprints,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +89,8 @@ impl Kind {
             Kind::Ingest => "ingest",
             Kind::Gpukit => "gpukit",
             Kind::Models => "gpukit models",
+            Kind::Search => "search",
+            Kind::Fingerprints => "fingerprints",
         }
     }
 
@@ -102,6 +110,8 @@ impl Kind {
             Kind::Ingest => server::ingest(v),
             Kind::Gpukit => engine::gpukit(v),
             Kind::Models => engine::models(v),
+            Kind::Search => search::search(v),
+            Kind::Fingerprints => fingerprints::fingerprints(v),
         }
     }
 }
@@ -114,7 +124,11 @@ pub fn detect(v: &Value) -> Option<Kind> {
             .and_then(|r| r.get(0))
             .is_some_and(|r| r.get(k).is_some())
     };
-    let kind = if has("engine_fps_median") {
+    let kind = if has("goal_p99_ms_search") {
+        Kind::Search
+    } else if has("scan_ms_per_lookup") {
+        Kind::Fingerprints
+    } else if has("engine_fps_median") {
         Kind::Encode
     } else if has("latency_basis") || row("latency_p95_ms") {
         Kind::Live

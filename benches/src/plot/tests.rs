@@ -210,6 +210,45 @@ fn fixture(kind: Kind) -> (Value, Vec<&'static str>) {
                 "PyTorch cuda (NVIDIA H200), torch 2.11",
             ],
         ),
+        Kind::Search => {
+            let row = |kind: &str, qt: &str, engine: &str, p99: f64| {
+                json!({"kind": kind, "query_type": qt, "engine": engine, "queries": 100,
+                       "p50_ms": p99 / 3.0, "p95_ms": p99 / 2.0, "p99_ms": p99, "max_ms": p99 * 2.0,
+                       "mean_hits": 12.0})
+            };
+            (
+                json!({"machine": m, "workload": "1000 users, sounds, hashtags",
+                       "anchor": "SQLite 3.40.1: prefix ranges and FTS5",
+                       "entities_per_kind": 1000, "queries_per_type": 100,
+                       "goal_p99_ms_search": 10.0, "tantivy_merge_s": 1.0,
+                       "build": [{"kind": "users", "tantivy_build_s": 2.0, "tantivy_bytes": 1e6,
+                                  "sqlite_build_s": 1.0, "sqlite_bytes": 2e6}],
+                       "summary": [{"kind": "users", "tantivy_p99_ms": 0.9, "sqlite_p99_ms": 40.0,
+                                    "speedup_p99": 44.0, "tantivy_max_ms": 2.0, "sqlite_max_ms": 80.0}],
+                       "rows": [row("users", "prefix-1", "tantivy", 0.9),
+                                row("users", "prefix-1", "sqlite", 40.0),
+                                row("users", "miss", "tantivy", 0.05),
+                                row("users", "miss", "sqlite", 0.04)]}),
+                vec![
+                    "tantivy index (the box)",
+                    "SQLite (B-tree prefix range / FTS5)",
+                    "goal: p99 ≤ 10 ms",
+                ],
+            )
+        }
+        Kind::Fingerprints => {
+            let variant = |name: &str, p50: f64| json!({"name": name, "queries": 40, "recall_at_1": 0.95, "p50_ms": p50, "p99_ms": p50 * 3.0});
+            (
+                json!({"machine": m, "sounds": 1000, "songs": 40, "index_build_secs": 0.5,
+                       "index_mb": 30.0, "index_bytes_per_sound": 400.0, "raw_fingerprints_mb": 1.5,
+                       "process_rss_mb": 80.0,
+                       "variants": [variant("re-encoded", 0.4), variant("all three", 0.5)],
+                       "lookup_p50_ms": 0.45, "lookup_p99_ms": 1.5, "scan_sample": 200,
+                       "scan_us_per_fingerprint": 40.0, "scan_ms_per_lookup": 40.0,
+                       "scan_recall_at_1": 1.0, "speedup_p50": 88.0}),
+                vec!["index p50", "brute-force scan (extrapolated)", "recall@1"],
+            )
+        }
     }
 }
 
