@@ -40,5 +40,5 @@ pub use routes::{
 };
 pub use service::{
     Accounts, Analytics, Engagement, Feed, Idempotency, IdempotencyBegin, Live, Ops, Origin,
-    OriginLookup, OriginMeta, Playback, Service, Uploads, Videos, Webhooks,
+    OriginLookup, OriginMeta, Playback, Remixes, Search, Service, Uploads, Videos, Webhooks,
 };

@@ -418,6 +418,107 @@ pub trait Service: Send + Sync + 'static {
     fn webhooks(&self) -> &Self::Webhooks;
     type Notifications: Notifications;
     fn notifications(&self) -> &Self::Notifications;
+    type Search: Search;
+    fn search(&self) -> &Self::Search;
+    type Sounds: Sounds;
+    fn sounds(&self) -> &Self::Sounds;
+    type Copyright: Copyright;
+    fn copyright(&self) -> &Self::Copyright;
+    type Remixes: Remixes;
+    fn remixes(&self) -> &Self::Remixes;
+}
+
+/// Duets and stitches (FR6): the caller's finished upload session composed
+/// with a ready video they can see (side by side, or a clip of it first),
+/// queued as an ordinary video linked to its original. Refused with 403
+/// when the original's creator turned that remix off.
+pub trait Remixes: Send + Sync + 'static {
+    fn duet(
+        &self,
+        caller: &Principal,
+        original_id: &str,
+        req: DuetRequest,
+    ) -> impl Future<Output = ApiResult<Accepted>> + Send;
+    fn stitch(
+        &self,
+        caller: &Principal,
+        original_id: &str,
+        req: StitchRequest,
+    ) -> impl Future<Output = ApiResult<Accepted>> + Send;
+    /// The original's ready, public remixes, newest first.
+    fn remixes(
+        &self,
+        caller: Option<&Principal>,
+        original_id: &str,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+}
+
+/// Search over users, sounds and hashtags (videos are the feed's, see
+/// [`Feed::search_videos`]): each a page of typed hits for `q`, from an
+/// index kept current in the background (never a scan per query). A blank
+/// `q` or a bad `limit`/`cursor` is a 400 naming it; 503 while the index
+/// is first being opened.
+pub trait Search: Send + Sync + 'static {
+    /// Users whose username starts with `q` (case-insensitive), the most
+    /// followed first (then in registration order).
+    fn search_users(
+        &self,
+        query: SearchQuery,
+    ) -> impl Future<Output = ApiResult<Page<UserHit>>> + Send;
+    /// Sounds whose titles have `q`'s words, its last word as a prefix,
+    /// ranked by text relevance and by how many videos use them.
+    fn search_sounds(
+        &self,
+        query: SearchQuery,
+    ) -> impl Future<Output = ApiResult<Page<SoundHit>>> + Send;
+    /// Hashtags starting with `q`, trending first, then by videos.
+    fn search_hashtags(
+        &self,
+        query: SearchQuery,
+    ) -> impl Future<Output = ApiResult<Page<HashtagHit>>> + Send;
+}
+
+/// The sounds library: a video's original audio becomes a sound that
+/// other videos reuse (by `soundId`, or because their audio matches it).
+pub trait Sounds: Send + Sync + 'static {
+    /// A sound with its usage (ready public videos); 404 when unknown.
+    fn sound(&self, id: &str) -> impl Future<Output = ApiResult<Sound>> + Send;
+    /// The ready public videos using a sound, newest first.
+    fn sound_videos(
+        &self,
+        id: &str,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Video>>> + Send;
+    /// Sounds by how many videos published lately use them, most first.
+    fn trending_sounds(
+        &self,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<Sound>>> + Send;
+}
+
+/// The copyright check's reference library and what it found (admins
+/// only; the handlers check the role).
+pub trait Copyright: Send + Sync + 'static {
+    /// Fingerprints `file` (any audio or video FFmpeg decodes, as an
+    /// upload's audio is) and adds it with its policy; a file with no
+    /// decodable audio is a 400 naming `file`.
+    fn add_reference(
+        &self,
+        caller: &Principal,
+        meta: ReferenceAudioMeta,
+        file: Bytes,
+    ) -> impl Future<Output = ApiResult<ReferenceAudio>> + Send;
+    /// The library, newest first.
+    fn references(
+        &self,
+        page: PageQuery,
+    ) -> impl Future<Output = ApiResult<Page<ReferenceAudio>>> + Send;
+    /// Removes a track (and the matches recorded against it).
+    fn delete_reference(&self, id: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Uploads whose audio matched a `flag` or `block` reference, newest
+    /// first.
+    fn flags(&self, page: PageQuery) -> impl Future<Output = ApiResult<Page<AudioFlag>>> + Send;
 }
 
 /// Webhook endpoints (admins only; the handlers check the role): each

@@ -156,7 +156,8 @@ fn metadata_error(what: String) -> ApiError {
 /// A creation's length and metadata as the upload session and `complete`
 /// take them. Keys: `filename`|`name`, `filetype`|`type`, `title`,
 /// `description`, `hashtags` (a JSON array, or words separated by commas
-/// or spaces), `soundId`|`sound_id`, `visibility`; others are ignored
+/// or spaces), `soundId`|`sound_id`, `visibility`, `duetEnabled`,
+/// `stitchEnabled` (`true`|`false`), `speed` (0.5, 1, 2, 3); others are ignored
 /// (clients add their own, e.g. Uppy's `relativePath`). Without a title the
 /// filename's stem is the title. The values' own rules (lengths, hashtag
 /// characters, the mime type) are checked where the chunked API checks
@@ -215,9 +216,30 @@ pub fn creation(length: u64, raw_metadata: Option<&str>) -> ApiResult<Creation> 
             hashtags,
             sound_id: text(&["soundId", "sound_id"])?,
             visibility,
+            duet_enabled: flag(text(&["duetEnabled", "duet_enabled"])?, "duetEnabled")?,
+            stitch_enabled: flag(text(&["stitchEnabled", "stitch_enabled"])?, "stitchEnabled")?,
+            speed: match text(&["speed"])?.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(v) => Some(v.parse::<f64>().map_err(|_| {
+                    ApiError::invalid("speed", format!("speed `{v}` is not 0.5, 1, 2 or 3"))
+                })?),
+            },
         },
         metadata: raw_metadata.map(str::to_owned),
     })
+}
+
+/// A `true`/`false` metadata value (absent: the default).
+fn flag(value: Option<String>, name: &str) -> ApiResult<Option<bool>> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(Some(false)),
+        Some(v) => Err(ApiError::invalid(
+            name,
+            format!("{name} `{v}` is not true or false"),
+        )),
+    }
 }
 
 /// A filename's stem (at most 150 characters, a title's limit), or the
@@ -352,6 +374,28 @@ mod tests {
         assert_eq!(c.meta.title, "Sea");
         let c = creation(1, Some("title U2Vhcw")).unwrap();
         assert_eq!(c.meta.title, "Seas");
+    }
+
+    #[test]
+    fn speed_and_remix_switches_are_read() {
+        let raw = format!(
+            "speed {},duetEnabled {},stitch_enabled {}",
+            b64("2"),
+            b64("false"),
+            b64("TRUE")
+        );
+        let c = creation(1, Some(&raw)).unwrap();
+        assert_eq!(c.meta.speed, Some(2.0));
+        assert_eq!(c.meta.duet_enabled, Some(false));
+        assert_eq!(c.meta.stitch_enabled, Some(true));
+        let c = creation(1, None).unwrap();
+        assert_eq!((c.meta.speed, c.meta.duet_enabled), (None, None));
+        // Not a number / not a boolean: a 400 naming the key (whether a
+        // number is a speed the box offers is `complete`'s rule).
+        let e = creation(1, Some(&format!("speed {}", b64("fast")))).unwrap_err();
+        assert_eq!(e.field(), Some("speed"), "{e}");
+        let e = creation(1, Some(&format!("duetEnabled {}", b64("maybe")))).unwrap_err();
+        assert_eq!(e.field(), Some("duetEnabled"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::feed::{FeedService, Recommender};
 use crate::live::Live;
 use crate::notifications::Notifications;
 use crate::ops::Ops;
+use crate::search::Search;
 use crate::store::{Catalog, Objects};
 use crate::videos::Videos;
 use crate::webhooks::Webhooks;
@@ -33,6 +34,8 @@ pub struct App {
     pub live: Arc<Live>,
     pub notifications: Arc<Notifications>,
     pub webhooks: Arc<Webhooks>,
+    /// Search over users, sounds and hashtags.
+    pub search: Arc<Search>,
     /// What the HTTP listener did with connections (for `/metrics`).
     pub conn_stats: Arc<api::ConnStats>,
 }
@@ -75,6 +78,7 @@ impl App {
         let conn_stats = Arc::new(api::ConnStats::default());
         let live = Arc::new(Live::new(config.clone(), catalog.clone(), videos.clone()));
         let webhooks = Arc::new(Webhooks::new(config.clone(), catalog.clone())?);
+        let search = Arc::new(Search::new(&config, catalog.clone(), engagement.clone()));
         let ops = Ops::new(
             videos.clone(),
             recommender.clone(),
@@ -94,6 +98,7 @@ impl App {
             ops,
             live,
             webhooks,
+            search,
             notifications,
             conn_stats,
         })
@@ -105,6 +110,7 @@ impl App {
     /// tasks end when `shutdown` turns true.
     pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let mut tasks = crate::videos::spawn(self.videos.clone(), shutdown.clone());
+        tasks.push(self.videos.sounds.spawn());
         tasks.extend(
             self.recommender
                 .spawn(self.catalog.clone(), shutdown.clone()),
@@ -114,6 +120,7 @@ impl App {
         tasks.extend(self.live.spawn(shutdown.clone()));
         tasks.extend(self.webhooks.spawn(shutdown.clone()));
         tasks.extend(self.notifications.spawn(shutdown.clone()));
+        tasks.extend(self.search.spawn(shutdown.clone()));
         tasks.extend(crate::videos::spawn_fanout(self.videos.clone(), shutdown));
         tasks
     }
@@ -145,6 +152,10 @@ impl api::Service for Handle {
     type Live = Live;
     type Webhooks = Webhooks;
     type Notifications = Notifications;
+    type Search = Search;
+    type Sounds = crate::sounds::Sounds;
+    type Copyright = crate::sounds::Sounds;
+    type Remixes = Videos;
 
     fn accounts(&self) -> &Accounts {
         &self.0.accounts
@@ -192,6 +203,22 @@ impl api::Service for Handle {
 
     fn notifications(&self) -> &Notifications {
         &self.0.notifications
+    }
+
+    fn search(&self) -> &Search {
+        &self.0.search
+    }
+
+    fn sounds(&self) -> &crate::sounds::Sounds {
+        &self.0.videos.sounds
+    }
+
+    fn copyright(&self) -> &crate::sounds::Sounds {
+        &self.0.videos.sounds
+    }
+
+    fn remixes(&self) -> &Videos {
+        &self.0.videos
     }
 }
 

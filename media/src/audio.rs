@@ -1,5 +1,7 @@
 //! The audio branch: decode → resample/down-mix → AAC-LC → CMAF track. Runs on
-//! its own thread, fed the audio packets the demuxer reads.
+//! its own thread, fed the audio packets the demuxer reads. The resampled
+//! sound is also split into the fingerprint branch (`fingerprint::BRANCH`),
+//! so the track comes back with its audio fingerprint from the same decode.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -10,6 +12,7 @@ use ffmpeg_next as ff;
 
 use crate::cmaf::{Cuts, Track, TrackWriter};
 use crate::error::{Location, MediaError, Result};
+use crate::fingerprint::{self, AudioFingerprint, Tap};
 use crate::plan::AudioPlan;
 use crate::repair::Repairs;
 
@@ -31,7 +34,7 @@ pub fn run(
     cuts: Cuts,
     packets: Receiver<ff::Packet>,
     repairs: &Repairs,
-) -> Result<Track> {
+) -> Result<(Track, Option<AudioFingerprint>)> {
     let at = |ts: Option<i64>| Location {
         file: input.file.clone(),
         stream: Some(input.stream),
@@ -82,6 +85,8 @@ pub fn run(
     let mut graph: Option<ff::filter::Graph> = None;
     let mut decoded = ff::frame::Audio::empty();
     let mut filtered = ff::frame::Audio::empty();
+    let mut printed = ff::frame::Audio::empty();
+    let mut tap = Tap::new();
     let mut packet_out = ff::Packet::empty();
 
     // Moves every frame the graph has ready through the encoder into the track.
@@ -102,6 +107,8 @@ pub fn run(
             }
             drain_encoder(enc, writer, &mut packet_out)?;
         }
+        fingerprint::drain_sink(graph, "fp", &mut printed, &mut tap)
+            .map_err(|e| err("fingerprinting audio", None, e))?;
         if flush {
             enc.send_eof().map_err(|e| err("draining AAC", None, e))?;
             drain_encoder(enc, writer, &mut packet_out)?;
@@ -167,7 +174,7 @@ pub fn run(
             });
         }
     }
-    writer.finish()
+    Ok((writer.finish()?, tap.finish()))
 }
 
 fn drain_encoder(
@@ -182,7 +189,9 @@ fn drain_encoder(
 }
 
 /// abuffer → aresample (async: stretch/pad to keep sync; first_pts: start
-/// where the video starts) → planar float at the plan's rate and layout → AAC-sized frames.
+/// where the video starts) → split: planar float at the plan's rate and
+/// layout → AAC-sized frames (sink `out`), and the fingerprint branch
+/// (sink `fp`).
 fn build_graph(
     first: &ff::frame::Audio,
     time_base: Rational,
@@ -191,32 +200,30 @@ fn build_graph(
     first_pts: i64,
 ) -> std::result::Result<ff::filter::Graph, ff::Error> {
     let mut g = ff::filter::Graph::new();
-    let channels = first.channels().max(1);
-    let layout = if first.channel_layout().is_empty() {
-        ff::ChannelLayout::default(i32::from(channels))
-    } else {
-        first.channel_layout()
-    };
-    let args = format!(
-        "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
-        time_base.numerator(),
-        time_base.denominator(),
-        first.rate(),
-        first.format().name(),
-        layout.bits()
-    );
+    let args = fingerprint::abuffer_args(first, time_base);
     g.add(&ff::filter::find("abuffer").expect("abuffer"), "in", &args)?;
     g.add(
         &ff::filter::find("abuffersink").expect("abuffersink"),
         "out",
         "",
     )?;
+    g.add(
+        &ff::filter::find("abuffersink").expect("abuffersink"),
+        "fp",
+        "",
+    )?;
     let out_layout = if plan.channels == 1 { "mono" } else { "stereo" };
     let spec = format!(
-        "aresample={}:async=1:first_pts={first_pts},aformat=sample_fmts=fltp:channel_layouts={out_layout}",
-        plan.sample_rate
+        "[in]aresample={}:async=1:first_pts={first_pts},asplit=2[aac][print];\
+         [aac]aformat=sample_fmts=fltp:channel_layouts={out_layout}[out];\
+         [print]{}[fp]",
+        plan.sample_rate,
+        fingerprint::BRANCH
     );
-    g.output("in", 0)?.input("out", 0)?.parse(&spec)?;
+    g.output("in", 0)?
+        .input("out", 0)?
+        .input("fp", 0)?
+        .parse(&spec)?;
     g.validate()?;
     g.get("out").expect("out").sink().set_frame_size(frame_size);
     Ok(g)

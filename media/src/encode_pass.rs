@@ -38,11 +38,13 @@ pub(crate) struct Pass<'a> {
 }
 
 /// What a pass read: frames decoded, what was repaired, and the audio
-/// track when it made one (the rungs went to the ladder as they finished).
+/// track when it made one, with the fingerprint of its sound (the rungs
+/// went to the ladder as they finished).
 pub(crate) struct PassOutput {
     pub frames: u64,
     pub repairs: Vec<String>,
     pub audio: Option<Track>,
+    pub fingerprint: Option<crate::fingerprint::AudioFingerprint>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -239,13 +241,13 @@ pub(crate) fn run(
                 first_err.get_or_insert(e);
             }
         }
-        let audio = match audio_worker.map(|h| join(h, "audio")) {
-            Some(Ok(t)) => Some(t),
+        let (audio, fingerprint) = match audio_worker.map(|h| join(h, "audio")) {
+            Some(Ok((t, f))) => (Some(t), f),
             Some(Err(e)) => {
                 first_err.get_or_insert(e);
-                None
+                (None, None)
             }
-            None => None,
+            None => (None, None),
         };
         if let Some(e) = first_err {
             return Err(e);
@@ -264,6 +266,7 @@ pub(crate) fn run(
             frames,
             repairs: repairs.describe(),
             audio,
+            fingerprint,
         })
     })
 }

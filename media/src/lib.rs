@@ -10,9 +10,11 @@ mod avio;
 pub mod backend;
 pub mod cmaf;
 mod download;
+pub mod edit;
 mod encode_pass;
 mod error;
 pub mod extras;
+pub mod fingerprint;
 mod frames;
 pub mod ladder;
 pub mod live;
@@ -28,6 +30,7 @@ pub mod thumbnail;
 mod transcode;
 
 pub use error::{Location, MediaError, RejectCode, Result};
+pub use fingerprint::{fingerprint_file, AudioFingerprint};
 pub use plan::{LadderPlan, Rung};
 pub use probe::{probe, Limits, SourceInfo};
 pub use transcode::{

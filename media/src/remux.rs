@@ -9,6 +9,12 @@
 //! [`scan`] reads the source's packets (no decoding) and says whether it
 //! qualifies and, when it does, where its key frames are; [`run`] writes
 //! the remuxed rung and the audio (copied when it is AAC-LC, else encoded).
+//!
+//! Copied audio is still decoded, once, on a thread beside the copy: the
+//! video is first published as soon as the copy is done, and its sound
+//! must be fingerprinted (and checked) before anyone is served it. That
+//! decode also finds damaged audio packets, so the decode pass for the
+//! lower rungs does not decode the audio again (`transcode`).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -20,6 +26,7 @@ use ffmpeg_next as ff;
 use crate::audio::{self, AudioInput};
 use crate::cmaf::{avc_codec_string, Track, TrackWriter};
 use crate::error::{Location, MediaError, Result};
+use crate::fingerprint::{self, AudioFingerprint};
 use crate::plan::LadderPlan;
 use crate::playlist;
 use crate::probe::SourceInfo;
@@ -209,6 +216,15 @@ fn extradata(params: &ff::codec::Parameters) -> Option<Vec<u8>> {
     }
 }
 
+/// What [`run`] wrote: the top rung, the audio track, the fingerprint of
+/// the audio, and what was wrong with the audio (damaged packets).
+pub struct Copied {
+    pub video: Track,
+    pub audio: Option<Track>,
+    pub fingerprint: Option<AudioFingerprint>,
+    pub repairs: Vec<String>,
+}
+
 /// Writes the remuxed top rung into `dir/<top>` and the audio into
 /// `dir/audio`: timestamps re-based so the first picture is at zero, cut
 /// where every encoded rung will be cut.
@@ -219,7 +235,7 @@ pub fn run(
     dir: &Path,
     opts: &TranscodeOptions,
     progress: &(dyn Fn(ProgressEvent) + Sync),
-) -> Result<(Track, Option<Track>)> {
+) -> Result<Copied> {
     let file = &source.path;
     let top = &plan.rungs[0];
     let mut ictx = ff::format::input(file)
@@ -256,6 +272,13 @@ pub fn run(
                 Some(Audio::Copy {
                     index: a.index,
                     origin: aorigin,
+                    input: AudioInput {
+                        file: file.clone(),
+                        stream: a.index,
+                        parameters: s.parameters(),
+                        time_base: atb,
+                        origin: aorigin,
+                    },
                     writer: TrackWriter::create(
                         &adir,
                         s.parameters(),
@@ -291,13 +314,25 @@ pub fn run(
             .is_some_and(|c| c.load(Ordering::Relaxed))
     };
 
-    std::thread::scope(|scope| -> Result<(Track, Option<Track>)> {
+    std::thread::scope(|scope| -> Result<Copied> {
+        let repairs = &repairs;
         let (mut copy, encode) = match audio {
             Some(Audio::Copy {
                 index,
                 origin,
+                input,
                 writer,
-            }) => (Some((index, origin, writer)), None),
+            }) => {
+                // The copied packets, decoded only to be fingerprinted.
+                let (tx, rx) = bounded::<ff::Packet>(256);
+                let h = std::thread::Builder::new()
+                    .name("fingerprint".into())
+                    .spawn_scoped(scope, move || {
+                        fingerprint::decode_packets(input, rx, repairs)
+                    })
+                    .map_err(|e| MediaError::io("spawning the fingerprint worker", dir, e))?;
+                (Some((index, origin, writer, tx, h)), None)
+            }
             Some(Audio::Encode {
                 index,
                 input,
@@ -306,7 +341,6 @@ pub fn run(
             }) => {
                 let (tx, rx) = bounded::<ff::Packet>(256);
                 let cuts = plan.cuts();
-                let repairs = &repairs;
                 let h = std::thread::Builder::new()
                     .name("audio".into())
                     .spawn_scoped(scope, move || {
@@ -344,7 +378,11 @@ pub fn run(
                             percent: pct,
                         });
                     }
-                } else if let Some((_, origin, writer)) = copy.as_mut().filter(|c| c.0 == idx) {
+                } else if let Some((_, origin, writer, tx, _)) =
+                    copy.as_mut().filter(|c| c.0 == idx)
+                {
+                    // A worker that stopped has its error collected below.
+                    let _ = tx.send(packet.clone());
                     rebase(&mut packet, *origin);
                     // Sound from before the first picture: one frame of it
                     // stays (the decoder's priming), the edit list trims it.
@@ -363,7 +401,11 @@ pub fn run(
             }
         })();
         let audio_track = match (copy, encode) {
-            (Some((_, _, writer)), _) => Some(writer.finish()),
+            (Some((_, _, writer, tx, h)), _) => {
+                drop(tx);
+                let printed = crate::transcode::join(h, "fingerprint");
+                Some(writer.finish().and_then(|t| Ok((t, printed?))))
+            }
             (_, Some((_, tx, h))) => {
                 drop(tx);
                 Some(crate::transcode::join(h, "audio"))
@@ -376,7 +418,16 @@ pub fn run(
             rung: top.name.clone(),
             percent: 100,
         });
-        Ok((video, audio_track.transpose()?))
+        let (audio, fingerprint) = match audio_track.transpose()? {
+            Some((track, print)) => (Some(track), print),
+            None => (None, None),
+        };
+        Ok(Copied {
+            video,
+            audio,
+            fingerprint,
+            repairs: repairs.describe(),
+        })
     })
 }
 
@@ -384,6 +435,7 @@ enum Audio {
     Copy {
         index: usize,
         origin: i64,
+        input: AudioInput,
         writer: TrackWriter,
     },
     Encode {

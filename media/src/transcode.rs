@@ -86,6 +86,14 @@ pub enum ProgressEvent {
         /// The whole ladder's top rung (width, height), as it will be.
         size: (u32, u32),
     },
+    /// The fingerprint of the audio, from the decode that made (or, for a
+    /// copied track, checked) it. Sent once, before the first `Playable`,
+    /// when the source has audio that decodes: a caller that must vet the
+    /// sound before serving it (the copyright check) does so here, while
+    /// the job waits, and can still stop it before anything is playable.
+    AudioFingerprint {
+        fingerprint: crate::fingerprint::AudioFingerprint,
+    },
     Packaging,
     Completed,
 }
@@ -114,6 +122,10 @@ pub struct LadderOutput {
     pub frames: u64,
     pub renditions: Vec<RenditionSummary>,
     pub audio: Option<PathBuf>,
+    /// The fingerprint of the audio (`None` without audio), also told by
+    /// [`ProgressEvent::AudioFingerprint`] before the first `Playable`.
+    #[serde(skip)]
+    pub fingerprint: Option<crate::fingerprint::AudioFingerprint>,
     /// What was wrong with the input and worked around (dropped damaged
     /// packets, a truncated tail); empty for a clean input.
     pub repairs: Vec<String>,
@@ -201,36 +213,44 @@ impl Job<'_> {
         let all: Vec<usize> = (0..plan.rungs.len()).collect();
         let has_audio = plan.audio.is_some();
         let mut repairs = RepairNotes::new();
+        let fingerprinted: Option<crate::fingerprint::AudioFingerprint>;
         let frames = match remux {
             Some(r) => {
-                // First playable: the source's own video and audio, copied.
-                let (top, audio) =
+                // First playable: the source's own video and audio, copied
+                // (the copied audio decoded beside the copy, once, for its
+                // fingerprint, told before anything is playable).
+                let copied =
                     remux::run(self.source, plan, r, self.staging, self.opts, self.progress)?;
-                ladder.set_audio(audio)?;
-                ladder.add_rung(0, top)?;
+                fingerprinted = copied.fingerprint.clone();
+                if let Some(fingerprint) = copied.fingerprint {
+                    (self.progress)(ProgressEvent::AudioFingerprint { fingerprint });
+                }
+                repairs.add(copied.repairs);
+                ladder.set_audio(copied.audio)?;
+                ladder.add_rung(0, copied.video)?;
                 // Then one decode for the lower rungs (none: it only checks
-                // the source), which also encodes the audio aside: a copy
-                // carries any damage of the source as it is.
+                // the source); the audio was decoded with the copy already.
                 let pass = Pass {
                     rungs: &all[1..],
                     suffix: "",
-                    audio: has_audio.then_some(REPLACED_AUDIO),
+                    audio: None,
                 };
                 let out = self.pass(&pass, &ladder, &mut placement, &mut reservation)?;
                 repairs.add(out.repairs);
-                if repairs.is_empty() {
-                    clear(&self.staging.join(REPLACED_AUDIO))?;
-                } else {
-                    // Damaged: what was copied is replaced by encodes, in
-                    // new folders (what was served stays as it was).
+                if !repairs.is_empty() {
+                    // Damaged: what was copied (a copy carries any damage of
+                    // the source as it is) is replaced by encodes, in new
+                    // folders (what was served stays as it was).
                     tracing::warn!(input = %self.source.path.display(), repairs = ?repairs.0, "the source is damaged: its copied rung and audio are replaced by encodes");
-                    ladder.set_audio(out.audio)?;
                     let top = Pass {
                         rungs: &all[..1],
                         suffix: REPLACED,
-                        audio: None,
+                        audio: has_audio.then_some(REPLACED_AUDIO),
                     };
                     let again = self.pass(&top, &ladder, &mut placement, &mut reservation)?;
+                    if again.audio.is_some() {
+                        ladder.set_audio(again.audio)?;
+                    }
                     repairs.add(again.repairs);
                 }
                 out.frames
@@ -248,6 +268,10 @@ impl Job<'_> {
                     audio: has_audio.then_some(playlist::AUDIO_DIR),
                 };
                 let out = self.pass(&first, &ladder, &mut placement, &mut reservation)?;
+                fingerprinted = out.fingerprint.clone();
+                if let Some(fingerprint) = out.fingerprint {
+                    (self.progress)(ProgressEvent::AudioFingerprint { fingerprint });
+                }
                 ladder.set_audio(out.audio)?;
                 repairs.add(out.repairs);
                 if !rest.is_empty() {
@@ -277,6 +301,7 @@ impl Job<'_> {
             frames,
             renditions: finished.renditions,
             audio: finished.audio,
+            fingerprint: fingerprinted,
             repairs,
         })
     }

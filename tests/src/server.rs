@@ -462,7 +462,9 @@ pub fn admin(server: &Server, name: &str) -> Client {
     Client::with_token(login.json()["token"].as_str().unwrap())
 }
 
-/// Uploads `file` as a public video and waits until it is ready.
+/// Uploads `file` as a public video and waits until it is ready. `sound`
+/// names an existing sound to reuse (`GET /sounds/{id}`), or is empty:
+/// the video's own audio then becomes (or is linked to) its sound.
 pub fn publish(
     server: &Server,
     creator: &Client,
@@ -471,12 +473,12 @@ pub fn publish(
     tags: &[&str],
     sound: &str,
 ) -> String {
-    let id = upload_small(
-        server,
-        creator,
-        file,
-        &json!({"title": title, "description": "", "hashtags": tags, "soundId": sound, "visibility": "public"}),
-    );
+    let mut meta =
+        json!({"title": title, "description": "", "hashtags": tags, "visibility": "public"});
+    if !sound.is_empty() {
+        meta["soundId"] = json!(sound);
+    }
+    let id = upload_small(server, creator, file, &meta);
     assert_eq!(
         wait_final(server, creator, &id, Duration::from_secs(120))["status"],
         "ready"

@@ -88,7 +88,7 @@ fn every_list_is_items_and_next_cursor_and_every_refusal_names_its_field() {
     let root = admin(&server, "root");
     let videos: Vec<String> = ["harbour at dawn", "harbour at dusk", "harbour at noon"]
         .into_iter()
-        .map(|t| publish(&server, &ann, &clip, t, &["harbour"], "gulls"))
+        .map(|t| publish(&server, &ann, &clip, t, &["harbour"], ""))
         .collect();
     let v = &videos[0];
     for fan in [&vic, &zoe] {

@@ -83,7 +83,7 @@ fn a_client_generated_from_openapi_calls_search_feed_and_analytics() {
     let clip = tiny_clip(dir.path());
     let mut videos = Vec::new();
     for title in ["harbour sunrise", "mountain sunrise", "city sunrise"] {
-        videos.push(publish(&server, &creator, &clip, title, &["sunrise"], "s1"));
+        videos.push(publish(&server, &creator, &clip, title, &["sunrise"], ""));
     }
     let (viewer, _) = register(&server, "genviewer", "viewer");
     let token = |c: &Client| c.token.clone().expect("register gives a token");

@@ -223,7 +223,7 @@ fn setup(
                 &clip,
                 &format!("clip {i}"),
                 &["dance", "music"],
-                "s1",
+                "",
             )
         })
         .collect();
@@ -674,7 +674,7 @@ fn status_events_are_published_to_redis_for_other_processes() {
     std::thread::sleep(Duration::from_millis(300));
     let (creator, _) = register(&server, "maker", "creator");
     let clip = tiny_clip(dir.path());
-    let id = publish(&server, &creator, &clip, "t", &[], "s");
+    let id = publish(&server, &creator, &clip, "t", &[], "");
     wait_until(
         "the final status on the channel",
         Duration::from_secs(10),

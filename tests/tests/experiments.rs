@@ -298,7 +298,7 @@ fn ab_through_the_server(dir: &Path, extra: &str) -> (Server, Vec<Viewer>, Value
         (&guide, "Derby free kick", ["football", "goals"]),
         (&guide, "Jazz on the harbour", ["music", "live"]),
     ] {
-        videos.push(publish(&server, c, &clip, title, &tags, "beat"));
+        videos.push(publish(&server, c, &clip, title, &tags, ""));
     }
     wait_until("every video indexed", Duration::from_secs(90), || {
         metric(&server, "appliance_feed_index_videos") >= videos.len() as f64

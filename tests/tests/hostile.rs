@@ -57,7 +57,7 @@ fn idle_floods_and_slowloris_do_not_starve_the_box() {
         &tiny_clip(dir.path()),
         "flood target",
         &["flood"],
-        "s1",
+        "",
     );
     let (viewer, _) = register(&server, "floodviewer", "viewer");
     let baseline = rss_kib(server.pid());

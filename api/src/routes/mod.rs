@@ -8,6 +8,7 @@
 
 mod accounts;
 mod analytics;
+mod copyright;
 mod engagement;
 mod extract;
 mod extras;
@@ -19,6 +20,9 @@ mod ops;
 pub mod origin;
 mod playback;
 mod player;
+mod remix;
+mod search;
+mod sounds;
 mod state;
 mod status;
 mod tus;
@@ -60,14 +64,18 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
         .merge(uploads::router::<S>(&limits))
         .merge(tus::router::<S>())
         .merge(videos::router::<S>())
+        .merge(remix::router::<S>())
         .merge(playback::router::<S>())
         .merge(feed::router::<S>())
+        .merge(search::router::<S>())
         .merge(engagement::router::<S>())
         .merge(notifications::router::<S>())
         .merge(analytics::router::<S>())
         .merge(ops::router::<S>())
         .merge(live::router::<S>())
-        .merge(webhooks::router::<S>());
+        .merge(webhooks::router::<S>())
+        .merge(sounds::router::<S>())
+        .merge(copyright::router::<S>(&limits));
 
     Router::new()
         .nest(PREFIX, api)

@@ -15,14 +15,16 @@ use super::notifications::{
     __path_list_notifications, __path_mark_notifications_read, __path_notification_events,
 };
 use super::playback::__path_playback_token;
+use super::remix::{__path_duet, __path_remixes, __path_stitch};
+use super::search::{__path_search_hashtags, __path_search_sounds, __path_search_users};
 use super::state::Ctx;
 use super::tus::{
     __path_tus_create, __path_tus_head, __path_tus_options, __path_tus_options_upload,
     __path_tus_patch, __path_tus_terminate, OptionalCreationBody,
 };
 use super::{
-    accounts::*, analytics::*, engagement::*, feed::*, live::*, ops::*, uploads::*, videos::*,
-    webhooks::*,
+    accounts::*, analytics::*, copyright::*, engagement::*, feed::*, live::*, ops::*, sounds::*,
+    uploads::*, videos::*, webhooks::*,
 };
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::service::Service;
@@ -65,6 +67,7 @@ const OPTIONAL_AUTH: &[&str] = &[
     "comments",
     "replies",
     "feed_trending",
+    "remixes",
 ];
 /// For creators (and admins) only: a viewer gets 403.
 const CREATORS_ONLY: &[&str] = &[
@@ -77,6 +80,8 @@ const CREATORS_ONLY: &[&str] = &[
     "get_channel",
     "stop_channel",
     "clip_channel",
+    "duet",
+    "stitch",
 ];
 /// 409: an `X-Idempotency-Key` reused for another request or still running,
 /// or a state that forbids the action (an upload already complete, a video
@@ -102,9 +107,18 @@ const CONFLICTS: &[&str] = &[
     "clip_channel",
     "create_webhook",
     "redeliver_webhook",
+    "duet",
+    "stitch",
 ];
 /// 410: the upload session expired.
-const GONE: &[&str] = &["put_chunk", "get_upload", "complete_upload", "tus_patch"];
+const GONE: &[&str] = &[
+    "put_chunk",
+    "get_upload",
+    "complete_upload",
+    "tus_patch",
+    "duet",
+    "stitch",
+];
 /// 415: a container or codec the box does not take.
 const UNSUPPORTED: &[&str] = &[
     "init_upload",
@@ -112,6 +126,8 @@ const UNSUPPORTED: &[&str] = &[
     "complete_upload",
     "tus_create",
     "tus_patch",
+    "duet",
+    "stitch",
 ];
 /// 429 with `Retry-After`: per-user rate limits.
 const RATE_LIMITED: &[&str] = &[
@@ -260,7 +276,11 @@ fn error_response(status: &str, why: &str) -> utoipa::openapi::Response {
         tus_create, tus_head, tus_patch, tus_terminate, tus_options, tus_options_upload,
         create_webhook, list_webhooks, get_webhook, delete_webhook, webhook_deliveries,
         redeliver_webhook,
-        list_notifications, mark_notifications_read, notification_events
+        search_users, search_sounds, search_hashtags,
+        list_notifications, mark_notifications_read, notification_events,
+        get_sound, sound_videos, trending_sounds,
+        add_reference_audio, list_reference_audio, delete_reference_audio, audio_flags,
+        duet, stitch, remixes
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode, WebhookPayload)),
     modifiers(&BearerAuth, &ErrorResponses, &OptionalCreationBody)

@@ -14,6 +14,9 @@ mod lists;
 mod live;
 mod notifications;
 mod playback;
+mod remix;
+mod search;
+mod sounds;
 mod status;
 mod webhooks;
 
@@ -24,6 +27,9 @@ pub use lists::*;
 pub use live::*;
 pub use notifications::*;
 pub use playback::*;
+pub use remix::*;
+pub use search::*;
+pub use sounds::*;
 pub use status::*;
 pub use webhooks::*;
 
@@ -226,6 +232,16 @@ pub struct VideoMeta {
     pub sound_id: Option<String>,
     #[serde(default)]
     pub visibility: Visibility,
+    /// Whether others may duet this video (default true).
+    #[serde(default)]
+    pub duet_enabled: Option<bool>,
+    /// Whether others may stitch this video (default true).
+    #[serde(default)]
+    pub stitch_enabled: Option<bool>,
+    /// The speed the upload is edited to before it is transcoded: 0.5, 1
+    /// (default), 2 or 3 (picture re-timed, sound pitch-corrected).
+    #[serde(default)]
+    pub speed: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -309,6 +325,14 @@ pub struct Video {
     pub repairs: Vec<String>,
     pub stats: VideoStats,
     pub viewer: ViewerEngagement,
+    /// Whether others may duet / stitch this video.
+    pub duet_enabled: bool,
+    pub stitch_enabled: bool,
+    /// The speed the upload was edited to (1: as recorded).
+    pub speed: f64,
+    /// Present when this video is a duet or stitch of another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remix: Option<Remix>,
 }
 
 /// The stage of a `ready` video whose ladder is still growing.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::report;
-use super::{bench_feed_http, bench_ingest, bench_origin, bench_publish};
+use super::{bench_feed_http, bench_ingest, bench_origin, bench_publish, bench_search};
 use crate::error;
 use crate::feed::tools as feedtools;
 
@@ -138,6 +138,16 @@ pub fn feed_http(o: bench_feed_http::Options) -> ExitCode {
 /// `appliance bench publish`: JSON and its plot.
 pub fn publish(o: bench_publish::Options) -> ExitCode {
     with_plot(bench_publish::run(&o), &o.out)
+}
+
+/// `appliance bench fingerprints`: JSON and its plot.
+pub fn fingerprints(o: super::bench_fingerprints::Options) -> ExitCode {
+    with_plot(super::bench_fingerprints::run(&o), &o.out)
+}
+
+/// `appliance bench search`: JSON and its plot.
+pub fn search(o: bench_search::Options) -> ExitCode {
+    with_plot(bench_search::run(&o), &o.out)
 }
 
 /// `appliance bench origin`: JSON and its plot.

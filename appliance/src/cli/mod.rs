@@ -5,10 +5,13 @@
 //! May call: every domain and the composition root (`app`).
 
 pub mod bench;
+pub mod bench_command;
 pub mod bench_feed_http;
+pub mod bench_fingerprints;
 mod bench_ingest;
 pub mod bench_origin;
 pub mod bench_publish;
+pub mod bench_search;
 pub mod doctor;
 pub mod feed;
 pub mod ingest_rtsp;

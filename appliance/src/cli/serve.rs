@@ -367,6 +367,7 @@ async fn seed_demo(app: &Arc<App>, file: &Path, addr: SocketAddr) -> Result<()> 
                 hashtags: vec!["demo".into()],
                 sound_id: None,
                 visibility: Visibility::Public,
+                ..Default::default()
             };
             eprintln!("demo: transcoding {} …", file.display());
             app.videos

@@ -125,6 +125,11 @@ impl Live {
             ladder: serde_json::to_string(&ladder).ok(),
             created_at: now,
             updated_at: now,
+            duet_enabled: true,
+            stitch_enabled: true,
+            remix: None,
+            remix_of: None,
+            speed: 1.0,
         };
         let published = self.videos.publish_ladder(video, &work).await;
         let _ = std::fs::remove_dir_all(&work);

@@ -104,6 +104,13 @@ pub fn video_wire(v: &VideoRow) -> Video {
         repairs: info.as_ref().map(|i| i.repairs.clone()).unwrap_or_default(),
         stats: VideoStats::default(),
         viewer: ViewerEngagement::default(),
+        duet_enabled: v.duet_enabled,
+        stitch_enabled: v.stitch_enabled,
+        speed: v.speed,
+        remix: v
+            .remix
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<api::wire::Remix>(r).ok()),
     }
 }
 

@@ -148,7 +148,7 @@ async fn run(
     let outcome = transcode_and_upload(
         app,
         &job,
-        &video.source_key,
+        &video,
         &scratch,
         cancel.clone(),
         publisher.clone(),
@@ -156,6 +156,16 @@ async fn run(
     .await;
     heartbeat.abort();
     let _ = std::fs::remove_dir_all(&scratch);
+
+    // The copyright check refused the audio and stopped the transcode
+    // before anything was published: the job fails with its reason.
+    if let (Some(reason), Err(_)) = (publisher.blocked(), &outcome) {
+        tracing::warn!(job = job.id, video = %job.video_id, "refused by the copyright check");
+        app.counters.failed.fetch_add(1, Ordering::Relaxed);
+        settle(app, owner, &job, Settle::Failed(reason)).await?;
+        announce_final(app, &job.video_id).await;
+        return Ok(());
+    }
 
     match outcome {
         Ok(ladder) => {
@@ -349,7 +359,7 @@ async fn heartbeat(
 async fn transcode_and_upload(
     app: &Arc<Videos>,
     job: &JobRow,
-    source_key: &str,
+    video: &cat::VideoRow,
     scratch: &Path,
     cancel: Arc<AtomicBool>,
     publisher: Arc<Publisher>,
@@ -357,8 +367,12 @@ async fn transcode_and_upload(
     std::fs::create_dir_all(scratch).map_err(Error::io("creating", scratch.display()))?;
     let input = app
         .objects
-        .local_copy(source_key, &scratch.join("source"))
+        .local_copy(&video.source_key, &scratch.join("source"))
         .await?;
+    // A duet, stitch or re-timed upload: the edit stage writes the
+    // intermediate the ladder is made from (`remix`).
+    let edited = super::remix::edit_stage(app, video, &input, scratch, cancel.clone()).await?;
+    let input = edited.clone().unwrap_or(input);
     let out_dir = scratch.join("ladder");
     let opts = media::TranscodeOptions {
         backend: app
@@ -377,7 +391,8 @@ async fn transcode_and_upload(
             ..Default::default()
         },
         cancel: Some(cancel.clone()),
-        remux_source: app.config.transcode.remux_source,
+        // An intermediate is never the top rung as it is.
+        remux_source: app.config.transcode.remux_source && edited.is_none(),
         early_rung: app.config.transcode.early_rung,
     };
     let (app2, vid, attempt) = (app.clone(), job.video_id.clone(), job.attempts);
@@ -392,6 +407,9 @@ async fn transcode_and_upload(
                 master,
                 size,
             } => publisher2.playable(&dir, &rungs, audio.as_deref(), &master, size),
+            media::ProgressEvent::AudioFingerprint { fingerprint } => {
+                publisher2.audio_fingerprint(&fingerprint)
+            }
             ev @ (media::ProgressEvent::Started { .. }
             | media::ProgressEvent::Rung { .. }
             | media::ProgressEvent::Packaging
@@ -439,7 +457,9 @@ fn on_progress(app: &Videos, video_id: &str, attempt: u32, ev: media::ProgressEv
         media::ProgressEvent::Packaging => {
             app.hub.update(video_id, |l| l.stage = "packaging".into())
         }
-        media::ProgressEvent::Completed | media::ProgressEvent::Playable { .. } => return,
+        media::ProgressEvent::Completed
+        | media::ProgressEvent::Playable { .. }
+        | media::ProgressEvent::AudioFingerprint { .. } => return,
     };
     // Playable already (some rungs published): still `ready`, growing.
     let (status, stage) = if live.live_rungs.is_empty() {

@@ -26,6 +26,7 @@ pub mod origin_cache;
 mod playback;
 pub mod progress;
 mod publishing;
+mod remix;
 mod stills;
 mod tus;
 mod uploads;
@@ -78,6 +79,9 @@ pub struct Videos {
     engagement: Arc<Engagement>,
     /// Tells an upload's owner it is ready or failed (`jobs`).
     notifications: Arc<Notifications>,
+    /// Fingerprints' sounds and the copyright check (`publishing`), and
+    /// the `soundId` an upload names (`uploads`).
+    pub sounds: Arc<crate::sounds::Sounds>,
 }
 
 impl Videos {
@@ -92,6 +96,7 @@ impl Videos {
         engagement: Arc<Engagement>,
         notifications: Arc<Notifications>,
     ) -> Self {
+        let sounds_catalog = catalog.clone();
         Self {
             work_dir: config.storage.data_dir.join("work"),
             playback: playback::Tokens::from_config(&config.playback),
@@ -105,6 +110,7 @@ impl Videos {
             tus_writing: Mutex::new(HashSet::new()),
             counters: Counters::default(),
             origin_cache: Default::default(),
+            sounds: Arc::new(crate::sounds::Sounds::new(sounds_catalog)),
             accounts,
             feed,
             engagement,

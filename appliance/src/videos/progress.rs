@@ -55,6 +55,13 @@ impl Bars {
                     .multi
                     .println(format!("playable: {}", names.join(", ")));
             }
+            ProgressEvent::AudioFingerprint { fingerprint } => {
+                let _ = self.multi.println(format!(
+                    "audio fingerprinted: {} items ({:.1} s)",
+                    fingerprint.items.len(),
+                    fingerprint.duration_ms as f64 / 1000.0
+                ));
+            }
             ProgressEvent::Packaging => {
                 let _ = self.multi.println("packaging");
             }

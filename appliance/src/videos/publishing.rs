@@ -14,6 +14,11 @@
 //!
 //! A job resumed after a crash finds its video already `growing`: the rungs
 //! it lists stay as they were uploaded, and only the others are uploaded.
+//!
+//! The audio's fingerprint arrives before the first `Playable`
+//! ([`Publisher::audio_fingerprint`]): the copyright check and the video's
+//! sound (`crate::sounds`) run then, while the transcode waits; a `block`
+//! match stops the transcode before anything is uploaded.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -51,6 +56,8 @@ struct State {
     error: Option<Error>,
     /// Seconds from the job's start to its first playable master.
     first_playable: Option<f64>,
+    /// Why the copyright check refused the video, when it did.
+    blocked: Option<String>,
 }
 
 impl Publisher {
@@ -91,6 +98,38 @@ impl Publisher {
     /// Seconds from the job's start to its first playable master, if any.
     pub fn first_playable(&self) -> Option<f64> {
         self.lock().first_playable
+    }
+
+    /// Why the copyright check refused the video (the transcode was
+    /// stopped before anything was published), if it did.
+    pub fn blocked(&self) -> Option<String> {
+        self.lock().blocked.clone()
+    }
+
+    /// Vets the audio (copyright check, then the video's sound) before
+    /// anything is served. Called on the transcode thread, before the first
+    /// `Playable`; blocks until done. A `block` match, or a failure, stops
+    /// the transcode.
+    pub fn audio_fingerprint(&self, fingerprint: &media::AudioFingerprint) {
+        if self.cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let vetted = self
+            .rt
+            .block_on(self.app.sounds.vet(&self.video_id, fingerprint));
+        match vetted {
+            Ok(crate::sounds::Verdict::Clear) => {}
+            Ok(crate::sounds::Verdict::Blocked(reason)) => {
+                tracing::warn!(video = %self.video_id, "{reason}");
+                self.lock().blocked = Some(reason);
+                self.cancel.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(video = %self.video_id, "vetting the audio: {e}");
+                self.lock().error = Some(e);
+                self.cancel.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The failure that stopped the transcode, if publishing stopped it.

@@ -34,6 +34,7 @@ impl Videos {
     pub(super) async fn tus_new(&self, caller: &Principal, req: Creation) -> Result<TusUpload> {
         // The metadata is checked now, not when the last byte arrives.
         let meta = validate_meta(req.meta)?;
+        self.check_sound(&meta).await?;
         let mime_type = req
             .mime_type
             .unwrap_or_else(|| mime_for(&req.filename).to_owned());
@@ -351,6 +352,9 @@ fn meta_json(meta: &VideoMeta) -> String {
         "hashtags": meta.hashtags,
         "soundId": meta.sound_id,
         "visibility": meta.visibility.as_str(),
+        "duetEnabled": meta.duet_enabled,
+        "stitchEnabled": meta.stitch_enabled,
+        "speed": meta.speed,
     })
     .to_string()
 }
@@ -418,12 +422,18 @@ mod tests {
             hashtags: vec!["a".into()],
             sound_id: Some("s".into()),
             visibility: api::wire::Visibility::Private,
+            duet_enabled: Some(false),
+            stitch_enabled: None,
+            speed: Some(2.0),
         };
         let back: VideoMeta = serde_json::from_str(&meta_json(&meta)).unwrap();
         assert_eq!(back.title, "t");
         assert_eq!(back.hashtags, ["a"]);
         assert_eq!(back.sound_id.as_deref(), Some("s"));
         assert_eq!(back.visibility, api::wire::Visibility::Private);
+        assert_eq!(back.duet_enabled, Some(false));
+        assert_eq!(back.stitch_enabled, None);
+        assert_eq!(back.speed, Some(2.0));
         let none = VideoMeta {
             title: "t".into(),
             ..Default::default()

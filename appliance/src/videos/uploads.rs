@@ -248,7 +248,20 @@ impl Videos {
         upload_id: &str,
         meta: VideoMeta,
     ) -> Result<Accepted> {
+        self.complete_with(caller, upload_id, meta, None).await
+    }
+
+    /// [`complete`](Self::complete), the video linked to the original it
+    /// remixes when `remix` says so (`super::remix`).
+    pub(super) async fn complete_with(
+        &self,
+        caller: &Principal,
+        upload_id: &str,
+        meta: VideoMeta,
+        remix: Option<super::remix::RemixLink>,
+    ) -> Result<Accepted> {
         let meta = validate_meta(meta)?;
+        self.check_sound(&meta).await?;
         let (u, chunks) = self.upload_of(caller, upload_id).await?;
         if u.status == "completed" {
             return Ok(Accepted {
@@ -275,7 +288,7 @@ impl Videos {
                 .into());
             }
         }
-        let result = self.assemble_and_queue(&u, meta).await;
+        let result = self.assemble_and_queue(&u, meta, remix).await;
         self.completing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -283,7 +296,12 @@ impl Videos {
         result
     }
 
-    async fn assemble_and_queue(&self, u: &UploadRow, meta: VideoMeta) -> Result<Accepted> {
+    async fn assemble_and_queue(
+        &self,
+        u: &UploadRow,
+        meta: VideoMeta,
+        remix: Option<super::remix::RemixLink>,
+    ) -> Result<Accepted> {
         let parts: Vec<String> = (0..u.total_chunks)
             .map(|n| objects::chunk_key(&u.id, n))
             .collect();
@@ -325,6 +343,11 @@ impl Videos {
             ladder: None,
             created_at: now,
             updated_at: now,
+            duet_enabled: meta.duet_enabled.unwrap_or(true),
+            stitch_enabled: meta.stitch_enabled.unwrap_or(true),
+            remix_of: remix.as_ref().map(|r| r.original_id.clone()),
+            remix: remix.map(|r| r.json),
+            speed: meta.speed.unwrap_or(1.0),
         };
         let upload_id = u.id.clone();
         let max_attempts = self.config.jobs.max_attempts;
@@ -514,6 +537,29 @@ pub(super) fn upload_expired(u: &UploadRow) -> ApiError {
     )
 }
 
+impl Videos {
+    /// A `soundId` names a sound of the library (`GET /sounds/{id}`); a
+    /// video's own audio becomes one when it names none.
+    pub(super) async fn check_sound(&self, meta: &VideoMeta) -> Result<()> {
+        let Some(id) = meta.sound_id.clone() else {
+            return Ok(());
+        };
+        let shown = id.clone();
+        if self
+            .catalog
+            .read(move |c| cat::sound_exists(c, &id))
+            .await?
+        {
+            return Ok(());
+        }
+        Err(ApiError::validation(format!(
+            "soundId `{shown}` names no sound: reuse one from the sounds library, or leave soundId out and the video's own audio becomes its sound"
+        ))
+        .with_details(serde_json::json!({ "field": "soundId" }))
+        .into())
+    }
+}
+
 pub(super) fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
     let field = |f: &str, m: &str| -> Error {
         ApiError::validation(m.to_owned())
@@ -558,6 +604,12 @@ pub(super) fn validate_meta(mut meta: VideoMeta) -> Result<VideoMeta> {
         .is_some_and(|s| s.is_empty() || s.chars().count() > 64)
     {
         return Err(field("soundId", "soundId must be 1–64 characters"));
+    }
+    if meta
+        .speed
+        .is_some_and(|s| !media::edit::speed::is_allowed(s))
+    {
+        return Err(field("speed", "speed must be 0.5, 1, 2 or 3"));
     }
     Ok(meta)
 }
@@ -604,6 +656,11 @@ mod tests {
             VideoMeta {
                 title: "x".into(),
                 sound_id: Some(String::new()),
+                ..Default::default()
+            },
+            VideoMeta {
+                title: "x".into(),
+                speed: Some(1.5),
                 ..Default::default()
             },
         ] {

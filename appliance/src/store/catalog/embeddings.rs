@@ -66,7 +66,8 @@ pub fn embedded_videos(c: &Connection) -> Result<Vec<(VideoRow, Vec<f32>)>> {
         .map_err(Error::catalog("loading embeddings"))?;
     let rows = st
         .query_map([], |r| {
-            let blob: Vec<u8> = r.get(15)?;
+            // The vector follows the video's columns.
+            let blob: Vec<u8> = r.get(VIDEO_COLS.split(", ").count())?;
             let vector = blob
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

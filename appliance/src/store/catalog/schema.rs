@@ -293,10 +293,67 @@ CREATE TABLE tus_uploads (
 );
 "#;
 
+/// Version 9: sounds and audio fingerprints. A sound is a catalog entity
+/// made from a video's original audio or an admin's reference track; its
+/// fingerprint (Chromaprint items, little-endian `u32`s) is what uploads'
+/// audio is matched against (`sounds::index`, rebuilt from these rows at
+/// start). `reference_audio` is the copyright library (`policy` block |
+/// flag | allow); `audio_matches` records each reference an upload's audio
+/// matched, for review (`GET /ops/flags`).
+const SCHEMA_V9: &str = r#"
+CREATE TABLE sounds (
+    id              TEXT PRIMARY KEY,
+    title           TEXT NOT NULL,
+    owner_id        TEXT,                -- the creator whose original audio it is
+    origin_video_id TEXT,                -- the video it was first heard in
+    duration_ms     INTEGER NOT NULL,
+    fingerprint     BLOB NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX sounds_created ON sounds(created_at DESC, id DESC);
+CREATE INDEX videos_sound ON videos(sound_id, created_at DESC, id DESC);
+CREATE TABLE reference_audio (
+    id          TEXT PRIMARY KEY,
+    title       TEXT NOT NULL,
+    policy      TEXT NOT NULL,           -- block | flag | allow
+    duration_ms INTEGER NOT NULL,
+    fingerprint BLOB NOT NULL,
+    created_by  TEXT,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE audio_matches (
+    video_id            TEXT NOT NULL,
+    reference_id        TEXT NOT NULL REFERENCES reference_audio(id) ON DELETE CASCADE,
+    policy              TEXT NOT NULL,   -- the reference's policy when matched
+    offset_ms           INTEGER NOT NULL,-- where in the upload the match starts
+    reference_offset_ms INTEGER NOT NULL,-- where in the reference it starts
+    duration_ms         INTEGER NOT NULL,
+    confidence          REAL NOT NULL,   -- 0–1
+    created_at          INTEGER NOT NULL,
+    PRIMARY KEY (video_id, reference_id)
+);
+CREATE INDEX audio_matches_created ON audio_matches(created_at DESC, video_id);
+"#;
+
+/// Version 10: remixes and edits. A duet or stitch is an ordinary video
+/// whose `remix` (JSON: kind duet | stitch, originalId, clipStart,
+/// clipEnd) links it to its original; an original says whether it may be
+/// remixed. `speed` is the playback rate the upload was edited to (0.5, 1,
+/// 2 or 3).
+const SCHEMA_V10: &str = r#"
+ALTER TABLE videos ADD COLUMN duet_enabled INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE videos ADD COLUMN stitch_enabled INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE videos ADD COLUMN remix TEXT;
+ALTER TABLE videos ADD COLUMN remix_of TEXT;
+ALTER TABLE videos ADD COLUMN speed REAL NOT NULL DEFAULT 1;
+CREATE INDEX videos_remix_of ON videos(remix_of, created_at DESC, id DESC);
+"#;
+
 /// Every step from an empty file, in order: a file at version `n` has had
 /// the first `n` applied. A new version appends its step here.
-pub(super) const STEPS: [&str; 8] = [
-    SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+pub(super) const STEPS: [&str; 10] = [
+    SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V9,
+    SCHEMA_V10,
 ];
 const SCHEMA_VERSION: i64 = STEPS.len() as i64;
 

@@ -51,6 +51,11 @@ fn seed(c: &Connection) {
             ladder: None,
             created_at: 1,
             updated_at: 1,
+            duet_enabled: true,
+            stitch_enabled: true,
+            remix: None,
+            remix_of: None,
+            speed: 1.0,
         },
     )
     .unwrap();

@@ -23,6 +23,15 @@ pub struct VideoRow {
     pub ladder: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Whether others may duet / stitch it.
+    pub duet_enabled: bool,
+    pub stitch_enabled: bool,
+    /// JSON `api::wire::Remix` of a duet or stitch; its original's id is
+    /// `remix_of` (indexed, for the original's remixes).
+    pub remix: Option<String>,
+    pub remix_of: Option<String>,
+    /// The speed the upload is edited to before the ladder (1: as recorded).
+    pub speed: f64,
 }
 
 impl VideoRow {
@@ -46,13 +55,19 @@ impl VideoRow {
             ladder: None,
             created_at: now,
             updated_at: now,
+            duet_enabled: true,
+            stitch_enabled: true,
+            remix: None,
+            remix_of: None,
+            speed: 1.0,
         }
     }
 }
 
 pub(super) const VIDEO_COLS: &str =
     "id, owner_id, title, description, hashtags, sound_id, visibility, state, \
-                          stage, failure, source_key, source_name, ladder, created_at, updated_at";
+                          stage, failure, source_key, source_name, ladder, created_at, updated_at, \
+                          duet_enabled, stitch_enabled, remix, remix_of, speed";
 
 pub(super) fn video_row(r: &Row<'_>) -> rusqlite::Result<VideoRow> {
     let hashtags: String = r.get(4)?;
@@ -72,6 +87,11 @@ pub(super) fn video_row(r: &Row<'_>) -> rusqlite::Result<VideoRow> {
         ladder: r.get(12)?,
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
+        duet_enabled: r.get(15)?,
+        stitch_enabled: r.get(16)?,
+        remix: r.get(17)?,
+        remix_of: r.get(18)?,
+        speed: r.get(19)?,
     })
 }
 
@@ -94,7 +114,7 @@ pub fn insert_video(c: &Connection, v: &VideoRow) -> Result<()> {
 fn insert_video_row(c: &Connection, v: &VideoRow) -> Result<()> {
     c.execute(
         &format!(
-            "INSERT INTO videos ({VIDEO_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            "INSERT INTO videos ({VIDEO_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
         ),
         params![
             v.id,
@@ -111,7 +131,12 @@ fn insert_video_row(c: &Connection, v: &VideoRow) -> Result<()> {
             v.source_name,
             v.ladder,
             v.created_at,
-            v.updated_at
+            v.updated_at,
+            v.duet_enabled,
+            v.stitch_enabled,
+            v.remix,
+            v.remix_of,
+            v.speed
         ],
     )
     .map_err(Error::catalog("creating a video"))?;
@@ -156,6 +181,30 @@ pub fn videos_of(
         .map_err(Error::catalog("listing videos"))?;
     rows.collect::<rusqlite::Result<Vec<_>>>()
         .map_err(Error::catalog("listing videos"))
+}
+
+/// A page of the ready, public duets and stitches of `original_id`,
+/// newest first (`videos_remix_of`).
+pub fn remixes_of(
+    c: &Connection,
+    original_id: &str,
+    after: Option<(i64, String)>,
+    limit: u32,
+) -> Result<Vec<VideoRow>> {
+    let (after_t, after_id) = after.unwrap_or((0, String::new()));
+    let mut st = c
+        .prepare_cached(&format!(
+            "SELECT {VIDEO_COLS} FROM videos WHERE remix_of = ?1
+             AND state = 'ready' AND visibility = 'public'
+             AND (?3 = '' OR created_at < ?2 OR (created_at = ?2 AND id < ?3))
+             ORDER BY created_at DESC, id DESC LIMIT ?4"
+        ))
+        .map_err(Error::catalog("listing remixes"))?;
+    let rows = st
+        .query_map(params![original_id, after_t, after_id, limit], video_row)
+        .map_err(Error::catalog("listing remixes"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::catalog("listing remixes"))
 }
 
 pub fn set_video_stage(c: &Connection, id: &str, stage: &str) -> Result<()> {
