@@ -22,6 +22,7 @@ pub mod conn;
 pub mod cursor;
 pub mod error;
 pub mod http_stats;
+pub mod linger;
 pub mod playback;
 mod routes;
 pub mod service;

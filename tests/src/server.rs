@@ -349,7 +349,16 @@ impl Client {
     /// Opens an SSE stream; events arrive on the returned channel as
     /// `(event, data)` until the stream ends.
     pub fn sse(&self, url: &str) -> mpsc::Receiver<(String, Value)> {
-        let mut req = self.agent.get(url).header("accept", "text/event-stream");
+        // An event stream lives as long as the test needs it: the plain
+        // agent's 60 s overall limit would end it mid-ladder on a loaded
+        // machine. Callers bound their waits themselves (`wait_event`).
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut req = agent.get(url).header("accept", "text/event-stream");
         if let Some(t) = &self.token {
             req = req.header("authorization", &format!("Bearer {t}"));
         }

@@ -142,6 +142,10 @@ fn a_phone_upload_plays_from_its_first_rung_while_the_ladder_grows() {
 
     // The ladder grows to every rung; events say so along the way.
     let done = wait_final(&server, &ann, &video, Duration::from_secs(600));
+    eprintln!(
+        "ladder whole {:?} after the upload was accepted",
+        accepted.elapsed()
+    );
     assert_eq!(done["status"], "ready", "{done:#}");
     assert_eq!(done["stage"], "done");
     assert_eq!(

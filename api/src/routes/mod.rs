@@ -91,6 +91,7 @@ pub fn router<S: Service>(svc: S, cfg: RouterConfig) -> Router {
         .layer(axum::middleware::from_fn(one_host))
         .layer(axum::middleware::map_response(errors_in_spec_shape))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::linger::linger))
         .with_state(ctx)
 }
 
