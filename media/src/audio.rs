@@ -27,6 +27,93 @@ pub struct AudioInput {
     pub origin: i64,
 }
 
+impl AudioInput {
+    /// Where `ts` (in this stream's time base) is, for errors and logs.
+    pub(crate) fn at(&self, ts: Option<i64>) -> Location {
+        Location {
+            file: self.file.clone(),
+            stream: Some(self.stream),
+            timestamp: ts.map(|t| t as f64 * f64::from(self.time_base)),
+        }
+    }
+
+    pub(crate) fn err(&self, op: &'static str, ts: Option<i64>, source: ff::Error) -> MediaError {
+        MediaError::ffmpeg_at(op, self.at(ts), source)
+    }
+
+    /// The one audio decode loop (the audio branch and the fingerprint-only
+    /// decode both run it): decodes `packets` into a filter graph that
+    /// `build` makes from the first decoded frame (its source is named
+    /// `in`), each frame re-timed against `origin`. `drain(graph, false)`
+    /// runs after every frame; at the end the source is flushed and
+    /// `drain(graph, true)` runs once.
+    ///
+    /// A packet the decoder refuses (the AAC decoder says EINVAL or EPERM)
+    /// is counted in `repairs` and skipped: a gap the resampler fills with
+    /// silence, not a failed job. `Ok(false)` when nothing decoded (then
+    /// `drain` never ran).
+    pub(crate) fn decode_through(
+        &self,
+        packets: impl IntoIterator<Item = ff::Packet>,
+        repairs: &Repairs,
+        build: impl Fn(&ff::frame::Audio) -> std::result::Result<ff::filter::Graph, ff::Error>,
+        mut drain: impl FnMut(&mut ff::filter::Graph, bool) -> Result<()>,
+    ) -> Result<bool> {
+        let mut decoder = ff::codec::context::Context::from_parameters(self.parameters.clone())
+            .and_then(|c| c.decoder().audio())
+            .map_err(|e| self.err("opening the audio decoder", None, e))?;
+        let mut graph: Option<ff::filter::Graph> = None;
+        let mut decoded = ff::frame::Audio::empty();
+        let mut feed = |decoder: &mut ff::decoder::Audio,
+                        graph: &mut Option<ff::filter::Graph>|
+         -> Result<()> {
+            while decoder.receive_frame(&mut decoded).is_ok() {
+                if graph.is_none() {
+                    *graph = Some(
+                        build(&decoded)
+                            .map_err(|e| self.err("building the audio filter graph", None, e))?,
+                    );
+                }
+                let g = graph.as_mut().expect("built above");
+                let ts = decoded.timestamp().map(|t| t - self.origin);
+                decoded.set_pts(ts);
+                g.get("in")
+                    .expect("in")
+                    .source()
+                    .add(&decoded)
+                    .map_err(|e| self.err("resampling audio", ts, e))?;
+                drain(g, false)?;
+            }
+            Ok(())
+        };
+        for packet in packets {
+            match decoder.send_packet(&packet) {
+                Ok(()) => {}
+                Err(e @ (ff::Error::InvalidData | ff::Error::Other { .. })) if !matches!(e, ff::Error::Other { errno } if errno == ff::ffi::ENOMEM) =>
+                {
+                    repairs.audio.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(location = %self.at(packet.pts()), error = %e, "skipping undecodable audio packet");
+                    continue;
+                }
+                Err(e) => return Err(self.err("decoding audio", packet.pts(), e)),
+            }
+            feed(&mut decoder, &mut graph)?;
+        }
+        let _ = decoder.send_eof();
+        feed(&mut decoder, &mut graph)?;
+        let Some(g) = graph.as_mut() else {
+            return Ok(false);
+        };
+        g.get("in")
+            .expect("in")
+            .source()
+            .flush()
+            .map_err(|e| self.err("flushing audio", None, e))?;
+        drain(g, true)?;
+        Ok(true)
+    }
+}
+
 pub fn run(
     input: AudioInput,
     plan: &AudioPlan,
@@ -35,16 +122,7 @@ pub fn run(
     packets: Receiver<ff::Packet>,
     repairs: &Repairs,
 ) -> Result<(Track, Option<AudioFingerprint>)> {
-    let at = |ts: Option<i64>| Location {
-        file: input.file.clone(),
-        stream: Some(input.stream),
-        timestamp: ts.map(|t| t as f64 * f64::from(input.time_base)),
-    };
-    let err = |op, ts, source| MediaError::ffmpeg_at(op, at(ts), source);
-
-    let mut decoder = ff::codec::context::Context::from_parameters(input.parameters)
-        .and_then(|c| c.decoder().audio())
-        .map_err(|e| err("opening the audio decoder", None, e))?;
+    let err = |op, ts, source| input.err(op, ts, source);
 
     let encoder_codec =
         ff::encoder::find(ff::codec::Id::AAC).ok_or_else(|| MediaError::Worker {
@@ -82,8 +160,6 @@ pub fn run(
         "mp4a.40.2".into(),
     )?;
 
-    let mut graph: Option<ff::filter::Graph> = None;
-    let mut decoded = ff::frame::Audio::empty();
     let mut filtered = ff::frame::Audio::empty();
     let mut printed = ff::frame::Audio::empty();
     let mut tap = Tap::new();
@@ -116,63 +192,17 @@ pub fn run(
         Ok(())
     };
 
-    let mut feed = |decoder: &mut ff::decoder::Audio,
-                    graph: &mut Option<ff::filter::Graph>,
-                    enc: &mut ff::encoder::Audio,
-                    writer: &mut TrackWriter|
-     -> Result<()> {
-        while decoder.receive_frame(&mut decoded).is_ok() {
-            if graph.is_none() {
-                *graph = Some(
-                    build_graph(&decoded, input.time_base, plan, frame_size, first_pts)
-                        .map_err(|e| err("building the audio filter graph", None, e))?,
-                );
-            }
-            let g = graph.as_mut().expect("built above");
-            let ts = decoded.timestamp().map(|t| t - input.origin);
-            decoded.set_pts(ts);
-            g.get("in")
-                .expect("in")
-                .source()
-                .add(&decoded)
-                .map_err(|e| err("resampling audio", ts, e))?;
-            drain_graph(g, enc, writer, false)?;
-        }
-        Ok(())
-    };
-
-    for packet in packets {
-        match decoder.send_packet(&packet) {
-            Ok(()) => {}
-            // A damaged packet (the AAC decoder says EINVAL or EPERM) is a
-            // gap, filled with silence by the resampler, not a failed job.
-            Err(e @ (ff::Error::InvalidData | ff::Error::Other { .. })) if !matches!(e, ff::Error::Other { errno } if errno == ff::ffi::ENOMEM) =>
-            {
-                repairs.audio.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(location = %at(packet.pts()), error = %e, "skipping undecodable audio packet");
-                continue;
-            }
-            Err(e) => return Err(err("decoding audio", packet.pts(), e)),
-        }
-        feed(&mut decoder, &mut graph, &mut enc, &mut writer)?;
-    }
-    let _ = decoder.send_eof();
-    feed(&mut decoder, &mut graph, &mut enc, &mut writer)?;
-    match graph.as_mut() {
-        Some(g) => {
-            g.get("in")
-                .expect("in")
-                .source()
-                .flush()
-                .map_err(|e| err("flushing audio", None, e))?;
-            drain_graph(g, &mut enc, &mut writer, true)?;
-        }
-        None => {
-            return Err(MediaError::Worker {
-                stage: "audio".into(),
-                reason: "the audio stream decoded to nothing".into(),
-            });
-        }
+    let decoded_any = input.decode_through(
+        packets,
+        repairs,
+        |first| build_graph(first, input.time_base, plan, frame_size, first_pts),
+        |g, flush| drain_graph(g, &mut enc, &mut writer, flush),
+    )?;
+    if !decoded_any {
+        return Err(MediaError::Worker {
+            stage: "audio".into(),
+            reason: "the audio stream decoded to nothing".into(),
+        });
     }
     Ok((writer.finish()?, tap.finish()))
 }
@@ -200,7 +230,7 @@ fn build_graph(
     first_pts: i64,
 ) -> std::result::Result<ff::filter::Graph, ff::Error> {
     let mut g = ff::filter::Graph::new();
-    let args = fingerprint::abuffer_args(first, time_base);
+    let args = crate::graph_src::abuffer_args(first, time_base);
     g.add(&ff::filter::find("abuffer").expect("abuffer"), "in", &args)?;
     g.add(
         &ff::filter::find("abuffersink").expect("abuffersink"),

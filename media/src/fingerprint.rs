@@ -14,7 +14,6 @@
 //! whole file (the copyright library's reference tracks).
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Receiver;
 use ff::Rational;
@@ -23,7 +22,7 @@ use rusty_chromaprint::{Configuration, Fingerprinter};
 use serde::Serialize;
 
 use crate::audio::AudioInput;
-use crate::error::{Location, MediaError, Result};
+use crate::error::{MediaError, Result};
 use crate::repair::Repairs;
 
 /// Chromaprint's working rate: audio reaches the fingerprinter at it.
@@ -137,25 +136,6 @@ pub(crate) fn drain_sink(
     }
 }
 
-/// `abuffer` arguments describing `first` (its layout guessed from its
-/// channel count when the decoder gave none).
-pub(crate) fn abuffer_args(first: &ff::frame::Audio, time_base: Rational) -> String {
-    let channels = first.channels().max(1);
-    let layout = if first.channel_layout().is_empty() {
-        ff::ChannelLayout::default(i32::from(channels))
-    } else {
-        first.channel_layout()
-    };
-    format!(
-        "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
-        time_base.numerator(),
-        time_base.denominator(),
-        first.rate(),
-        first.format().name(),
-        layout.bits()
-    )
-}
-
 /// abuffer → aresample (async, the first sample at the video's first
 /// picture, as the audio thread has it) → [`BRANCH`] → sink `fp`.
 fn build_graph(
@@ -166,7 +146,7 @@ fn build_graph(
     g.add(
         &ff::filter::find("abuffer").expect("abuffer"),
         "in",
-        &abuffer_args(first, time_base),
+        &crate::graph_src::abuffer_args(first, time_base),
     )?;
     g.add(
         &ff::filter::find("abuffersink").expect("abuffersink"),
@@ -188,67 +168,22 @@ pub(crate) fn decode_packets(
     packets: Receiver<ff::Packet>,
     repairs: &Repairs,
 ) -> Result<Option<AudioFingerprint>> {
-    let at = |ts: Option<i64>| Location {
-        file: input.file.clone(),
-        stream: Some(input.stream),
-        timestamp: ts.map(|t| t as f64 * f64::from(input.time_base)),
-    };
-    let err = |op, ts, source| MediaError::ffmpeg_at(op, at(ts), source);
-    let mut decoder = ff::codec::context::Context::from_parameters(input.parameters.clone())
-        .and_then(|c| c.decoder().audio())
-        .map_err(|e| err("opening the audio decoder", None, e))?;
     let mut tap = Tap::new();
-    let mut graph: Option<ff::filter::Graph> = None;
-    let mut decoded = ff::frame::Audio::empty();
     let mut out = ff::frame::Audio::empty();
-    let mut feed = |decoder: &mut ff::decoder::Audio,
-                    graph: &mut Option<ff::filter::Graph>,
-                    tap: &mut Tap|
-     -> Result<()> {
-        while decoder.receive_frame(&mut decoded).is_ok() {
-            if graph.is_none() {
-                *graph = Some(
-                    build_graph(&decoded, input.time_base)
-                        .map_err(|e| err("building the fingerprint filter graph", None, e))?,
-                );
-            }
-            let g = graph.as_mut().expect("built above");
-            let ts = decoded.timestamp().map(|t| t - input.origin);
-            decoded.set_pts(ts);
-            g.get("in")
-                .expect("in")
-                .source()
-                .add(&decoded)
-                .map_err(|e| err("resampling audio", ts, e))?;
-            drain_sink(g, "fp", &mut out, tap).map_err(|e| err("resampling audio", ts, e))?;
-        }
-        Ok(())
-    };
-    for packet in packets {
-        match decoder.send_packet(&packet) {
-            Ok(()) => {}
-            Err(e @ (ff::Error::InvalidData | ff::Error::Other { .. })) if !matches!(e, ff::Error::Other { errno } if errno == ff::ffi::ENOMEM) =>
-            {
-                repairs.audio.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(location = %at(packet.pts()), error = %e, "skipping undecodable audio packet");
-                continue;
-            }
-            Err(e) => return Err(err("decoding audio", packet.pts(), e)),
-        }
-        feed(&mut decoder, &mut graph, &mut tap)?;
-    }
-    let _ = decoder.send_eof();
-    feed(&mut decoder, &mut graph, &mut tap)?;
-    let Some(g) = graph.as_mut() else {
-        return Ok(None);
-    };
-    g.get("in")
-        .expect("in")
-        .source()
-        .flush()
-        .map_err(|e| err("flushing audio", None, e))?;
-    drain_sink(g, "fp", &mut out, &mut tap).map_err(|e| err("flushing audio", None, e))?;
-    Ok(tap.finish())
+    let decoded_any = input.decode_through(
+        packets,
+        repairs,
+        |first| build_graph(first, input.time_base),
+        |g, flush| {
+            let op = if flush {
+                "flushing audio"
+            } else {
+                "resampling audio"
+            };
+            drain_sink(g, "fp", &mut out, &mut tap).map_err(|e| input.err(op, None, e))
+        },
+    )?;
+    Ok(if decoded_any { tap.finish() } else { None })
 }
 
 /// The fingerprint of the best audio stream of any file FFmpeg reads (a

@@ -16,6 +16,7 @@ mod error;
 pub mod extras;
 pub mod fingerprint;
 mod frames;
+mod graph_src;
 pub mod ladder;
 pub mod live;
 mod package;

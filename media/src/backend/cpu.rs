@@ -99,22 +99,7 @@ const MAX_DAMAGED: u64 = 100_000;
 impl CpuDecoder {
     fn build_graph(&self, frame: &ff::frame::Video) -> Result<Graph> {
         let mut graph = ff::filter::Graph::new();
-        let sar = frame.aspect_ratio();
-        let sar = if sar.numerator() > 0 {
-            sar
-        } else {
-            Rational::new(1, 1)
-        };
-        let args = format!(
-            "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
-            frame.width(),
-            frame.height(),
-            ff::ffi::AVPixelFormat::from(frame.format()) as i32,
-            self.time_base.numerator(),
-            self.time_base.denominator(),
-            sar.numerator(),
-            sar.denominator()
-        );
+        let args = crate::graph_src::buffer_args(frame, self.time_base);
         let err = |e| ff_err("building the normalising filter graph", e);
         graph
             .add(

@@ -11,6 +11,7 @@
 
 mod compose;
 mod render;
+mod sink;
 pub mod speed;
 
 use std::path::{Path, PathBuf};

@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ff::format::Pixel;
 use ff::Rational;
 use ffmpeg_next as ff;
 
-use super::compose::{Canvas, SAMPLE_RATE};
+use super::compose::Canvas;
+use super::sink::{drain_audio, drain_video, Sink};
 use crate::error::{Location, MediaError, RejectCode, Result};
 use crate::probe::SourceInfo;
 
@@ -24,11 +24,6 @@ const READ_PAST_END_SECS: f64 = 1.0;
 /// More undecodable packets than this and the input is not damaged video
 /// but something else.
 const MAX_DAMAGED: u64 = 10_000;
-/// The intermediate's picture quality: visually lossless for the ladder's
-/// purposes (the ladder encodes every rung again from it).
-const INTERMEDIATE_CRF: &str = "16";
-const AUDIO_BITRATE: usize = 256_000;
-
 /// One input as the graph sees it.
 pub(super) struct Feed<'a> {
     pub source: &'a SourceInfo,
@@ -65,7 +60,7 @@ struct Input {
     damaged: u64,
 }
 
-fn located(file: &Path, stream: Option<usize>, secs: Option<f64>) -> Location {
+pub(super) fn located(file: &Path, stream: Option<usize>, secs: Option<f64>) -> Location {
     Location {
         file: file.to_owned(),
         stream,
@@ -403,22 +398,7 @@ fn build_graph(inputs: &[Input], spec: &str, out: &Path) -> Result<ff::filter::G
     let mut names = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         let v = input.vq.front().expect("primed");
-        let sar = v.aspect_ratio();
-        let sar = if sar.numerator() > 0 {
-            sar
-        } else {
-            Rational::new(1, 1)
-        };
-        let args = format!(
-            "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
-            v.width(),
-            v.height(),
-            ff::ffi::AVPixelFormat::from(v.format()) as i32,
-            input.vtb.numerator(),
-            input.vtb.denominator(),
-            sar.numerator(),
-            sar.denominator()
-        );
+        let args = crate::graph_src::buffer_args(v, input.vtb);
         g.add(
             &ff::filter::find("buffer").expect("buffer"),
             &format!("v{i}"),
@@ -427,19 +407,7 @@ fn build_graph(inputs: &[Input], spec: &str, out: &Path) -> Result<ff::filter::G
         .map_err(err)?;
         names.push(format!("v{i}"));
         if let (Some(a), Some((_, tb, _, _))) = (input.aq.front(), input.audio.as_ref()) {
-            let layout = if a.channel_layout().is_empty() {
-                ff::ChannelLayout::default(i32::from(a.channels().max(1)))
-            } else {
-                a.channel_layout()
-            };
-            let args = format!(
-                "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
-                tb.numerator(),
-                tb.denominator(),
-                a.rate(),
-                a.format().name(),
-                layout.bits()
-            );
+            let args = crate::graph_src::abuffer_args(a, *tb);
             g.add(
                 &ff::filter::find("abuffer").expect("abuffer"),
                 &format!("a{i}"),
@@ -545,197 +513,5 @@ fn parse(
         Err(ff::Error::from(result))
     } else {
         Ok(())
-    }
-}
-
-/// The intermediate file: libx264 + AAC in MP4.
-struct Sink {
-    octx: ff::format::context::Output,
-    venc: ff::encoder::Video,
-    aenc: ff::encoder::Audio,
-    vtb: Rational,
-    atb: Rational,
-    vstream_tb: Rational,
-    astream_tb: Rational,
-    audio_frame_size: u32,
-    frames: u64,
-    samples: u64,
-}
-
-impl Sink {
-    fn open(out: &Path, canvas: &Canvas) -> Result<Self> {
-        let at = |op: &'static str| {
-            let out = out.to_owned();
-            move |e| MediaError::ffmpeg_at(op, located(&out, None, None), e)
-        };
-        let mut octx =
-            ff::format::output_as(out, "mp4").map_err(at("creating the composed MP4"))?;
-        let (n, d) = canvas.frame_rate;
-        let vtb = Rational::new(d, n);
-        let x264 = ff::encoder::find_by_name("libx264").ok_or_else(|| MediaError::Worker {
-            stage: "compose".into(),
-            reason: "libavcodec was built without libx264".into(),
-        })?;
-        let mut v = ff::codec::context::Context::new_with_codec(x264)
-            .encoder()
-            .video()
-            .map_err(at("creating the H.264 encoder"))?;
-        v.set_width(canvas.width);
-        v.set_height(canvas.height);
-        v.set_format(Pixel::YUV420P);
-        v.set_time_base(vtb);
-        v.set_frame_rate(Some(Rational::new(n, d)));
-        v.set_aspect_ratio(Rational::new(1, 1));
-        v.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-        let mut opts = ff::Dictionary::new();
-        opts.set("preset", "veryfast");
-        opts.set("crf", INTERMEDIATE_CRF);
-        let venc = v.open_with(opts).map_err(at("opening libx264"))?;
-
-        let aac = ff::encoder::find(ff::codec::Id::AAC).ok_or_else(|| MediaError::Worker {
-            stage: "compose".into(),
-            reason: "libavcodec has no AAC encoder".into(),
-        })?;
-        let mut a = ff::codec::context::Context::new_with_codec(aac)
-            .encoder()
-            .audio()
-            .map_err(at("creating the AAC encoder"))?;
-        let atb = Rational::new(1, SAMPLE_RATE as i32);
-        a.set_rate(SAMPLE_RATE as i32);
-        a.set_channel_layout(ff::ChannelLayout::STEREO);
-        a.set_format(ff::format::Sample::F32(ff::format::sample::Type::Planar));
-        a.set_bit_rate(AUDIO_BITRATE);
-        a.set_time_base(atb);
-        a.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-        let aenc = a.open_as(aac).map_err(at("opening the AAC encoder"))?;
-        let audio_frame_size = aenc.frame_size().max(1);
-
-        for (params, tb) in [
-            (ff::codec::Parameters::from(&venc), vtb),
-            (ff::codec::Parameters::from(&aenc), atb),
-        ] {
-            let mut st = octx
-                .add_stream(None::<ff::Codec>)
-                .map_err(at("adding a stream"))?;
-            st.set_parameters(params);
-            st.set_time_base(tb);
-            // SAFETY: codecpar belongs to the stream just added; a zero tag
-            // lets the muxer pick the sample entry (avc1, mp4a).
-            unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
-        }
-        octx.write_header()
-            .map_err(at("writing the composed MP4's header"))?;
-        let vstream_tb = octx.stream(0).expect("added").time_base();
-        let astream_tb = octx.stream(1).expect("added").time_base();
-        Ok(Self {
-            octx,
-            venc,
-            aenc,
-            vtb,
-            atb,
-            vstream_tb,
-            astream_tb,
-            audio_frame_size,
-            frames: 0,
-            samples: 0,
-        })
-    }
-
-    fn video(&mut self, frame: Option<&ff::frame::Video>) -> std::result::Result<(), ff::Error> {
-        match frame {
-            Some(f) => {
-                self.frames += 1;
-                self.venc.send_frame(f)?;
-            }
-            None => self.venc.send_eof()?,
-        }
-        let mut p = ff::Packet::empty();
-        while self.venc.receive_packet(&mut p).is_ok() {
-            p.set_stream(0);
-            // One frame each (constant rate): the muxer's last sample
-            // lasts a frame too, so the file is as long as its pictures.
-            if p.duration() <= 0 {
-                p.set_duration(1);
-            }
-            p.rescale_ts(self.vtb, self.vstream_tb);
-            p.write_interleaved(&mut self.octx)?;
-        }
-        Ok(())
-    }
-
-    fn audio(&mut self, frame: Option<&ff::frame::Audio>) -> std::result::Result<(), ff::Error> {
-        match frame {
-            Some(f) => {
-                self.samples += f.samples() as u64;
-                self.aenc.send_frame(f)?;
-            }
-            None => self.aenc.send_eof()?,
-        }
-        let mut p = ff::Packet::empty();
-        while self.aenc.receive_packet(&mut p).is_ok() {
-            p.set_stream(1);
-            p.rescale_ts(self.atb, self.astream_tb);
-            p.write_interleaved(&mut self.octx)?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> std::result::Result<(), ff::Error> {
-        self.video(None)?;
-        self.audio(None)?;
-        self.octx.write_trailer()
-    }
-}
-
-/// Encodes every picture the graph has ready; true once it has ended.
-fn drain_video(graph: &mut ff::filter::Graph, sink: &mut Sink) -> Result<bool> {
-    loop {
-        let mut f = ff::frame::Video::empty();
-        match graph.get("vout").expect("vout").sink().frame(&mut f) {
-            Ok(()) => {
-                // Key frames are the encoder's choice, not the sources'.
-                f.set_kind(ff::picture::Type::None);
-                let pts = f.pts();
-                sink.video(Some(&f)).map_err(|e| {
-                    MediaError::ffmpeg_at(
-                        "encoding the composed picture",
-                        located(
-                            Path::new("composition"),
-                            Some(0),
-                            pts.map(|t| t as f64 * f64::from(sink.vtb)),
-                        ),
-                        e,
-                    )
-                })?;
-            }
-            Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => return Ok(false),
-            Err(ff::Error::Eof) => return Ok(true),
-            Err(e) => return Err(MediaError::ffmpeg("composing video", e)),
-        }
-    }
-}
-
-fn drain_audio(graph: &mut ff::filter::Graph, sink: &mut Sink) -> Result<bool> {
-    loop {
-        let mut f = ff::frame::Audio::empty();
-        match graph.get("aout").expect("aout").sink().frame(&mut f) {
-            Ok(()) => {
-                let pts = f.pts();
-                sink.audio(Some(&f)).map_err(|e| {
-                    MediaError::ffmpeg_at(
-                        "encoding the composed sound",
-                        located(
-                            Path::new("composition"),
-                            Some(1),
-                            pts.map(|t| t as f64 * f64::from(sink.atb)),
-                        ),
-                        e,
-                    )
-                })?;
-            }
-            Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => return Ok(false),
-            Err(ff::Error::Eof) => return Ok(true),
-            Err(e) => return Err(MediaError::ffmpeg("composing audio", e)),
-        }
     }
 }

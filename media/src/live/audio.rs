@@ -198,14 +198,7 @@ impl Transcoder {
     fn graph(&self, frame: &ff::frame::Audio) -> Result<ff::filter::Graph> {
         let mut g = ff::filter::Graph::new();
         let err = ff_err("building the audio resampler");
-        let args = format!(
-            "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
-            self.in_tb.numerator(),
-            self.in_tb.denominator(),
-            frame.rate(),
-            frame.format().name(),
-            frame.channel_layout().bits()
-        );
+        let args = crate::graph_src::abuffer_args(frame, self.in_tb);
         g.add(
             &ff::filter::find("abuffer").expect("libavfilter has abuffer"),
             "in",
