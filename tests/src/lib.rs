@@ -57,9 +57,12 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
-/// The `appliance` binary built next to this test binary (same profile).
+/// The `appliance` binary built next to this test binary (same profile),
+/// or the one `E2E_APPLIANCE_BIN` names (to run the suite against another
+/// build; the name stays outside the `APPLIANCE_` prefix, which the
+/// server reads as its own configuration and refuses unknown keys of).
 pub fn appliance_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("APPLIANCE_BIN") {
+    if let Some(p) = std::env::var_os("E2E_APPLIANCE_BIN") {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current exe");
