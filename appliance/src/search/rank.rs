@@ -44,29 +44,30 @@ impl Key {
 
     /// The key of a document of `kind` with text score `score`.
     pub fn of(kind: Kind, score: Score, pop: u64, trend: f64, seq: u64) -> Key {
+        Key {
+            primary: Self::primary_of(kind, score, pop, trend),
+            secondary: match kind {
+                Kind::Users => 0,
+                Kind::Sounds | Kind::Hashtags => pop,
+            },
+            seq,
+        }
+    }
+
+    /// The first thing a hit is ranked by; what the collector compares
+    /// before it reads anything else of a document.
+    pub fn primary_of(kind: Kind, score: Score, pop: u64, trend: f64) -> f64 {
         match kind {
             // Followers, then registration order.
-            Kind::Users => Key {
-                primary: pop as f64,
-                secondary: 0,
-                seq,
-            },
+            Kind::Users => pop as f64,
             // Relevance and use multiply: a title that matches better
             // wins among equally used sounds, and a sound used 100× more
             // wins over a slightly better match (the log keeps a hit from
             // burying every other match). A prefix-only query scores 0,
             // so it ranks by use alone.
-            Kind::Sounds => Key {
-                primary: (1.0 + f64::from(score)) * (std::f64::consts::E + pop as f64).ln(),
-                secondary: pop,
-                seq,
-            },
+            Kind::Sounds => (1.0 + f64::from(score)) * (std::f64::consts::E + pop as f64).ln(),
             // The last trending score, then videos carrying the tag.
-            Kind::Hashtags => Key {
-                primary: trend,
-                secondary: pop,
-                seq,
-            },
+            Kind::Hashtags => trend,
         }
     }
 
@@ -185,13 +186,28 @@ impl SegmentCollector for RankedSegment {
         if self.limit == 0 {
             return;
         }
-        let key = Key::of(
-            self.kind,
-            score,
-            self.pop.get_val(doc),
-            self.trend.get_val(doc),
-            self.seq.get_val(doc),
-        );
+        // A short prefix matches a large share of the index: most hits
+        // are dropped on their primary alone, before the other columns
+        // are read (a strictly lower primary than the worst kept hit, or
+        // a strictly higher one than the cursor's, cannot be on the page).
+        let pop = self.pop.get_val(doc);
+        let trend = match self.kind {
+            Kind::Hashtags => self.trend.get_val(doc),
+            Kind::Users | Kind::Sounds => 0.0,
+        };
+        let primary = Key::primary_of(self.kind, score, pop, trend);
+        if self.best.len() >= self.limit
+            && self
+                .best
+                .peek()
+                .is_some_and(|worst| primary < worst.0.primary)
+        {
+            return;
+        }
+        if self.after.is_some_and(|after| primary > after.primary) {
+            return;
+        }
+        let key = Key::of(self.kind, score, pop, trend, self.seq.get_val(doc));
         if self
             .after
             .is_some_and(|after| key.order(&after) != Ordering::Greater)

@@ -198,6 +198,69 @@ fn hashtags_rank_trending_first_then_by_videos() {
 }
 
 #[test]
+fn small_pages_rank_exactly_as_one_unpruned_page_of_everything() {
+    // The collector drops most hits on their primary alone once a page is
+    // full; paging a few at a time (pruning at work) must give what one
+    // page holding every hit (no pruning) gives, for every kind, with many
+    // ties on every part of the key.
+    let dir = tempfile::tempdir().unwrap();
+    let idx = open(dir.path());
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let (mut users, mut sounds, mut tags) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 1..=400 {
+        users.push(user(i, &format!("a{}", next(1000)), next(6)));
+        let title = format!(
+            "a{} song {}",
+            next(50),
+            if next(2) == 0 { "a" } else { "b" }
+        );
+        sounds.push(sound(i, &title, next(6)));
+        tags.push(Doc::hashtag(
+            &format!("a{i}"),
+            next(6),
+            next(4) as f64 / 2.0,
+        ));
+    }
+    for (kind, docs) in [
+        (Kind::Users, &users),
+        (Kind::Sounds, &sounds),
+        (Kind::Hashtags, &tags),
+    ] {
+        idx.upsert(kind, docs).unwrap();
+        idx.commit(kind).unwrap();
+    }
+    for (kind, q) in [
+        (Kind::Users, "a"),
+        (Kind::Users, "a1"),
+        (Kind::Sounds, "a"),
+        (Kind::Sounds, "song a"),
+        (Kind::Hashtags, "a"),
+        (Kind::Hashtags, "a3"),
+    ] {
+        let whole: Vec<String> = idx
+            .search(kind, q, 10_000, None)
+            .unwrap()
+            .into_iter()
+            .map(|(_, s)| s.id)
+            .collect();
+        assert!(whole.len() > 10, "{kind:?} {q}: {}", whole.len());
+        for limit in [1, 3, 7, 20] {
+            assert_eq!(
+                all_pages(&idx, kind, q, limit),
+                whole,
+                "{kind:?} {q:?} by {limit}"
+            );
+        }
+    }
+}
+
+#[test]
 fn an_index_reopens_as_it_was_and_a_damaged_one_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     {
