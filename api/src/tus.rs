@@ -220,9 +220,11 @@ pub fn creation(length: u64, raw_metadata: Option<&str>) -> ApiResult<Creation> 
             stitch_enabled: flag(text(&["stitchEnabled", "stitch_enabled"])?, "stitchEnabled")?,
             speed: match text(&["speed"])?.as_deref().map(str::trim) {
                 None | Some("") => None,
-                Some(v) => Some(v.parse::<f64>().map_err(|_| {
-                    ApiError::invalid("speed", format!("speed `{v}` is not 0.5, 1, 2 or 3"))
-                })?),
+                Some(v) => {
+                    Some(v.parse::<f64>().map_err(|_| {
+                        metadata_error(format!("speed `{v}` is not 0.5, 1, 2 or 3"))
+                    })?)
+                }
             },
         },
         metadata: raw_metadata.map(str::to_owned),
@@ -235,10 +237,7 @@ fn flag(value: Option<String>, name: &str) -> ApiResult<Option<bool>> {
         None | Some("") => Ok(None),
         Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(Some(true)),
         Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(Some(false)),
-        Some(v) => Err(ApiError::invalid(
-            name,
-            format!("{name} `{v}` is not true or false"),
-        )),
+        Some(v) => Err(metadata_error(format!("{name} `{v}` is not true or false"))),
     }
 }
 
@@ -390,12 +389,15 @@ mod tests {
         assert_eq!(c.meta.stitch_enabled, Some(true));
         let c = creation(1, None).unwrap();
         assert_eq!((c.meta.speed, c.meta.duet_enabled), (None, None));
-        // Not a number / not a boolean: a 400 naming the key (whether a
+        // Not a number / not a boolean: a 400 naming the header, as every
+        // bad metadata value is, and the key in its message (whether a
         // number is a speed the box offers is `complete`'s rule).
         let e = creation(1, Some(&format!("speed {}", b64("fast")))).unwrap_err();
-        assert_eq!(e.field(), Some("speed"), "{e}");
+        assert_eq!(e.field(), Some("Upload-Metadata"), "{e}");
+        assert!(e.to_string().contains("speed `fast`"), "{e}");
         let e = creation(1, Some(&format!("duetEnabled {}", b64("maybe")))).unwrap_err();
-        assert_eq!(e.field(), Some("duetEnabled"), "{e}");
+        assert_eq!(e.field(), Some("Upload-Metadata"), "{e}");
+        assert!(e.to_string().contains("duetEnabled `maybe`"), "{e}");
     }
 
     #[test]
